@@ -1,0 +1,230 @@
+"""SANMAugmenter: the three hooks a training step calls, and the decoder they need.
+
+    mb = sanm.modulate_batch(x, feats, logits, clean_prob, classifier_weight=w)   # SANM[1] AMG, Eq. 1-5
+    y_r = sanm.regularize_labels(y, mb)                                           # SANM[2] NLR, Eq. 6-8
+    loss = soft_ce(model(mb.images), y_r) + sanm.reconstruction_loss(feats_m, x)   # SANM[3] SMR, Eq. 9-10
+
+The augmenter never owns the optimiser, the backward pass or the data: it takes tensors and returns
+tensors on their device, with no loop over samples and no host sync (value checks aside, which
+`SANMConfig(validate=False)` turns off).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import activation, masking
+from .config import SANMConfig
+from .decoder import ReconstructionDecoder
+from .labels import one_hot_targets, regularize_soft_targets
+
+
+@dataclass
+class MaskedBatch:
+    """What modulate_batch did to a batch.
+
+    Attributes:
+        images: [B, C, H, W] masked images (peak box, plus the trough box when trough='same_image').
+        ratio: [B] peak mask ratio r_i, also the mass NLR moves.
+        peak: [B, 2] (row, col) of the activation map's arg-max at image resolution.
+        trough: [B, 2] (row, col) of its arg-min.
+        peak_box: [B, 4] (top, bottom, left, right), half-open, clipped to the image.
+        trough_box: [B, 4] likewise; empty (top == bottom) when trough='off'.
+        trough_images: [B, C, H, W] trough-masked images when trough='separate_image', else None.
+        trough_ratio: [B] trough mask ratio.
+    """
+
+    images: torch.Tensor
+    ratio: torch.Tensor
+    peak: torch.Tensor
+    trough: torch.Tensor
+    peak_box: torch.Tensor
+    trough_box: torch.Tensor
+    trough_images: Optional[torch.Tensor] = None
+    trough_ratio: Optional[torch.Tensor] = None
+
+
+class SANMAugmenter(nn.Module):
+    """Self-supervised Adversarial Noisy Masking around any classifier's training step.
+
+    Args:
+        num_classes: classes of the classifier.
+        feature_channels: K, channels of the feature map the hooks receive.
+        image_shape: (C, H, W) of the training images.
+        config: SANMConfig; None -> SANMConfig.paper().
+        feature_size: (h, w) of the feature map, when known, to size the decoder's upsampling.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        feature_channels: int,
+        image_shape: tuple[int, int, int],
+        config: SANMConfig | None = None,
+        feature_size: tuple[int, int] | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+        if not isinstance(feature_channels, int) or feature_channels < 1:
+            raise ValueError(f"feature_channels must be a positive int, got {feature_channels!r}")
+        if len(tuple(image_shape)) != 3 or any(int(v) < 1 for v in image_shape):
+            raise ValueError(f"image_shape must be (C, H, W) with positive sizes, got {image_shape!r}")
+        if feature_size is not None and (len(tuple(feature_size)) != 2 or any(int(v) < 1 for v in feature_size)):
+            raise ValueError(f"feature_size must be (h, w) with positive sizes or None, got {feature_size!r}")
+        self.config = config if config is not None else SANMConfig.paper()
+        if not isinstance(self.config, SANMConfig):
+            raise ValueError(f"config must be a SANMConfig, got {type(self.config).__name__}")
+        self.num_classes = num_classes
+        self.feature_channels = feature_channels
+        self.image_shape = tuple(int(v) for v in image_shape)
+        self.decoder = ReconstructionDecoder(feature_channels, self.image_shape, feature_size)
+        self._warned_energy = False
+
+    # ------------------------------------------------------------------ SANM[1]: adversarial masking
+    @torch.no_grad()
+    def modulate_batch(
+        self,
+        images: torch.Tensor,
+        feature_maps: torch.Tensor,
+        logits: torch.Tensor,
+        clean_prob: torch.Tensor,
+        classifier_weight: torch.Tensor | None = None,
+    ) -> MaskedBatch:
+        """Mask each image's most activated region more the more likely its label is wrong.
+
+        Args:
+            images: [B, C, H, W] the batch as the network sees it (normalised or not).
+            feature_maps: [B, K, h, w] features of the clean forward pass.
+            logits: [B, num_classes] of the clean forward pass (the arg-max picks the CAM class).
+            clean_prob: [B] label quality G in [0, 1] (gmm_clean_probability).
+            classifier_weight: [num_classes, K] for the class activation map; None -> energy map.
+        """
+        self._check_batch(images, feature_maps, logits, clean_prob, classifier_weight)
+        cfg = self.config
+        _, height, width = self.image_shape
+        with torch.autocast(images.device.type, enabled=False):
+            if cfg.activation == "cam" and classifier_weight is not None:
+                maps = activation.class_activation_map(feature_maps, logits, classifier_weight)
+            else:
+                if cfg.activation == "cam" and not self._warned_energy:
+                    warnings.warn(
+                        "SANM: activation='cam' but no classifier_weight was given; using the feature-energy "
+                        "map instead (pass classifier_weight=model's [num_classes, K] weight for the CAM)",
+                        stacklevel=2,
+                    )
+                    self._warned_energy = True
+                maps = activation.energy_map(feature_maps)
+            peak, trough = activation.peak_and_trough(maps, (height, width))
+            ratio, trough_ratio = masking.mask_ratios(clean_prob, cfg)
+            scale = masking.box_area_factor(cfg) * height * width
+            batch, device = images.shape[0], images.device
+            rows, cols = masking.box_sizes(ratio * scale, masking.sample_aspect(batch, cfg.delta, device), height, width)
+            if cfg.trough == "off":
+                trough_rows, trough_cols = torch.zeros_like(rows), torch.zeros_like(cols)
+            elif cfg.ratio == "official":  # the official trough box has the peak box's size
+                trough_rows, trough_cols = rows, cols
+            else:
+                trough_rows, trough_cols = masking.box_sizes(
+                    trough_ratio * scale, masking.sample_aspect(batch, cfg.delta, device), height, width
+                )
+            peak_box = masking.place_boxes(peak, rows, cols, height, width, cfg.box)
+            trough_box = masking.place_boxes(trough, trough_rows, trough_cols, height, width, cfg.box)
+            single = masking.fill_capacity(cfg, height, width, 1)
+            trough_images = None
+            if cfg.trough == "same_image":
+                both = masking.fill_capacity(cfg, height, width, 2)
+                masked = masking.fill_boxes(images, (peak_box, trough_box), cfg.fill, both)
+            else:
+                masked = masking.fill_boxes(images, (peak_box,), cfg.fill, single)
+                if cfg.trough == "separate_image":
+                    trough_images = masking.fill_boxes(images, (trough_box,), cfg.fill, single)
+        return MaskedBatch(masked, ratio, peak, trough, peak_box, trough_box, trough_images, trough_ratio)
+
+    # ------------------------------------------------------------------ SANM[2]: label regularisation
+    def regularize_labels(self, targets: torch.Tensor, masked: MaskedBatch) -> torch.Tensor:
+        """Targets for the masked images (Eq. 7): [B] class ids or [B, num_classes] probabilities -> [B, c].
+
+        With trough='separate_image' the trough images share these targets.
+        """
+        batch = masked.ratio.shape[0]
+        if targets.dim() == 1:
+            if targets.shape[0] != batch:
+                raise ValueError(f"targets has {targets.shape[0]} labels but the masked batch has {batch} images")
+            if targets.is_floating_point():
+                raise ValueError(f"class-id targets must be an integer tensor, got dtype {targets.dtype}")
+            if self.config.validate and bool(((targets < 0) | (targets >= self.num_classes)).any()):
+                raise ValueError(f"targets hold class ids outside [0, {self.num_classes})")
+            soft = one_hot_targets(targets, self.num_classes)
+        elif targets.dim() == 2:
+            if tuple(targets.shape) != (batch, self.num_classes):
+                raise ValueError(
+                    f"targets must be [B, num_classes] = [{batch}, {self.num_classes}], got {tuple(targets.shape)}"
+                )
+            soft = targets.detach().float()
+            if self.config.validate:
+                sums = soft.sum(dim=1)
+                if bool(torch.isnan(soft).any() | (soft < 0).any() | ((sums - 1).abs() > 1e-3).any()):
+                    raise ValueError("soft targets must be probability vectors (non-negative, rows summing to 1)")
+        else:
+            raise ValueError(f"targets must be [B] class ids or [B, num_classes] probabilities, got {tuple(targets.shape)}")
+        return regularize_soft_targets(soft, masked.ratio.to(soft.device), self.config.label_spread)
+
+    # ------------------------------------------------------------------ SANM[3]: reconstruction
+    def reconstruction_loss(self, masked_feature_maps: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """beta * MSE(decoder(F(x_m)), x) (Eq. 9-10), a scalar with gradients to the decoder and features.
+
+        Args:
+            masked_feature_maps: [B, K, h, w] features of the masked images; with
+                trough='separate_image', [2B, K, h, w] (peak-masked then trough-masked), and the two
+                MSEs are summed as in the official code.
+            images: [B, C, H, W] the unmasked images.
+        """
+        if masked_feature_maps.dim() != 4 or masked_feature_maps.shape[1] != self.feature_channels:
+            raise ValueError(
+                f"masked_feature_maps must be [B, {self.feature_channels}, h, w], got {tuple(masked_feature_maps.shape)}"
+            )
+        self._check_images(images)
+        copies, remainder = divmod(masked_feature_maps.shape[0], images.shape[0])
+        allowed = (1, 2) if self.config.trough == "separate_image" else (1,)
+        if remainder or copies not in allowed:
+            raise ValueError(
+                f"masked_feature_maps has {masked_feature_maps.shape[0]} rows for {images.shape[0]} images; "
+                f"expected {' or '.join(f'{k}x' for k in allowed)} the batch (trough={self.config.trough!r})"
+            )
+        reconstruction = self.decoder(masked_feature_maps).float()
+        target = images.detach().float().repeat(copies, 1, 1, 1)
+        return self.config.beta * copies * F.mse_loss(reconstruction, target)
+
+    # ------------------------------------------------------------------ input checks
+    def _check_images(self, images: torch.Tensor) -> None:
+        if images.dim() != 4 or tuple(images.shape[1:]) != self.image_shape:
+            raise ValueError(f"images must be [B, {', '.join(map(str, self.image_shape))}], got {tuple(images.shape)}")
+
+    def _check_batch(self, images, feature_maps, logits, clean_prob, classifier_weight) -> None:
+        self._check_images(images)
+        batch = images.shape[0]
+        if feature_maps.dim() != 4 or feature_maps.shape[0] != batch or feature_maps.shape[1] != self.feature_channels:
+            raise ValueError(
+                f"feature_maps must be [{batch}, {self.feature_channels}, h, w] to match images, "
+                f"got {tuple(feature_maps.shape)}"
+            )
+        if tuple(logits.shape) != (batch, self.num_classes):
+            raise ValueError(f"logits must be [{batch}, {self.num_classes}] (batch, num_classes), got {tuple(logits.shape)}")
+        if tuple(clean_prob.shape) != (batch,):
+            raise ValueError(f"clean_prob must be [{batch}], one label quality per image, got {tuple(clean_prob.shape)}")
+        if classifier_weight is not None and tuple(classifier_weight.shape) != (self.num_classes, self.feature_channels):
+            raise ValueError(
+                f"classifier_weight must be [{self.num_classes}, {self.feature_channels}] (num_classes, feature_channels), "
+                f"got {tuple(classifier_weight.shape)}"
+            )
+        if self.config.validate:
+            bad = torch.isnan(clean_prob) | (clean_prob < 0) | (clean_prob > 1)
+            if bool(bad.any()):
+                raise ValueError("clean_prob must lie in [0, 1] with no NaN (it is a probability that the label is clean)")

@@ -1,0 +1,113 @@
+"""Configuration of the SANM hooks (the math only; how a method trains on masked views is the engine's).
+
+Every field maps to one choice in the paper (Tu et al., "Learning with Noisy Labels via Self-supervised
+Adversarial Noisy Masking", CVPR 2023, Eq. 1-10) or in the official code (yuanpengtu/SANM,
+`Train_cifar.py`). `SANMConfig.paper()` is the default; `SANMConfig.official()` reproduces the code.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Mapping
+
+_CHOICES = {
+    "activation": ("cam", "energy"),
+    "ratio": ("paper", "official"),
+    "box": ("centered", "corner"),
+    "fill": ("pixel", "channel"),
+    "trough": ("same_image", "separate_image", "off"),
+    "label_spread": ("all", "others"),
+}
+
+
+@dataclass(frozen=True)
+class SANMConfig:
+    """Hyper-parameters and variant switches of SANM's three hooks.
+
+    Attributes:
+        mu: peak-box ratio scale, r = mu * (1 - G) (Eq. 3; paper 0.2, 0.1-0.3 all help, 0 = no masking).
+        delta: box aspect d ~ U(delta, 1/delta) (Eq. 4; 0.8 gives the official U(0.8, 1.25)).
+        beta: weight of the reconstruction loss, L = L_c + beta * L_r (Eq. 10; official 0.02).
+        activation: 'cam' = class activation map of the predicted class (Eq. 1);
+            'energy' = sum of squared feature channels (official, class-agnostic).
+        ratio: 'paper' = r = mu*(1-G), box area r*H*W, trough ratio mu*G;
+            'official' = r = U(0.02, 0.07) + 0.03*(1-G), box area 0.5*r*H*W, trough box as large.
+        box: 'centered' on the peak (Eq. 4) or 'corner' = top-left corner at the peak, shifted inward.
+        fill: 'pixel' = i.i.d. U(0,1) per pixel and channel (Eq. 5); 'channel' = one U(0,1) per box channel.
+        trough: mask the trough in the 'same_image', in a 'separate_image' (official), or 'off'.
+        label_spread: NLR moves mass r from the arg-max to 'all' c classes (Eq. 7) or the 'others' (c-1).
+        validate: check values (clean_prob range, NaN, label range); costs one host sync on CUDA.
+    """
+
+    mu: float = 0.2
+    delta: float = 0.8
+    beta: float = 1.0
+    activation: str = "cam"
+    ratio: str = "paper"
+    box: str = "centered"
+    fill: str = "pixel"
+    trough: str = "same_image"
+    label_spread: str = "all"
+    validate: bool = True
+
+    def __post_init__(self) -> None:
+        for name, choices in _CHOICES.items():
+            value = getattr(self, name)
+            if value not in choices:
+                raise ValueError(f"SANMConfig.{name} must be one of {choices}, got {value!r}")
+        for name in ("mu", "delta", "beta"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+                raise ValueError(f"SANMConfig.{name} must be a number, got {value!r}")
+        if not 0.0 <= self.mu <= 1.0:
+            raise ValueError(f"SANMConfig.mu must be in [0, 1] (a fraction of the image), got {self.mu}")
+        if not 0.0 < self.delta <= 1.0:
+            raise ValueError(
+                f"SANMConfig.delta must be in (0, 1] (aspect ~ U(delta, 1/delta)), got {self.delta}"
+            )
+        if self.beta < 0.0 or math.isinf(self.beta):
+            raise ValueError(f"SANMConfig.beta must be a finite number >= 0, got {self.beta}")
+        if not isinstance(self.validate, bool):
+            raise ValueError(f"SANMConfig.validate must be True or False, got {self.validate!r}")
+
+    @classmethod
+    def paper(cls, **overrides: Any) -> "SANMConfig":
+        """The equations of the paper (design.md section 1): the library default."""
+        return cls(**overrides)
+
+    @classmethod
+    def official(cls, **overrides: Any) -> "SANMConfig":
+        """The official code's choices (baselines.md 9.3-9.5): energy map, corner box, channel fill."""
+        settings = dict(
+            mu=0.2,  # unused by ratio='official'; kept at the paper value
+            delta=0.8,  # U(0.8, 1.25) aspect in Train_cifar.py
+            beta=0.02,  # 0.02 * (MSE_max + MSE_min) in Train_cifar.py
+            activation="energy",
+            ratio="official",
+            box="corner",
+            fill="channel",
+            trough="separate_image",
+            label_spread="others",
+        )
+        settings.update(overrides)
+        return cls(**settings)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "SANMConfig":
+        """Build from a plain mapping (e.g. a Hydra group), rejecting keys that are not fields.
+
+        A key named 'preset' ('paper' or 'official') picks the starting point; the rest override it.
+        """
+        values = dict(values)
+        preset = values.pop("preset", "paper")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown SANMConfig keys {unknown}; valid keys are {sorted(known)}")
+        if preset not in ("paper", "official"):
+            raise ValueError(f"SANM preset must be 'paper' or 'official', got {preset!r}")
+        return getattr(cls, preset)(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

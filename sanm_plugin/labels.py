@@ -1,0 +1,45 @@
+"""Noisy label regularisation (NLR, paper Eq. 6-8).
+
+The target of a masked image is the soft target y with mass r_i taken from its arg-max class and
+spread evenly, because the masked image shows less evidence for that class:
+    y_r[j] = y[j] - r + r/c  (j = argmax y),   y_r[j] = y[j] + r/c  otherwise       (Eq. 7, 'all')
+The official code spreads r over the other c-1 classes instead ('others'). When a soft target's
+arg-max mass is too small for the full move (it would go negative), the moved mass is capped so the
+result stays a probability vector; for one-hot targets the cap never binds.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def regularize_soft_targets(targets: torch.Tensor, ratio: torch.Tensor, spread: str = "all") -> torch.Tensor:
+    """Eq. 7 on probability targets.
+
+    Args:
+        targets: [B, c] probability vectors.
+        ratio: [B] mass r_i to move away from each arg-max class.
+        spread: 'all' (paper: r/c to every class, the arg-max included) or 'others' (official: r/(c-1)
+            to each other class).
+
+    Returns:
+        [B, c] regularised targets that sum to 1.
+    """
+    targets = targets.float()
+    classes = targets.shape[1]
+    top_mass, top_class = targets.max(dim=1, keepdim=True)
+    if spread == "all":
+        # the arg-max loses r*(1 - 1/c) net; cap so that it stays >= 0
+        moved = torch.minimum(ratio.float().unsqueeze(1), top_mass * classes / max(classes - 1, 1))
+        share = moved / classes
+        result = targets + share
+        return result.scatter_add_(1, top_class, -moved)
+    moved = torch.minimum(ratio.float().unsqueeze(1), top_mass)
+    share = moved / max(classes - 1, 1)
+    result = targets + share
+    return result.scatter_add_(1, top_class, -moved - share)
+
+
+def one_hot_targets(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """[B] class ids -> [B, c] float one-hot."""
+    return torch.nn.functional.one_hot(labels.long(), num_classes).float()

@@ -1,0 +1,87 @@
+"""The paper's equations against hand-computed values (design.md section 1)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sanm_plugin import SANMConfig
+from sanm_plugin import activation, masking
+from sanm_plugin.labels import regularize_soft_targets
+
+
+def test_class_activation_map_is_weighted_channel_sum_of_predicted_class():
+    feats = torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]]]])  # [1, K=2, 1, 2]
+    weight = torch.tensor([[1.0, 0.0], [0.5, -1.0]])  # [classes=2, K=2]
+    logits = torch.tensor([[0.1, 0.9]])  # predicts class 1
+    cam = activation.class_activation_map(feats, logits, weight)
+    assert torch.allclose(cam, torch.tensor([[[0.5 * 1 - 3, 0.5 * 2 - 4]]]))  # no ReLU (Eq. 1)
+
+
+def test_energy_map_is_sum_of_squared_channels():
+    feats = torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]]]])
+    assert torch.allclose(activation.energy_map(feats), torch.tensor([[[10.0, 20.0]]]))
+
+
+@pytest.mark.parametrize("src,dst", [((4, 4), (32, 32)), ((7, 7), (224, 224)), ((3, 5), (24, 40)), ((8, 8), (8, 8))])
+def test_upsampling_matches_torch_bilinear(src, dst):
+    maps = torch.randn(3, *src)
+    expected = F.interpolate(maps.unsqueeze(1), size=dst, mode="bilinear", align_corners=False).squeeze(1)
+    assert torch.allclose(activation.upsample_bilinear(maps, dst), expected, atol=1e-5)
+
+
+def test_peak_and_trough_ties_go_to_first_pixel_in_row_major_order():
+    maps = torch.zeros(1, 2, 2)  # constant map: every pixel ties
+    peak, trough = activation.peak_and_trough(maps, (4, 4))
+    assert peak.tolist() == [[0, 0]] and trough.tolist() == [[0, 0]]
+    maps = torch.tensor([[[0.0, 1.0], [-1.0, 0.0]]])
+    peak, trough = activation.peak_and_trough(maps, (2, 2))
+    assert peak.tolist() == [[0, 1]] and trough.tolist() == [[1, 0]]
+
+
+def test_paper_ratio_is_mu_times_noisiness_and_trough_mu_times_quality():
+    peak, trough = masking.mask_ratios(torch.tensor([0.25, 1.0, 0.0]), SANMConfig.paper(mu=0.2))
+    assert torch.allclose(peak, torch.tensor([0.15, 0.0, 0.2]))
+    assert torch.allclose(trough, torch.tensor([0.05, 0.2, 0.0]))
+
+
+def test_official_ratio_range_and_quality_term():
+    torch.manual_seed(0)
+    quality = torch.rand(5000)
+    peak, trough = masking.mask_ratios(quality, SANMConfig.official())
+    base = peak - 0.03 * (1 - quality)
+    assert base.min() >= 0.02 and base.max() <= 0.07 and torch.equal(peak, trough)
+    assert masking.box_area_factor(SANMConfig.official()) == 0.5
+
+
+def test_box_sizes_hand_computed():
+    rows, cols = masking.box_sizes(torch.tensor([16.0, 18.0, 0.0, 0.01]), torch.tensor([1.0, 2.0, 1.0, 1.0]), 10, 10)
+    # area 16 square -> 4x4; area 18 aspect 2 -> sqrt(36)=6 rows, sqrt(9)=3 cols; no area -> empty;
+    # a tiny positive area keeps one pixel so the box still covers its anchor
+    assert rows.tolist() == [4, 6, 0, 1] and cols.tolist() == [4, 3, 0, 1]
+
+
+def test_centered_and_corner_placement_hand_computed():
+    anchor = torch.tensor([[5, 5], [0, 0], [9, 9]])
+    four = torch.tensor([4, 4, 4])
+    centered = masking.place_boxes(anchor, four, four, 10, 10, "centered")
+    assert centered.tolist() == [[3, 7, 3, 7], [0, 2, 0, 2], [7, 10, 7, 10]]
+    corner = masking.place_boxes(anchor, four, four, 10, 10, "corner")
+    assert corner.tolist() == [[5, 9, 5, 9], [0, 4, 0, 4], [6, 10, 6, 10]]
+
+
+def test_nlr_on_one_hot_matches_eq7():
+    target = torch.tensor([[0.0, 1.0, 0.0, 0.0]])
+    out = regularize_soft_targets(target, torch.tensor([0.2]), "all")
+    assert torch.allclose(out, torch.tensor([[0.05, 0.85, 0.05, 0.05]]))  # 1 - r + r/c, r/c
+    out = regularize_soft_targets(target, torch.tensor([0.3]), "others")
+    assert torch.allclose(out, torch.tensor([[0.1, 0.7, 0.1, 0.1]]))  # official: -r, +r/(c-1)
+
+
+def test_nlr_on_soft_targets_and_the_cap():
+    out = regularize_soft_targets(torch.tensor([[0.5, 0.3, 0.2]]), torch.tensor([0.3]), "all")
+    assert torch.allclose(out, torch.tensor([[0.3, 0.4, 0.3]]))
+    # arg-max 0.4 < r(1 - 1/c) = 0.6: the move is capped at 0.4 * c/(c-1) = 0.6, arg-max lands on 0
+    out = regularize_soft_targets(torch.tensor([[0.4, 0.3, 0.3]]), torch.tensor([0.9]), "all")
+    assert torch.allclose(out, torch.tensor([[0.0, 0.5, 0.5]]), atol=1e-6)
+    out = regularize_soft_targets(torch.tensor([[0.4, 0.3, 0.3]]), torch.tensor([0.9]), "others")
+    assert torch.allclose(out, torch.tensor([[0.0, 0.5, 0.5]]), atol=1e-6)
