@@ -52,21 +52,33 @@ def _interpolation_matrix(src: int, dst: int, device: torch.device) -> torch.Ten
     return F.interpolate(eye, size=dst, mode="linear", align_corners=False)[0].T.contiguous()
 
 
+# Above this many weights the 2-D interpolation matrix is not worth caching; two products instead.
+_KRON_LIMIT = 1 << 22
+
+
+@lru_cache(maxsize=16)
+def _interpolation_matrix_2d(src: tuple[int, int], dst: tuple[int, int], device: torch.device) -> torch.Tensor:
+    """[h*w, H*W] weights, so that one matrix product upsamples a whole batch of flattened maps."""
+    rows = _interpolation_matrix(src[0], dst[0], device)  # [H, h]
+    cols = _interpolation_matrix(src[1], dst[1], device)  # [W, w]
+    weights = rows[:, None, :, None] * cols[None, :, None, :]  # [H, W, h, w]
+    return weights.reshape(dst[0] * dst[1], src[0] * src[1]).T.contiguous()
+
+
 def upsample_bilinear(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """[B, h, w] -> [B, H, W], equal to F.interpolate(..., mode='bilinear', align_corners=False)."""
     h, w = maps.shape[-2:]
+    if h * w * size[0] * size[1] <= _KRON_LIMIT:
+        weights = _interpolation_matrix_2d((h, w), tuple(size), maps.device)
+        return torch.mm(maps.reshape(-1, h * w), weights).reshape(-1, *size)
     rows = _interpolation_matrix(h, size[0], maps.device)  # [H, h]
     cols = _interpolation_matrix(w, size[1], maps.device)  # [W, w]
     return torch.matmul(torch.matmul(rows, maps), cols.T)
 
 
 def peak_and_trough(maps: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Arg-max and arg-min pixel of each upsampled map, as [B, 2] (row, col) int64."""
+    """Rows and columns [B, 2] of each upsampled map's (arg-max, arg-min) pixel, int64."""
     up = upsample_bilinear(maps, size).flatten(1)
-    width = size[1]
-    peak = up.max(dim=1).indices  # max/min with indices are faster than argmax/argmin on CPU
-    trough = up.min(dim=1).indices
-    return (
-        torch.stack((peak // width, peak % width), dim=1),
-        torch.stack((trough // width, trough % width), dim=1),
-    )
+    # max/min with indices are faster than argmax/argmin on CPU; both return the first on ties
+    flat = torch.stack((up.max(dim=1).indices, up.min(dim=1).indices), dim=1)
+    return torch.div(flat, size[1], rounding_mode="floor"), flat.remainder(size[1])

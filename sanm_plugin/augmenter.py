@@ -121,31 +121,32 @@ class SANMAugmenter(nn.Module):
                     )
                     self._warned_energy = True
                 maps = activation.energy_map(feature_maps)
-            peak, trough = activation.peak_and_trough(maps, (height, width))
-            ratio, trough_ratio = masking.mask_ratios(clean_prob, cfg)
-            scale = masking.box_area_factor(cfg) * height * width
+            anchor_rows, anchor_cols = activation.peak_and_trough(maps, (height, width))  # [B, 2]: peak, trough
+            ratios = torch.stack(masking.mask_ratios(clean_prob, cfg), dim=1)  # [B, 2]
             batch, device = images.shape[0], images.device
-            rows, cols = masking.box_sizes(ratio * scale, masking.sample_aspect(batch, cfg.delta, device), height, width)
+            # one aspect per box; the official trough box copies the peak box's size
+            aspect = masking.sample_aspect((batch, 1 if cfg.ratio == "official" else 2), cfg.delta, device)
+            scale = masking.box_area_factor(cfg) * height * width
+            rows, cols = masking.box_sizes(ratios * scale, aspect.expand(batch, 2), height, width)
+            if cfg.ratio == "official":
+                rows, cols = rows[:, :1].expand(batch, 2), cols[:, :1].expand(batch, 2)
             if cfg.trough == "off":
-                trough_rows, trough_cols = torch.zeros_like(rows), torch.zeros_like(cols)
-            elif cfg.ratio == "official":  # the official trough box has the peak box's size
-                trough_rows, trough_cols = rows, cols
-            else:
-                trough_rows, trough_cols = masking.box_sizes(
-                    trough_ratio * scale, masking.sample_aspect(batch, cfg.delta, device), height, width
-                )
-            peak_box = masking.place_boxes(peak, rows, cols, height, width, cfg.box)
-            trough_box = masking.place_boxes(trough, trough_rows, trough_cols, height, width, cfg.box)
-            single = masking.fill_capacity(cfg, height, width, 1)
+                rows, cols = (torch.cat((v[:, :1], torch.zeros_like(v[:, 1:])), dim=1) for v in (rows, cols))
+            boxes = masking.place_boxes(anchor_rows, anchor_cols, rows, cols, height, width, cfg.box)  # [B, 2, 4]
             trough_images = None
             if cfg.trough == "same_image":
                 both = masking.fill_capacity(cfg, height, width, 2)
-                masked = masking.fill_boxes(images, (peak_box, trough_box), cfg.fill, both)
+                masked = masking.fill_boxes(images, boxes, cfg.fill, both)
             else:
-                masked = masking.fill_boxes(images, (peak_box,), cfg.fill, single)
+                single = masking.fill_capacity(cfg, height, width, 1)
+                masked = masking.fill_boxes(images, boxes[:, :1], cfg.fill, single)
                 if cfg.trough == "separate_image":
-                    trough_images = masking.fill_boxes(images, (trough_box,), cfg.fill, single)
-        return MaskedBatch(masked, ratio, peak, trough, peak_box, trough_box, trough_images, trough_ratio)
+                    trough_images = masking.fill_boxes(images, boxes[:, 1:], cfg.fill, single)
+        peak = torch.stack((anchor_rows[:, 0], anchor_cols[:, 0]), dim=1)
+        trough = torch.stack((anchor_rows[:, 1], anchor_cols[:, 1]), dim=1)
+        return MaskedBatch(
+            masked, ratios[:, 0], peak, trough, boxes[:, 0], boxes[:, 1], trough_images, ratios[:, 1]
+        )
 
     # ------------------------------------------------------------------ SANM[2]: label regularisation
     def regularize_labels(self, targets: torch.Tensor, masked: MaskedBatch) -> torch.Tensor:

@@ -41,5 +41,6 @@ def regularize_soft_targets(targets: torch.Tensor, ratio: torch.Tensor, spread: 
 
 
 def one_hot_targets(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """[B] class ids -> [B, c] float one-hot."""
-    return torch.nn.functional.one_hot(labels.long(), num_classes).float()
+    """[B] class ids -> [B, c] float one-hot (F.one_hot would check the range: a host sync on CUDA)."""
+    out = torch.zeros(labels.shape[0], num_classes, device=labels.device)
+    return out.scatter_(1, labels.long().unsqueeze(1), 1.0)

@@ -63,9 +63,9 @@ def test_box_sizes_hand_computed():
 def test_centered_and_corner_placement_hand_computed():
     anchor = torch.tensor([[5, 5], [0, 0], [9, 9]])
     four = torch.tensor([4, 4, 4])
-    centered = masking.place_boxes(anchor, four, four, 10, 10, "centered")
+    centered = masking.place_boxes(anchor[:, 0], anchor[:, 1], four, four, 10, 10, "centered")
     assert centered.tolist() == [[3, 7, 3, 7], [0, 2, 0, 2], [7, 10, 7, 10]]
-    corner = masking.place_boxes(anchor, four, four, 10, 10, "corner")
+    corner = masking.place_boxes(anchor[:, 0], anchor[:, 1], four, four, 10, 10, "corner")
     assert corner.tolist() == [[5, 9, 5, 9], [0, 4, 0, 4], [6, 10, 6, 10]]
 
 
@@ -85,3 +85,21 @@ def test_nlr_on_soft_targets_and_the_cap():
     assert torch.allclose(out, torch.tensor([[0.0, 0.5, 0.5]]), atol=1e-6)
     out = regularize_soft_targets(torch.tensor([[0.4, 0.3, 0.3]]), torch.tensor([0.9]), "others")
     assert torch.allclose(out, torch.tensor([[0.0, 0.5, 0.5]]), atol=1e-6)
+
+
+@pytest.mark.parametrize("fill", ["pixel", "channel"])
+@pytest.mark.parametrize("corner_box", [True, False])
+def test_fill_writes_exactly_the_boxes_including_the_corner_pixel(fill, corner_box):
+    images = torch.full((2, 3, 6, 6), 7.0)
+    first = torch.tensor([[0, 2, 0, 3], [2, 4, 2, 5]]) if corner_box else torch.tensor([[1, 2, 1, 3], [2, 4, 2, 5]])
+    second = torch.tensor([[4, 6, 4, 6], [0, 0, 0, 0]])  # sample 1: empty second box
+    out = masking.fill_boxes(images, torch.stack((first, second), dim=1), fill, capacity=20)  # plenty of unused slots
+    expected = torch.zeros(2, 6, 6, dtype=torch.bool)
+    for i in range(2):
+        for box in (first[i], second[i]):
+            expected[i, box[0]:box[1], box[2]:box[3]] = True
+    assert torch.equal((out != 7.0).all(dim=1), expected) and torch.equal((out != 7.0).any(dim=1), expected)
+    assert ((out >= 0) & (out < 1))[expected.unsqueeze(1).expand_as(out)].all()
+    if fill == "channel":
+        region = out[0][:, first[0, 0]:first[0, 1], first[0, 2]:first[0, 3]].reshape(3, -1)
+        assert torch.equal(region, region[:, :1].expand_as(region))

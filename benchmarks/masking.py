@@ -1,0 +1,187 @@
+"""Microseconds per sample of SANM's modulate_batch + regularize_labels, against a per-sample loop.
+
+The reference is our own straightforward loop over samples, written the way the official code does it
+(yuanpengtu/SANM `Train_cifar.py`: one activation map, one resize, one box and one label at a time).
+Both run in the same process on the same inputs, so the ratio is meaningful on a noisy machine.
+
+    python benchmarks/masking.py                  # one CPU thread, B = 64, 128, 256, both presets
+    python benchmarks/masking.py --device cuda    # and on a GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sanm_plugin import SANMAugmenter, SANMConfig
+from sanm_plugin import activation, masking
+
+CLASSES, CHANNELS, FEATURE, IMAGE = 10, 512, (4, 4), (3, 32, 32)  # PreAct ResNet-18 on CIFAR
+
+
+def reference_loop(images, feats, logits, quality, weight, labels, config: SANMConfig):
+    """One sample at a time, following the official code's steps (Train_cifar.py: attention_erase_map).
+
+    The map is computed batched; then, per sample, it is moved to NumPy, resized, rescaled to uint8
+    and searched for its extremes; then, per sample again, the ratio is drawn, the target's arg-max
+    is found with a boolean flag mask, and each box is sized, shifted and filled. Resizing uses
+    F.interpolate instead of OpenCV, which is not a dependency here.
+    """
+    height, width = images.shape[2:]
+    if config.activation == "cam":
+        maps = torch.bmm(weight[logits.argmax(1)].unsqueeze(1), feats.flatten(2)).view(len(images), *feats.shape[2:])
+    else:
+        maps = (feats**2).sum(1)
+    peaks, troughs = [], []
+    for i in range(len(images)):
+        amap = maps[i].detach().cpu().numpy()
+        amap = F.interpolate(torch.from_numpy(amap)[None, None], size=(height, width), mode="bilinear")[0, 0].numpy()
+        amap = np.uint8(np.floor(255 * (amap - amap.min()) / (amap.max() - amap.min() + 1e-12)))
+        peaks.append(divmod(int(np.argmax(amap)), width))
+        troughs.append(divmod(int(np.argmin(amap)), width))
+    peaks, troughs = torch.tensor(peaks, device=images.device), torch.tensor(troughs, device=images.device)
+    out, out_trough = images.clone(), images.clone()
+    targets = torch.zeros(len(images), CLASSES, device=images.device).scatter_(1, labels.view(-1, 1), 1.0)
+    for i in range(len(images)):
+        g = quality[i]  # a 0-d tensor, as upstream's gmmweight[i]: the ratio and NLR stay tensor arithmetic
+        if config.ratio == "paper":
+            r, r_t, area = config.mu * (1 - g), config.mu * g, height * width
+        else:
+            r = random.uniform(0.02, 0.07) + 0.03 * (1 - g)
+            r_t, area = r, 0.5 * height * width
+        flag = torch.zeros(CLASSES, dtype=torch.bool)
+        flag[torch.argmax(targets[i])] = True
+        spread = r / CLASSES if config.label_spread == "all" else r / (CLASSES - 1)
+        targets[i][flag] -= r - (spread if config.label_spread == "all" else 0.0)
+        targets[i][~flag] += spread
+        for image, anchor, ratio in ((out, peaks[i], r), (out_trough if config.trough == "separate_image" else out,
+                                                        troughs[i], r_t)):
+            d = random.uniform(config.delta, 1 / config.delta)
+            bh = max(1, int(round(math.sqrt(area * ratio * d))))  # math.sqrt reads the 0-d tensor
+            bw = max(1, int(round(math.sqrt(area * ratio / d))))
+            row, col = anchor[0], anchor[1]  # 0-d tensors, compared and sliced as tensors (as upstream)
+            if config.box == "centered":
+                row, col = (row - bh // 2).clamp(min=0), (col - bw // 2).clamp(min=0)
+                bottom, right = (anchor[0] - bh // 2 + bh).clamp(max=height), (anchor[1] - bw // 2 + bw).clamp(max=width)
+            else:
+                if row + bh > height:
+                    row = height - bh
+                if col + bw > width:
+                    col = width - bw
+                bottom, right = row + bh, col + bw
+            top, left = row, col
+            if config.fill == "pixel":
+                image[i, :, top:bottom, left:right] = torch.rand(images.shape[1], int(bottom - top), int(right - left))
+            else:
+                for channel in range(images.shape[1]):
+                    image[i, channel, top:bottom, left:right] = random.uniform(0, 1)
+    return out, out_trough, targets
+
+
+def inputs(batch: int, device: str):
+    gen = torch.Generator().manual_seed(0)
+    tensors = (
+        torch.randn(batch, *IMAGE, generator=gen),
+        torch.randn(batch, CHANNELS, *FEATURE, generator=gen),
+        torch.randn(batch, CLASSES, generator=gen),
+        torch.rand(batch, generator=gen),
+        torch.randn(CLASSES, CHANNELS, generator=gen),
+        torch.randint(0, CLASSES, (batch,), generator=gen),
+    )
+    return tuple(t.to(device) for t in tensors)
+
+
+def per_sample_us(fn, batch: int, device: str, min_seconds: float = 0.5) -> float:
+    """Best-of-5 mean time per call, divided by the batch size."""
+    fn()
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    sync()
+    calls = 1
+    while True:
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        sync()
+        if time.perf_counter() - start > min_seconds / 5:
+            break
+        calls *= 2
+    best = math.inf
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        sync()
+        best = min(best, (time.perf_counter() - start) / calls)
+    return best / batch * 1e6
+
+
+def breakdown(sanm: SANMAugmenter, tensors, batch: int, device: str) -> str:
+    """Where the batched time goes, part by part (the same calls modulate_batch makes)."""
+    images, feats, logits, quality, weight, labels = tensors
+    cfg, (_, h, w) = sanm.config, IMAGE
+
+    def activation_map():
+        if cfg.activation == "cam":
+            return activation.class_activation_map(feats, logits, weight)
+        return activation.energy_map(feats)
+
+    maps = activation_map()
+    rows_at, cols_at = activation.peak_and_trough(maps, (h, w))
+    ratios = torch.stack(masking.mask_ratios(quality, cfg), dim=1)
+
+    def boxes():
+        aspect = masking.sample_aspect((batch, 2), cfg.delta, images.device)
+        rows, cols = masking.box_sizes(ratios * h * w, aspect, h, w)
+        return masking.place_boxes(rows_at, cols_at, rows, cols, h, w, cfg.box)
+
+    placed = boxes()
+    if cfg.trough == "same_image":
+        fills = [(placed, masking.fill_capacity(cfg, h, w, 2))]
+    else:
+        fills = [(placed[:, :1], masking.fill_capacity(cfg, h, w, 1)), (placed[:, 1:], masking.fill_capacity(cfg, h, w, 1))]
+    mb = sanm.modulate_batch(images, feats, logits, quality, weight)
+    parts = {
+        "map": activation_map,
+        "peak/trough": lambda: activation.peak_and_trough(maps, (h, w)),
+        "boxes": boxes,
+        "fill": lambda: [masking.fill_boxes(images, box, cfg.fill, capacity) for box, capacity in fills],
+        "nlr": lambda: sanm.regularize_labels(labels, mb),
+    }
+    return ", ".join(f"{name} {per_sample_us(fn, batch, device, 0.2):.2f}" for name, fn in parts.items())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batches", type=int, nargs="+", default=[64, 128, 256])
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} thread(s); "
+          f"features [B, {CHANNELS}, {FEATURE[0]}, {FEATURE[1]}], images [B, {', '.join(map(str, IMAGE))}]")
+    print(f"{'preset':9s} {'B':>4s} {'ours us/sample':>15s} {'loop us/sample':>15s} {'speed-up':>9s}")
+    for name, config in (("paper", SANMConfig.paper()), ("official", SANMConfig.official())):
+        sanm = SANMAugmenter(CLASSES, CHANNELS, IMAGE, config, FEATURE).to(args.device)
+        for batch in args.batches:
+            tensors = inputs(batch, args.device)
+            images, feats, logits, quality, weight, labels = tensors
+
+            def ours():
+                mb = sanm.modulate_batch(images, feats, logits, quality, weight)
+                return sanm.regularize_labels(labels, mb)
+
+            fast = per_sample_us(ours, batch, args.device)
+            slow = per_sample_us(lambda: reference_loop(*tensors, config), batch, args.device, min_seconds=1.0)
+            print(f"{name:9s} {batch:4d} {fast:15.2f} {slow:15.1f} {slow / fast:8.1f}x")
+            if batch == args.batches[-1]:
+                print(f"          parts at B={batch} (us/sample): {breakdown(sanm, tensors, batch, args.device)}")
+
+
+if __name__ == "__main__":
+    main()
