@@ -1,0 +1,1 @@
+"""Machinery shared by every baseline: data, noise, models, the run loop."""

@@ -1,0 +1,157 @@
+"""Networks the baselines train: DivideMix's PreAct ResNet-18 and Co-teaching's 9-layer CNN.
+
+Both are rebuilt from baselines.md section 2 (`DivideMix: PreResNet.py`, `Co-teaching: model.py`)
+and follow timm's model contract (`forward_features`, `forward_head`, `get_classifier`,
+`num_features`), so SANM's CAM reads the feature map and the classifier weight without hooks
+(style.md, "Hook API").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["CNN9", "MODELS", "PreActBlock", "PreActResNet18", "build_model"]
+
+
+class _TimmContract(nn.Module):
+    """Shared head: global average pool, flatten, `self.linear`.
+
+    Adaptive pooling equals upstream's fixed 4x4 (PreAct) or full-size (CNN9) pool at 32x32 and
+    still works for other image sizes (image_folder data).
+    """
+
+    num_features: int
+    linear: nn.Linear
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward_head(self, feats: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Feature map `[B, K, h, w]` -> logits `[B, C]`, or the pooled `[B, K]` if `pre_logits`."""
+        pooled = F.adaptive_avg_pool2d(feats, 1).flatten(1)
+        return pooled if pre_logits else self.linear(pooled)
+
+    def get_classifier(self) -> nn.Linear:
+        return self.linear
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+class PreActBlock(nn.Module):
+    """DivideMix's pre-activation basic block.
+
+    Unlike He et al. (2016), the identity shortcut carries the BN-ReLU'd input `a`, not the raw
+    `x`; baselines.md section 2 keeps this quirk so results stay comparable with DivideMix, C2D,
+    ELR+ and SANM.
+    """
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_planes)
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_planes != planes:
+            # In a Sequential so the state_dict key (`shortcut.0.weight`) matches upstream's.
+            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = F.relu(self.bn1(x))
+        return self.conv2(F.relu(self.bn2(self.conv1(a)))) + self.shortcut(a)
+
+
+def _stage(in_planes: int, planes: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(PreActBlock(in_planes, planes, stride), PreActBlock(planes, planes, 1))
+
+
+class PreActResNet18(_TimmContract):
+    """PreAct ResNet-18 exactly as DivideMix defines it (about 11.2M parameters at width 64).
+
+    Quirks kept from upstream: the stem is conv THEN BN + ReLU, and there is no BN/ReLU after
+    `layer4`, so the feature map SANM sees is the raw sum of the last block. Module names match
+    upstream's, so its checkpoints load.
+
+    Args:
+        num_classes: Output classes.
+        width: Channels of the first stage; stages use `width * (1, 2, 4, 8)`. Small widths keep
+            tests fast.
+        in_channels: Image channels.
+    """
+
+    def __init__(self, num_classes: int, width: int = 64, in_channels: int = 3) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.layer1 = _stage(width, width, 1)
+        self.layer2 = _stage(width, 2 * width, 2)
+        self.layer3 = _stage(2 * width, 4 * width, 2)
+        self.layer4 = _stage(4 * width, 8 * width, 2)
+        self.num_features = 8 * width
+        self.linear = nn.Linear(self.num_features, num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """`[B, C, H, W]` -> `[B, 8 * width, H / 8, W / 8]` (4x4 for CIFAR)."""
+        x = F.relu(self.bn1(self.conv1(x)))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+
+def _conv_bn(in_channels: int, out_channels: int, padding: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, 1, padding),  # upstream convs keep their bias
+        nn.BatchNorm2d(out_channels),
+        nn.LeakyReLU(0.01),
+    )
+
+
+class CNN9(_TimmContract):
+    """Co-teaching's 9-layer CNN (`Co-teaching: model.py`).
+
+    Upstream calls `F.dropout2d` without `training=`, which on current PyTorch is active in eval
+    too; baselines.md section 2 recommends `nn.Dropout2d`, active only in training, as here.
+
+    Args:
+        num_classes: Output classes.
+        in_channels: Image channels.
+        dropout: Channel dropout after each max-pool (0.25 upstream).
+    """
+
+    def __init__(self, num_classes: int, in_channels: int = 3, dropout: float = 0.25) -> None:
+        super().__init__()
+        # Sizes at 32x32: 32 -> pool 16 -> pool 8 -> c7 6 -> c8 4 -> c9 2 (unpadded 3x3 convs).
+        self.features = nn.Sequential(
+            _conv_bn(in_channels, 128, 1),
+            _conv_bn(128, 128, 1),
+            _conv_bn(128, 128, 1),
+            nn.MaxPool2d(2),
+            nn.Dropout2d(dropout),
+            _conv_bn(128, 256, 1),
+            _conv_bn(256, 256, 1),
+            _conv_bn(256, 256, 1),
+            nn.MaxPool2d(2),
+            nn.Dropout2d(dropout),
+            _conv_bn(256, 512, 0),
+            _conv_bn(512, 256, 0),
+            _conv_bn(256, 128, 0),
+        )
+        self.num_features = 128
+        self.linear = nn.Linear(self.num_features, num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """`[B, C, H, W]` -> `[B, 128, H / 4 - 6, W / 4 - 6]` (2x2 for CIFAR)."""
+        return self.features(x)
+
+
+MODELS: dict[str, type[_TimmContract]] = {"preact_resnet18": PreActResNet18, "cnn9": CNN9}
+
+
+def build_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
+    """Build a registered model by its config name (`model.name` in conf/model/*.yaml)."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(sorted(MODELS))}")
+    return MODELS[name](num_classes, **kwargs)
