@@ -1,0 +1,52 @@
+"""Cross-entropy on the noisy labels (baselines.md section 3), the reference every LNL method beats.
+
+No upstream repo ships it for CIFAR; we train one PreAct ResNet-18 on DivideMix's schedule (SGD 0.02,
+momentum 0.9, wd 5e-4, batch 128, lr /10 at epoch 150, 300 epochs). The paper's SANM(CE) row plugs SANM
+in with a per-epoch GMM on the training losses (baselines.md 9.7).
+
+SANM points: after `sanm.warmup_epochs` (default 2), each epoch fits G on one evaluation pass; each
+step runs the clean forward, masks the batch with the clean logits and features (SANM[1]), regularises
+the noisy one-hot labels (SANM[2], or the detached clean prediction with sanm.target=prediction), and
+adds the masked view's soft cross-entropy and the reconstruction loss (SANM[3]); with
+sanm.train_on=masked the masked view replaces the clean loss.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from baselines.common.cli import entry_point
+from baselines.common.config import MethodConfig, register_schema
+from baselines.common.engine import Batch, Method
+
+register_schema("ce", MethodConfig(name="ce", sanm_warmup_epochs=2))
+
+
+class CE(Method):
+    name = "ce"
+
+    def build(self) -> None:
+        self.net = self.add_network("net")
+
+    def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        net = self.net
+        if net.sanm is None or not net.sanm.active(batch.epoch):
+            loss = F.cross_entropy(net.model(batch.images), batch.labels)
+            net.step(loss)
+            return {"loss/ce": loss.detach()}
+        loss, terms = net.sanm.supervised_loss(
+            net.tap, batch.images, batch.index, batch.labels, net.tap.classifier_weight,
+            clean_loss=lambda logits: F.cross_entropy(logits, batch.labels),
+        )
+        net.step(loss)
+        return {"loss/total": loss.detach(), **terms}
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net.model(images)
+
+
+main = entry_point(CE, "ce")
+
+if __name__ == "__main__":
+    main()

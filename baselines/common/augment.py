@@ -1,0 +1,118 @@
+"""Batched training augmentation: random crop with zero padding, horizontal flip, normalisation.
+
+The CIFAR recipe of every baseline (DivideMix, C2D, ELR+, CDR ``dataloader_cifar.py``-style loaders) is
+``RandomCrop(32, padding=4)``, ``RandomHorizontalFlip()``, ``ToTensor()``, ``Normalize(mean, std)``, run per image
+through PIL in loader workers. Here the same distribution is drawn for a whole uint8 batch on the training device
+(design.md section 5): the batch is padded once and each sample's window, mirrored or not, is read with one
+``torch.gather``. A mirrored crop is the same window read with its column indices reversed, so flipping is free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["BatchAugment"]
+
+
+def _crop_flip_indices(
+    batch: int,
+    h: int,
+    w: int,
+    pad: int,
+    flip: bool,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Draws each sample's crop window and flip in the coordinates of the ``pad``-padded image.
+
+    Draws, in this order: row offsets, column offsets (both uniform in ``[0, 2 * pad]``, as torchvision's
+    ``RandomCrop(padding=pad)``), then flips (p = 0.5). A part that is off draws nothing, so turning one off does
+    not shift the random stream of the other. Randomness comes from ``generator`` on its own device (so a CPU
+    generator can drive a CUDA batch), else from the global RNG of ``device``.
+
+    Returns:
+        rows [B, H] and cols [B, W] (int64; a flipped sample's cols run right to left) and flipped [B] (bool),
+        all on ``device``.
+    """
+    device = torch.device("cpu") if device is None else torch.device(device)
+    draw_on = generator.device if generator is not None else device
+    if pad > 0:
+        top = torch.randint(0, 2 * pad + 1, (batch,), generator=generator, device=draw_on).to(device)
+        left = torch.randint(0, 2 * pad + 1, (batch,), generator=generator, device=draw_on).to(device)
+    else:
+        top = left = torch.zeros(batch, dtype=torch.long, device=device)
+    if flip:
+        flipped = (torch.rand(batch, generator=generator, device=draw_on) < 0.5).to(device)
+    else:
+        flipped = torch.zeros(batch, dtype=torch.bool, device=device)
+    rows = top[:, None] + torch.arange(h, device=device)
+    col_steps = torch.arange(w, device=device).expand(batch, w)
+    cols = left[:, None] + torch.where(flipped[:, None], col_steps.flip(1), col_steps)
+    return rows, cols, flipped
+
+
+class BatchAugment:
+    """uint8 [B, C, H, W] (any device) -> normalised float32 [B, C, H, W] on the same device.
+
+    Args:
+        mean: Per-channel mean in [0, 1] units, as ``torchvision.transforms.Normalize`` takes it.
+        std: Per-channel std in [0, 1] units.
+        crop_padding: Zero padding (black, in pixel space) around each image before the random crop; 0 turns the
+            crop off. 4 is the CIFAR recipe of every baseline.
+        flip: Mirror each sample left-right with p = 0.5; Co-teaching trains with neither crop nor flip.
+        device: Where to keep mean/std up front; they follow the images' device otherwise.
+    """
+
+    def __init__(
+        self,
+        mean: Sequence[float],
+        std: Sequence[float],
+        crop_padding: int = 4,
+        flip: bool = True,
+        device: torch.device | str | None = None,
+    ) -> None:
+        if len(mean) != len(std):
+            raise ValueError(f"mean has {len(mean)} channels but std has {len(std)}")
+        if crop_padding < 0:
+            raise ValueError(f"crop_padding must be >= 0, got {crop_padding}")
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self.crop_padding = int(crop_padding)
+        self.flip = bool(flip)
+
+    def __call__(
+        self, images_uint8: torch.Tensor, train: bool = True, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Augments (when ``train``) and normalises a batch; ``generator`` makes the draw reproducible."""
+        self._check(images_uint8)
+        if train and (self.crop_padding > 0 or self.flip):
+            images_uint8 = self._crop_flip(images_uint8, generator)
+        return self.normalize(images_uint8)
+
+    def normalize(self, images_uint8: torch.Tensor) -> torch.Tensor:
+        """The eval path: ``(x / 255 - mean) / std``, i.e. ``ToTensor`` then ``Normalize``."""
+        self._check(images_uint8)
+        if self.mean.device != images_uint8.device:
+            # Cached so a CPU-built augmenter moves its constants to the GPU once, not every batch.
+            self.mean, self.std = self.mean.to(images_uint8.device), self.std.to(images_uint8.device)
+        return (images_uint8.float() / 255 - self.mean) / self.std
+
+    def _crop_flip(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        b, c, h, w = images.shape
+        pad = self.crop_padding
+        # Cropping the uint8 batch moves a quarter of the bytes that cropping the float one would.
+        padded = F.pad(images, (pad, pad, pad, pad)) if pad > 0 else images
+        rows, cols, _ = _crop_flip_indices(b, h, w, pad, self.flip, generator, images.device)
+        padded_w = w + 2 * pad
+        flat = (rows[:, :, None] * padded_w + cols[:, None, :]).view(b, 1, h * w).expand(b, c, h * w)
+        return padded.reshape(b, c, -1).gather(2, flat).view(b, c, h, w)
+
+    def _check(self, images: torch.Tensor) -> None:
+        # A float batch would be divided by 255 a second time and train on near-constant images without an error.
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError(f"expected uint8 [B, C, H, W], got {images.dtype} {list(images.shape)}")
+        if images.shape[1] != self.mean.shape[1]:
+            raise ValueError(f"images have {images.shape[1]} channels, mean/std have {self.mean.shape[1]}")

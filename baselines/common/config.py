@@ -1,0 +1,115 @@
+"""The run configuration's schema: Hydra composes `conf/` onto these dataclasses.
+
+Because the primary configs start from a structured schema, a preset or a command line that names a
+key that does not exist fails at composition instead of being ignored (struct mode), and values are
+type-checked. Ranges are checked where the values are used (NoiseSpec, SANMConfig, the engine), so
+the library and the command line share one set of checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+
+AUTO = "auto"
+
+
+@dataclass
+class DatasetConfig:
+    name: str = "cifar10"  # digits | cifar10 | cifar100 | image_folder
+    root: Optional[str] = None  # CIFAR: where torchvision's pickles are (downloaded when missing); image_folder: required
+    cache_dir: Optional[str] = None  # decoded image folders and noisy labels; default ~/.cache/sanm_plugin
+    train_subset: Optional[int] = None  # class-balanced subset of the training split, for quick runs
+    download: bool = True
+
+
+@dataclass
+class NoiseConfig:
+    name: str = "none"  # the run directory's name for this noise
+    type: str = "none"  # none | sym | asym | pairflip | idn | file
+    rate: float = 0.0
+    protocol: str = "dividemix"  # dividemix (true class may be redrawn) | exclude_true
+    asym_map: Optional[Dict[int, int]] = None
+    file: Optional[str] = None
+    file_key: Optional[str] = None
+
+
+@dataclass
+class ModelConfig:
+    name: str = "preact_resnet18"  # preact_resnet18 | cnn9
+    width: int = 64  # preact_resnet18: channels of the first stage (64 in the paper; 16 or 8 for CPU runs)
+    dropout: float = 0.25  # cnn9 only
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 300
+    batch_size: int = 128
+    lr: float = 0.02
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_milestones: List[int] = field(default_factory=lambda: [150])  # lr *= lr_gamma at each
+    lr_gamma: float = 0.1
+    augment: bool = True  # random crop (4-pixel padding) + horizontal flip, batched on the device
+    eval_batch_size: int = 512
+    grad_clip: Optional[float] = None  # max gradient norm, None = off
+
+
+@dataclass
+class SANMGroupConfig:
+    """`+sanm=on|official|off`: the hook math (SANMConfig) plus how the engine trains on masked views."""
+
+    name: str = "on"
+    enabled: bool = True  # sanm=off sets false: the plain baseline, for sweeps
+    preset: str = "paper"  # paper | official: the SANMConfig starting point
+    mu: Optional[float] = None  # None keeps the preset's value
+    delta: Optional[float] = None
+    beta: Optional[float] = None
+    activation: Optional[str] = None
+    ratio: Optional[str] = None
+    box: Optional[str] = None
+    fill: Optional[str] = None
+    trough: Optional[str] = None
+    label_spread: Optional[str] = None
+    validate: Optional[bool] = None
+    train_on: str = AUTO  # auto | masked | clean_and_masked
+    target: str = AUTO  # auto | label | prediction
+    warmup_epochs: Any = AUTO  # auto | int: epochs before SANM starts (G needs a trained network)
+
+    def hook_settings(self) -> Dict[str, Any]:
+        keys = ("mu", "delta", "beta", "activation", "ratio", "box", "fill", "trough", "label_spread", "validate")
+        values = {key: getattr(self, key) for key in keys if getattr(self, key) is not None}
+        return {"preset": self.preset, **values}
+
+
+@dataclass
+class MethodConfig:
+    name: str = "ce"
+    sanm_warmup_epochs: int = 2  # what sanm.warmup_epochs=auto means for this method
+    sanm_train_on: str = "clean_and_masked"  # what sanm.train_on=auto means
+    sanm_target: str = "label"  # what sanm.target=auto means
+
+
+@dataclass
+class RunConfig:
+    method: Any = field(default_factory=MethodConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    sanm: Optional[SANMGroupConfig] = None  # absent = plain baseline; +sanm=on adds it
+    seed: int = 0
+    device: str = AUTO  # auto | cpu | cuda | cuda:N
+    resume: bool = False  # continue the run in run_dir from its last completed epoch
+    overwrite: bool = False  # start again in a run_dir that already holds a run
+    output_root: str = "outputs"
+    run_dir: Optional[str] = None  # default: Hydra's run directory, outputs/<method>/<dataset>/<noise>/<sanm>/seed<k>
+    tensorboard: bool = True  # scalars under run_dir/tensorboard when tensorboard is installed
+    progress: bool = True  # a tqdm bar per epoch (shown only on a terminal)
+
+
+def register_schema(name: str, method: MethodConfig) -> None:
+    """Store `RunConfig(method=...)` as `<name>_schema`, the first entry of conf/<name>.yaml's defaults."""
+    ConfigStore.instance().store(name=f"{name}_schema", node=RunConfig(method=method))

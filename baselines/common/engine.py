@@ -1,0 +1,384 @@
+"""The run loop every method shares: data, noise, networks, SANM, evaluation, checkpoints and logs.
+
+A method (one module in baselines/) subclasses `Method` and writes only what is its own: `build`
+(its networks and state), `on_epoch_start` (selection, label quality), `train_step` and `predict`.
+`run(cfg, MethodClass)` does the rest, identically for every method:
+
+    seed -> data + noisy labels -> method.build() -> [resume] -> for each epoch:
+        lr schedule -> method.train_epoch (on_epoch_start, then train_step per batch)
+        -> test accuracy -> metrics.jsonl -> checkpoints/last.pt (atomic, with all RNG states)
+    -> summary.json
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+
+from sanm_plugin import FeatureTap
+
+from .augment import BatchAugment
+from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from .config import AUTO
+from .data import DatasetError, ImageDataset, default_cache_dir, load_dataset
+from .metrics import RunRecorder, epoch_progress
+from .models import build_model
+from .noise import NoiseSpec, actual_noise_rate, cached_noisy_labels
+from .sanm_hook import SANMHook, SANMSettings
+
+
+class ConfigurationError(Exception):
+    """A run cannot start as configured; the message is one line for the user."""
+
+
+@dataclass
+class Batch:
+    epoch: int
+    index: torch.Tensor  # [B] positions in the training set
+    images: torch.Tensor  # [B, C, H, W] augmented, normalised
+    labels: torch.Tensor  # [B] noisy labels (the only labels a method may train on)
+
+
+class Network:
+    """One trainable classifier with its optimiser and, with SANM, its SANMHook (decoder included).
+
+    `step(loss)` is the shared optimiser step: backward, an optional gradient edit (CDR), optional
+    clipping, update. Every method updates its networks through it.
+    """
+
+    def __init__(self, ctx: "RunContext", name: str) -> None:
+        cfg = ctx.cfg
+        self.name = name
+        self.model = build_model(cfg.model.name, ctx.num_classes, **_model_kwargs(cfg.model)).to(ctx.device)
+        self.tap = FeatureTap(self.model)
+        self.sanm: Optional[SANMHook] = None
+        if ctx.sanm_settings is not None:
+            channels, size = _feature_shape(self.model, ctx.image_shape, ctx.device)
+            self.sanm = SANMHook(ctx.sanm_settings, ctx.num_classes, channels, ctx.image_shape, size,
+                                 ctx.is_clean).to(ctx.device)
+        params = [*self.model.parameters(), *(self.sanm.parameters() if self.sanm is not None else [])]
+        self.optimizer = torch.optim.SGD(params, lr=cfg.trainer.lr, momentum=cfg.trainer.momentum,
+                                         weight_decay=cfg.trainer.weight_decay)
+        self.grad_clip = cfg.trainer.grad_clip
+        self.grad_edit: Optional[Callable[[torch.nn.Module], dict]] = None  # CDR edits gradients here
+
+    def step(self, loss: torch.Tensor) -> dict:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        stats = self.grad_edit(self.model) if self.grad_edit is not None else {}
+        if self.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.optimizer.step()
+        return stats
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def state_dict(self) -> dict:
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+        if self.sanm is not None:
+            state["sanm"] = self.sanm.state_dict()
+            state["sanm_extra"] = self.sanm.extra_state()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.sanm is not None:
+            self.sanm.load_state_dict(state["sanm"])
+            self.sanm.load_extra_state(state["sanm_extra"])
+
+
+class RunContext:
+    """Everything a method may use: config, device, data, noisy labels, augmentation, evaluation."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
+        self.cfg = cfg
+        self.run_dir = run_dir
+        self.device = resolve_device(cfg.device)
+        _check_trainer(cfg.trainer)
+        self.data = _load_data(cfg)
+        self.cache_dir = Path(cfg.dataset.cache_dir) if cfg.dataset.cache_dir else default_cache_dir()
+        spec = NoiseSpec(type=cfg.noise.type, rate=cfg.noise.rate, protocol=cfg.noise.protocol,
+                         asym_map=cfg.noise.asym_map, file=cfg.noise.file, file_key=cfg.noise.file_key)
+        noisy = cached_noisy_labels(
+            spec, self.data.train_labels, self.data.num_classes, seed=cfg.seed,
+            dataset_identity=self.data.identity, cache_dir=self.cache_dir, dataset=self.data.name,
+            class_names=self.data.class_names, coarse_labels=self.data.coarse_labels,
+            images=self.data.train_images if spec.type == "idn" else None,
+        )
+        self.noise_rate_actual = actual_noise_rate(noisy, self.data.train_labels)
+        self.num_classes = self.data.num_classes
+        self.image_shape = self.data.image_shape
+        self.train_images = torch.from_numpy(self.data.train_images).to(self.device)
+        self.labels = torch.from_numpy(noisy).to(self.device)
+        self.true_labels = torch.from_numpy(self.data.train_labels).to(self.device)
+        self.is_clean = self.labels == self.true_labels
+        self.test_images = torch.from_numpy(self.data.test_images).to(self.device)
+        self.test_labels = torch.from_numpy(self.data.test_labels).to(self.device)
+        self.augment = BatchAugment(self.data.mean, self.data.std, crop_padding=4 if cfg.trainer.augment else 0,
+                                    flip=cfg.trainer.augment)
+        self.sanm_settings = _sanm_settings(cfg)
+
+    @property
+    def num_train(self) -> int:
+        return len(self.labels)
+
+    def lr_at(self, epoch: int) -> float:
+        """Step schedule: lr * gamma^(milestones passed)."""
+        passed = sum(epoch >= m for m in self.cfg.trainer.lr_milestones)
+        return self.cfg.trainer.lr * self.cfg.trainer.lr_gamma**passed
+
+    def batches(self, epoch: int, batch_size: Optional[int] = None, index: Optional[torch.Tensor] = None,
+                desc: str = "train") -> Iterator[Batch]:
+        """Shuffled, augmented batches of the training set (or of `index`); a batch of 1 is dropped (BN)."""
+        size = batch_size or self.cfg.trainer.batch_size
+        pool = torch.arange(self.num_train) if index is None else index.cpu()
+        order = pool[torch.randperm(len(pool))]  # CPU RNG: the same order on every device
+        chunks = [c for c in order.split(size) if len(c) > 1]
+        shown = epoch_progress(chunks, total=len(chunks), desc=f"{desc} {epoch}") if self.cfg.progress else chunks
+        for chunk in shown:
+            idx = chunk.to(self.device)
+            yield Batch(epoch, idx, self.augment(self.train_images[idx], train=True), self.labels[idx])
+
+    @torch.no_grad()
+    def per_sample_losses(self, model: torch.nn.Module) -> torch.Tensor:
+        """[N] cross-entropy against the noisy labels, un-augmented, in eval mode (for the GMM)."""
+        return torch.cat([F.cross_entropy(logits.float(), self.labels[idx], reduction="none")
+                          for idx, logits in self._predict_all(model, self.train_images)])
+
+    @torch.no_grad()
+    def test_accuracy(self, predict: Callable[[torch.Tensor], torch.Tensor]) -> float:
+        correct = torch.zeros((), device=self.device)
+        for idx, logits in self._predict_all(predict, self.test_images):
+            correct += (logits.argmax(dim=1) == self.test_labels[idx]).sum()
+        return 100.0 * correct.item() / len(self.test_labels)
+
+    def _predict_all(self, predict, images: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for idx in torch.arange(len(images), device=self.device).split(self.cfg.trainer.eval_batch_size):
+            yield idx, predict(self.augment(images[idx], train=False))
+
+
+class Method:
+    """Base of every baseline. Subclasses set `name`, build their networks, and write `train_step`."""
+
+    name = "method"
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        self.networks: dict[str, Network] = {}
+        self.build()
+
+    def build(self) -> None:
+        raise NotImplementedError
+
+    def add_network(self, name: str) -> Network:
+        self.networks[name] = Network(self.ctx, name)
+        return self.networks[name]
+
+    def on_epoch_start(self, epoch: int) -> dict:
+        """Default: refresh each network's SANM label quality G once SANM is active (Eq. 2)."""
+        stats = {}
+        for name, net in self.networks.items():
+            if net.sanm is not None and net.sanm.active(epoch):
+                losses = self.ctx.per_sample_losses(net.model.eval())
+                net.model.train()
+                stats.update(self._suffix(net.sanm.refresh_quality(losses), name))
+        return stats
+
+    def train_epoch(self, epoch: int) -> dict:
+        stats = self.on_epoch_start(epoch)
+        totals: dict[str, torch.Tensor] = {}
+        steps = 0
+        for net in self.networks.values():
+            net.model.train()
+        for batch in self.ctx.batches(epoch):
+            for key, value in self.train_step(batch).items():
+                totals[key] = totals.get(key, 0.0) + value.detach().float()
+            steps += 1
+        stats.update({key: (value / max(steps, 1)).item() for key, value in totals.items()})
+        for name, net in self.networks.items():
+            if net.sanm is not None:
+                stats.update(self._suffix(net.sanm.epoch_stats(), name))
+        return stats
+
+    def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def extra_state(self) -> dict:
+        """Method state beyond the networks (selection history, target tables); for checkpoints."""
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        pass
+
+    def _suffix(self, stats: dict, name: str) -> dict:
+        return stats if len(self.networks) == 1 else {f"{key}_{name}": value for key, value in stats.items()}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == AUTO:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigurationError(f"device={name} but no CUDA device is available; use device=cpu or device=auto")
+    return device
+
+
+def run(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path] = None) -> dict:
+    """Train `method_cls` as `cfg` says, in `run_dir`; returns the summary."""
+    start = time.time()
+    run_dir = Path(run_dir or cfg.run_dir or default_run_dir(cfg))
+    _seed(cfg.seed)
+    try:
+        _prepare_run_dir(run_dir, cfg)
+        ctx = RunContext(cfg, run_dir)
+    except (ValueError, FileNotFoundError, DatasetError) as error:
+        raise ConfigurationError(str(error)) from error
+    method = method_cls(ctx)
+    recorder = RunRecorder(run_dir, tensorboard=cfg.tensorboard)
+    checkpoint = run_dir / "checkpoints" / "last.pt"
+    first_epoch, elapsed = 0, 0.0
+    if cfg.resume and checkpoint.exists():
+        state = load_checkpoint(checkpoint, map_location=ctx.device)
+        for name, net in method.networks.items():
+            net.load_state_dict(state["networks"][name])
+        method.load_extra_state(state["method"])
+        restore_rng_state(state["rng"])
+        first_epoch, elapsed = state["epoch"] + 1, state["wall_seconds"]
+        recorder.truncate_after(state["epoch"])
+        print(f"resuming {run_dir} after epoch {state['epoch']}")
+    _write_resolved(cfg, ctx, run_dir)
+    print(f"{method.name} on {ctx.data.name} ({ctx.num_train} training images, {ctx.noise_rate_actual:.1%} wrong labels)"
+          f", {'SANM ' + cfg.sanm.name if ctx.sanm_settings else 'no SANM'}, device {ctx.device}; writing {run_dir}")
+    resumed_at = time.time()
+    for epoch in range(first_epoch, cfg.trainer.epochs):
+        epoch_start = time.time()
+        lr = ctx.lr_at(epoch)
+        for net in method.networks.values():
+            net.set_lr(lr)
+        stats = method.train_epoch(epoch)
+        for net in method.networks.values():
+            net.model.eval()
+        test_acc = ctx.test_accuracy(method.predict)
+        record = {"epoch": epoch, "lr": lr, **stats, "test_acc": test_acc, "epoch_seconds": time.time() - epoch_start}
+        recorder.log_epoch(record)
+        save_checkpoint(checkpoint, {
+            "epoch": epoch, "method_name": method.name,
+            "networks": {name: net.state_dict() for name, net in method.networks.items()},
+            "method": method.extra_state(), "rng": capture_rng_state(),
+            "wall_seconds": elapsed + time.time() - resumed_at,
+        })
+        print(f"epoch {epoch + 1}/{cfg.trainer.epochs}  test_acc {test_acc:.2f}  " + "  ".join(
+            f"{k} {v:.4g}" for k, v in stats.items() if isinstance(v, float) and not math.isnan(v)))
+    summary = _summary(recorder.records(), cfg, ctx, elapsed + time.time() - resumed_at)
+    recorder.write_summary(summary)
+    recorder.close()
+    print(f"best test_acc {summary['best_test_acc']:.2f}, last {summary['last_test_acc']:.2f} "
+          f"({time.time() - start:.0f} s); summary in {run_dir / 'summary.json'}")
+    return summary
+
+
+def default_run_dir(cfg: DictConfig) -> Path:
+    sanm = cfg.sanm.name if cfg.get("sanm") is not None else "off"
+    return Path(cfg.output_root) / cfg.method.name / cfg.dataset.name / cfg.noise.name / sanm / f"seed{cfg.seed}"
+
+
+# ---------------------------------------------------------------------- helpers
+def _seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _check_trainer(trainer: DictConfig) -> None:
+    for key in ("epochs", "batch_size", "eval_batch_size"):
+        if trainer[key] < 1:
+            raise ValueError(f"trainer.{key} must be >= 1, got {trainer[key]}")
+    if trainer.lr <= 0:
+        raise ValueError(f"trainer.lr must be > 0, got {trainer.lr}")
+
+
+def _load_data(cfg: DictConfig) -> ImageDataset:
+    if cfg.dataset.name == "image_folder" and not cfg.dataset.root:
+        raise ValueError("dataset=image_folder needs dataset.root=<folder with train/<class>/ and test/<class>/>")
+    return load_dataset(cfg.dataset.name, root=cfg.dataset.root, cache_dir=cfg.dataset.cache_dir,
+                        train_subset=cfg.dataset.train_subset, seed=cfg.seed, download=cfg.dataset.download)
+
+
+def _sanm_settings(cfg: DictConfig) -> Optional[SANMSettings]:
+    group = cfg.get("sanm")
+    if group is None or not group.enabled:
+        return None
+    return SANMSettings.resolve(group, cfg.method)
+
+
+def _model_kwargs(model: DictConfig) -> dict:
+    return {"width": model.width} if model.name == "preact_resnet18" else {"dropout": model.dropout}
+
+
+@torch.no_grad()
+def _feature_shape(model: torch.nn.Module, image_shape: tuple, device: torch.device) -> tuple[int, tuple[int, int]]:
+    """(K, (h, w)) of the model's feature map for this image size, from one eval-mode forward."""
+    was_training = model.training
+    feats = model.eval().forward_features(torch.zeros(2, *image_shape, device=device))
+    model.train(was_training)
+    return feats.shape[1], tuple(feats.shape[2:])
+
+
+def _prepare_run_dir(run_dir: Path, cfg: DictConfig) -> None:
+    """Refuse to overwrite a finished or interrupted run silently."""
+    existing = [run_dir / name for name in ("metrics.jsonl", "summary.json", "checkpoints")
+                if (run_dir / name).exists()]
+    if existing and cfg.overwrite:
+        for path in existing:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    elif existing and not cfg.resume:
+        raise ValueError(f"{run_dir} already holds a run; add resume=true to continue it or overwrite=true to "
+                         "start again")
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _write_resolved(cfg: DictConfig, ctx: RunContext, run_dir: Path) -> None:
+    """resolved.yaml: the config with every `auto` replaced by what the run actually uses."""
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved["device"] = str(ctx.device)
+    resolved["dataset"]["cache_dir"] = str(ctx.cache_dir)
+    resolved["noise"]["rate_actual"] = ctx.noise_rate_actual
+    if ctx.sanm_settings is not None:
+        s = ctx.sanm_settings
+        resolved["sanm"].update(train_on=s.train_on, target=s.target, warmup_epochs=s.warmup_epochs,
+                                **s.config.to_dict())
+    OmegaConf.save(OmegaConf.create(resolved), run_dir / "resolved.yaml")
+
+
+def _summary(records: list[dict], cfg: DictConfig, ctx: RunContext, wall_seconds: float) -> dict:
+    accs = [r["test_acc"] for r in records]
+    return {
+        "method": cfg.method.name, "dataset": cfg.dataset.name, "noise": cfg.noise.name,
+        "sanm": cfg.sanm.name if ctx.sanm_settings is not None else "off",
+        "best_test_acc": max(accs), "last_test_acc": accs[-1],
+        "mean_last10_test_acc": float(np.mean(accs[-10:])), "epochs": len(records),
+        "noise_rate_actual": ctx.noise_rate_actual, "wall_seconds": wall_seconds,
+    }
+
+
+def report_and_exit(error: ConfigurationError) -> None:
+    """The last line a user sees for a bad setting: what is wrong and how to fix it."""
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(2)

@@ -1,0 +1,158 @@
+"""A run's metric files (design.md section 6), the AUC of clean-sample scores, and the per-epoch progress bar.
+
+``metrics.jsonl`` holds one strict-JSON object per epoch and is fsynced line by line, so a killed run loses at most
+the epoch in progress; on resume ``truncate_after`` drops the epochs the checkpoint does not cover. TensorBoard is an
+optional extra (``pip install .[logging]``): without it the JSON files are the whole record.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from baselines.common.checkpoint import atomic_write
+
+__all__ = ["RunRecorder", "binary_auc", "epoch_progress"]
+
+
+def _summary_writer_cls() -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # raises ImportError when tensorboard is missing
+    except ImportError:
+        return None
+    return SummaryWriter
+
+
+def _as_number(value: Any) -> Any:
+    if isinstance(value, (torch.Tensor, np.ndarray, np.generic)) and getattr(value, "ndim", 0) == 0:
+        return value.item()
+    return value
+
+
+def _jsonable(value: Any) -> Any:
+    """Python numbers from tensors and NumPy scalars; NaN and inf become None since JSON has neither."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (torch.Tensor, np.ndarray, np.generic)):
+        value = value.tolist() if getattr(value, "ndim", 0) else value.item()
+        return _jsonable(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class RunRecorder:
+    """Writes a run's metrics.jsonl (one JSON object per epoch), summary.json, and TensorBoard scalars when
+    tensorboard is importable.
+
+    Args:
+        run_dir: The run directory; created when missing. TensorBoard events go to ``run_dir/tensorboard``.
+        tensorboard: Also write TensorBoard scalars, when the package is installed.
+    """
+
+    def __init__(self, run_dir: str | Path, tensorboard: bool = True) -> None:
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.metrics_path = self.run_dir / "metrics.jsonl"
+        self.summary_path = self.run_dir / "summary.json"
+        self._writer_cls = _summary_writer_cls() if tensorboard else None
+        self._writer: Any = None
+        self._purge_step: int | None = None
+
+    def log_epoch(self, record: dict[str, Any]) -> None:
+        """Appends one epoch's record and durably flushes it; numeric entries also go to TensorBoard."""
+        if not isinstance(record.get("epoch"), (int, np.integer)):
+            raise ValueError(f"a metrics record needs an integer 'epoch', got {record.get('epoch')!r}")
+        clean = _jsonable(record)
+        with open(self.metrics_path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(clean, allow_nan=False) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        if self._writer_cls is None:
+            return
+        if self._writer is None:
+            # Created on first use so that a resume's truncate_after can purge the dropped epochs' events.
+            self._writer = self._writer_cls(str(self.run_dir / "tensorboard"), purge_step=self._purge_step)
+        for key, value in record.items():
+            number = _as_number(value)  # raw, not `clean`: NaN is a valid TensorBoard scalar, unlike JSON
+            if key != "epoch" and isinstance(number, (int, float)) and not isinstance(number, bool):
+                self._writer.add_scalar(key, number, clean["epoch"])
+        self._writer.flush()
+
+    def truncate_after(self, epoch: int) -> list[dict[str, Any]]:
+        """On resume, keeps only the records of epochs ``<= epoch`` (rewritten atomically) and returns them."""
+        kept = [r for r in self.records() if r["epoch"] <= epoch]
+        with atomic_write(self.metrics_path, "w") as handle:
+            handle.writelines(json.dumps(r, allow_nan=False) + "\n" for r in kept)
+        self._purge_step = epoch + 1
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        return kept
+
+    def records(self) -> list[dict[str, Any]]:
+        """Reads metrics.jsonl back; a torn last line (the run died mid-write) is ignored."""
+        if not self.metrics_path.exists():
+            return []
+        lines = self.metrics_path.read_text(encoding="utf-8").split("\n")
+        # Every complete line ends with "\n", so the piece after the last one is empty unless the write was torn.
+        return [json.loads(line) for line in lines[:-1] if line.strip()]
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        """Writes summary.json atomically, so a reader never sees half of it."""
+        with atomic_write(self.summary_path, "w") as handle:
+            json.dump(_jsonable(summary), handle, indent=2, allow_nan=False)
+            handle.write("\n")
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def __enter__(self) -> RunRecorder:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def binary_auc(scores: Any, positives: Any) -> float:
+    """ROC AUC of ``scores`` (higher = more likely positive) against the boolean ``positives``.
+
+    Computed as the Mann-Whitney statistic with tied scores sharing their average rank, which equals sklearn's
+    ``roc_auc_score``. NaN, without a warning, when one class is absent: the AUC of clean-sample selection is logged
+    every epoch, and with 0 % noise there are no noisy samples to rank.
+    """
+    scores = np.asarray(scores.detach().cpu() if isinstance(scores, torch.Tensor) else scores, dtype=np.float64)
+    positives = np.asarray(positives.detach().cpu() if isinstance(positives, torch.Tensor) else positives, dtype=bool)
+    scores, positives = scores.reshape(-1), positives.reshape(-1)
+    if scores.shape != positives.shape:
+        raise ValueError(f"{scores.size} scores but {positives.size} labels")
+    if np.isnan(scores).any():
+        raise ValueError("scores contain NaN")
+    n_pos = int(positives.sum())
+    n_neg = positives.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    mean_rank = np.cumsum(counts) - (counts - 1) / 2  # 1-based rank, averaged over each group of ties
+    rank_sum = mean_rank[inverse.reshape(-1)][positives].sum()
+    return float((rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def epoch_progress(iterable: Iterable[Any], total: int, desc: str) -> Iterable[Any]:
+    """A per-epoch tqdm bar that disappears when done, and prints nothing at all when stdout is not a terminal
+    (cluster logs would otherwise fill with carriage-return redraws)."""
+    interactive = sys.stdout is not None and sys.stdout.isatty()
+    return tqdm(iterable, total=total, desc=desc, leave=False, disable=not interactive, dynamic_ncols=True)

@@ -1,0 +1,193 @@
+"""The one place where SANM enters every baseline: label quality, masked views and their losses.
+
+Each trainable network gets a `SANMHook` (its own SANMAugmenter and decoder, its own label quality G).
+A method calls, at its supervised forward:
+    views = hook.views(x, logits, feats, idx, targets)     # SANM[1] mask + SANM[2] regularised targets
+    logits_m, feats_m = tap(views.images)                  # the method's own forward on the masked views
+    loss = ... soft_cross_entropy(logits_m, views.targets) + hook.reconstruction(feats_m, x)   # SANM[3]
+or, for a plain supervised loss, `hook.supervised_loss(...)`, which does exactly that. The engine keys
+(`train_on`, `target`, `warmup_epochs`) resolve here from the method's defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+
+from sanm_plugin import SANMAugmenter, SANMConfig, gmm_clean_probability
+
+from .config import AUTO, SANMGroupConfig
+from .metrics import binary_auc
+
+TRAIN_ON = ("masked", "clean_and_masked")
+TARGETS = ("label", "prediction")
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of -sum_c t_c log softmax(z)_c, for probability targets [B, c]."""
+    return -(targets * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
+
+
+@dataclass(frozen=True)
+class SANMSettings:
+    """The `sanm` config group with every `auto` resolved for one method."""
+
+    config: SANMConfig
+    train_on: str
+    target: str
+    warmup_epochs: int
+
+    @classmethod
+    def resolve(cls, group: DictConfig | SANMGroupConfig, method: Any) -> "SANMSettings":
+        group = OmegaConf.to_object(group) if isinstance(group, DictConfig) else group
+        train_on = method.sanm_train_on if group.train_on == AUTO else group.train_on
+        target = method.sanm_target if group.target == AUTO else group.target
+        warmup = method.sanm_warmup_epochs if group.warmup_epochs == AUTO else group.warmup_epochs
+        if train_on not in TRAIN_ON:
+            raise ValueError(f"sanm.train_on must be auto or one of {TRAIN_ON}, got {train_on!r}")
+        if target not in TARGETS:
+            raise ValueError(f"sanm.target must be auto or one of {TARGETS}, got {target!r}")
+        if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+            raise ValueError(f"sanm.warmup_epochs must be auto or an integer >= 0, got {warmup!r}")
+        return cls(SANMConfig.from_mapping(group.hook_settings()), train_on, target, warmup)
+
+
+@dataclass
+class MaskedViews:
+    """Masked images and their targets; with trough='separate_image' both halves are stacked (2B rows)."""
+
+    images: torch.Tensor
+    targets: torch.Tensor
+    ratio: torch.Tensor  # [B] peak mask ratio
+
+
+class SANMHook(torch.nn.Module):
+    """SANM for one network: its augmenter (decoder included), its label quality and its diagnostics.
+
+    Args:
+        settings: resolved SANM settings.
+        num_classes, feature_channels, image_shape, feature_size: as SANMAugmenter's.
+        is_clean: [N] bool, whether each training label is truly right (diagnostics only).
+    """
+
+    def __init__(
+        self,
+        settings: SANMSettings,
+        num_classes: int,
+        feature_channels: int,
+        image_shape: tuple[int, int, int],
+        feature_size: Optional[tuple[int, int]],
+        is_clean: torch.Tensor,
+    ) -> None:
+        super().__init__()
+        self.settings = settings
+        self.augmenter = SANMAugmenter(num_classes, feature_channels, image_shape, settings.config, feature_size)
+        self.register_buffer("clean_prob", torch.ones(len(is_clean), device=is_clean.device))
+        self.register_buffer("is_clean", is_clean.bool(), persistent=False)
+        self.loss_history: list = []  # normalised GMM losses, for averaging over epochs (DivideMix at 90%)
+        self._reset_stats()
+
+    # ------------------------------------------------------------------ label quality
+    def active(self, epoch: int) -> bool:
+        return epoch >= self.settings.warmup_epochs
+
+    def refresh_quality(self, losses: torch.Tensor, history_window: int = 0) -> dict[str, float]:
+        """G from the per-sample losses of an evaluation pass (Eq. 2); returns its diagnostics."""
+        history = self.loss_history if history_window > 0 else None
+        self.set_quality(gmm_clean_probability(losses, history, window=max(history_window, 1)))
+        return {"gmm_auc": binary_auc(self.clean_prob, self.is_clean)}
+
+    def set_quality(self, clean_prob: torch.Tensor) -> None:
+        """Use a G the method computed itself (DivideMix's co-divide posterior)."""
+        self.clean_prob.copy_(clean_prob.to(self.clean_prob.device))
+
+    # ------------------------------------------------------------------ the three hooks
+    def views(
+        self,
+        images: torch.Tensor,
+        logits: torch.Tensor,
+        feature_maps: torch.Tensor,
+        index: torch.Tensor,
+        targets: torch.Tensor,
+        classifier_weight: Optional[torch.Tensor],
+        clean_prob: Optional[torch.Tensor] = None,
+    ) -> MaskedViews:
+        """SANM[1] + SANM[2]: masked copies of the batch and their regularised targets.
+
+        `targets` are class ids [B] or probabilities [B, c] (the method's training target); with
+        target='prediction' the detached softmax of the clean logits is regularised instead.
+        """
+        quality = self.clean_prob[index] if clean_prob is None else clean_prob
+        weight = None if classifier_weight is None else classifier_weight.detach()
+        mb = self.augmenter.modulate_batch(images, feature_maps.detach(), logits.detach(), quality, weight)
+        base = torch.softmax(logits.detach().float(), dim=1) if self.settings.target == "prediction" else targets
+        regularised = self.augmenter.regularize_labels(base, mb)
+        self._accumulate(mb.ratio, index)
+        if mb.trough_images is None:
+            return MaskedViews(mb.images, regularised, mb.ratio)
+        return MaskedViews(torch.cat([mb.images, mb.trough_images]), regularised.repeat(2, 1), mb.ratio)
+
+    def reconstruction(self, masked_feature_maps: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """SANM[3]: beta * MSE(decoder(F(x_m)), x)."""
+        return self.augmenter.reconstruction_loss(masked_feature_maps, images)
+
+    def supervised_loss(
+        self,
+        tap: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+        images: torch.Tensor,
+        index: torch.Tensor,
+        targets: torch.Tensor,
+        classifier_weight: Optional[torch.Tensor],
+        clean_loss: Callable[[torch.Tensor], torch.Tensor],
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The whole SANM step for a method whose loss is a supervised loss on one batch.
+
+        train_on='clean_and_masked': clean_loss(clean logits) + soft CE of the masked view + L_r;
+        'masked': the clean forward runs without gradient (it only places the masks), and the masked
+        view's soft CE + L_r replace the clean loss.
+        """
+        if self.settings.train_on == "masked":
+            with torch.no_grad():
+                logits, feats = tap(images)
+            clean_term = torch.zeros((), device=images.device)
+        else:
+            logits, feats = tap(images)
+            clean_term = clean_loss(logits)
+        views = self.views(images, logits, feats, index, targets, classifier_weight)
+        logits_m, feats_m = tap(views.images)
+        masked_term = soft_cross_entropy(logits_m, views.targets)
+        reconstruction = self.reconstruction(feats_m, images)
+        loss = clean_term + masked_term + reconstruction
+        return loss, {"loss/clean": clean_term.detach(), "loss/masked": masked_term.detach(),
+                      "loss/reconstruction": reconstruction.detach()}
+
+    # ------------------------------------------------------------------ diagnostics
+    def _reset_stats(self) -> None:
+        self._ratio_sum = torch.zeros(2, device=self.clean_prob.device)  # [truly wrong, truly right]
+        self._ratio_count = torch.zeros(2, device=self.clean_prob.device)
+
+    def _accumulate(self, ratio: torch.Tensor, index: torch.Tensor) -> None:
+        right = self.is_clean[index].long()
+        self._ratio_sum.index_add_(0, right, ratio.float())
+        self._ratio_count.index_add_(0, right, torch.ones_like(ratio, dtype=torch.float))
+
+    def epoch_stats(self) -> dict[str, float]:
+        """Mean mask ratio over samples whose label is truly right / wrong since the last call."""
+        means = (self._ratio_sum / self._ratio_count.clamp(min=1)).tolist()
+        counts = self._ratio_count.tolist()
+        self._reset_stats()
+        if not counts[0] and not counts[1]:
+            return {}
+        return {"mask_ratio_noisy": means[0] if counts[0] else float("nan"),
+                "mask_ratio_clean": means[1] if counts[1] else float("nan")}
+
+    # ------------------------------------------------------------------ checkpoints
+    def extra_state(self) -> dict:
+        return {"loss_history": [torch.as_tensor(h) for h in self.loss_history]}
+
+    def load_extra_state(self, state: dict) -> None:
+        self.loss_history = [h.numpy() for h in state["loss_history"]]

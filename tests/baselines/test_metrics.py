@@ -1,0 +1,136 @@
+"""`baselines.common.metrics`: the run's JSON files, optional TensorBoard, AUC against sklearn, quiet progress."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from baselines.common import metrics
+from baselines.common.metrics import RunRecorder, binary_auc, epoch_progress
+
+
+class _FakeWriter:
+    """Stands in for SummaryWriter, which this environment does not have."""
+
+    instances: list[_FakeWriter] = []
+
+    def __init__(self, log_dir: str, purge_step: int | None = None) -> None:
+        self.log_dir, self.purge_step, self.scalars, self.closed = log_dir, purge_step, [], False
+        _FakeWriter.instances.append(self)
+
+    def add_scalar(self, tag: str, value: float, step: int) -> None:
+        self.scalars.append((tag, value, step))
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize("tensorboard", [True, False])
+def test_jsonl_lines_and_type_conversion(tmp_path, tensorboard: bool) -> None:
+    rec = RunRecorder(tmp_path / "run", tensorboard=tensorboard)  # tensorboard is not installed here
+    rec.log_epoch({"epoch": 0, "loss/ce": torch.tensor(1.5), "train/acc": np.float32(0.25), "lr": 0.02})
+    rec.log_epoch({"epoch": np.int64(1), "loss/ce": float("nan"), "test_acc": np.float64("inf"), "n": np.int32(3)})
+    rec.close()
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    first, second = (json.loads(line) for line in lines)  # strict JSON: no NaN/Infinity tokens
+    assert first == {"epoch": 0, "loss/ce": 1.5, "train/acc": 0.25, "lr": 0.02}
+    assert second == {"epoch": 1, "loss/ce": None, "test_acc": None, "n": 3}
+    assert type(second["n"]) is int and type(first["train/acc"]) is float
+    assert "NaN" not in lines[1] and rec.records() == [first, second]
+    assert not (tmp_path / "run" / "tensorboard").exists()
+
+
+def test_epoch_is_required(tmp_path) -> None:
+    with pytest.raises(ValueError, match="epoch"):
+        RunRecorder(tmp_path).log_epoch({"loss": 1.0})
+
+
+def test_truncate_after_keeps_earlier_epochs(tmp_path) -> None:
+    rec = RunRecorder(tmp_path)
+    for epoch in range(5):
+        rec.log_epoch({"epoch": epoch, "test_acc": 10.0 * epoch})
+    kept = rec.truncate_after(2)
+    assert [r["epoch"] for r in kept] == [0, 1, 2] and rec.records() == kept
+    rec.log_epoch({"epoch": 3, "test_acc": 31.0})  # the resumed run appends after the kept lines
+    assert [r["test_acc"] for r in RunRecorder(tmp_path).records()] == [0.0, 10.0, 20.0, 31.0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.jsonl"]
+
+
+def test_torn_last_line_is_ignored(tmp_path) -> None:
+    rec = RunRecorder(tmp_path)
+    rec.log_epoch({"epoch": 0, "test_acc": 1.0})
+    with open(rec.metrics_path, "a") as handle:
+        handle.write('{"epoch": 1, "test_')  # killed mid-write
+    assert rec.records() == [{"epoch": 0, "test_acc": 1.0}]
+    assert rec.truncate_after(0) == [{"epoch": 0, "test_acc": 1.0}]
+
+
+def test_summary_is_atomic_indented_json(tmp_path, monkeypatch) -> None:
+    rec = RunRecorder(tmp_path)
+    rec.write_summary({"best_test_acc": np.float32(93.5), "last_test_acc": torch.tensor(93.0), "epochs": 3})
+    text = (tmp_path / "summary.json").read_text()
+    assert json.loads(text) == {"best_test_acc": 93.5, "last_test_acc": 93.0, "epochs": 3}
+    assert '\n  "epochs": 3' in text
+
+    def broken_dump(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(metrics.json, "dump", broken_dump)
+    with pytest.raises(OSError):
+        rec.write_summary({"best_test_acc": 0.0})
+    monkeypatch.undo()
+    assert json.loads((tmp_path / "summary.json").read_text())["best_test_acc"] == 93.5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]
+
+
+def test_tensorboard_scalars_when_available(tmp_path, monkeypatch) -> None:
+    _FakeWriter.instances.clear()
+    monkeypatch.setattr(metrics, "_summary_writer_cls", lambda: _FakeWriter)
+    rec = RunRecorder(tmp_path)
+    rec.log_epoch({"epoch": 0, "loss/ce": torch.tensor(2.0), "test_acc": float("nan"), "phase": "warmup"})
+    rec.log_epoch({"epoch": 1, "loss/ce": 1.0, "test_acc": 50.0, "converged": False})
+    writer = _FakeWriter.instances[0]
+    assert writer.scalars[0] == ("loss/ce", 2.0, 0)
+    assert writer.scalars[1][0] == "test_acc" and math.isnan(writer.scalars[1][1])  # NaN stays NaN in TensorBoard
+    assert writer.scalars[2:] == [("loss/ce", 1.0, 1), ("test_acc", 50.0, 1)]
+    # A resume truncates, and the next writer drops the events of the truncated epochs.
+    rec.truncate_after(0)
+    rec.log_epoch({"epoch": 1, "test_acc": 51.0})
+    rec.close()
+    assert writer.closed and _FakeWriter.instances[1].purge_step == 1 and _FakeWriter.instances[1].closed
+    assert RunRecorder(tmp_path, tensorboard=False)._writer_cls is None
+
+
+def test_binary_auc_matches_sklearn() -> None:
+    rng = np.random.default_rng(0)
+    for n in (10, 257, 2000):
+        positives = rng.random(n) < 0.3
+        scores = rng.normal(size=n) + positives
+        scores[: n // 4] = np.round(scores[: n // 4], 1)  # ties must count one half, as in sklearn
+        expected = roc_auc_score(positives, scores)
+        assert binary_auc(scores, positives) == pytest.approx(expected, abs=1e-12)
+        assert binary_auc(torch.from_numpy(scores).float(), torch.from_numpy(positives)) == pytest.approx(
+            roc_auc_score(positives, scores.astype(np.float32)), abs=1e-12
+        )
+    assert binary_auc([0.1, 0.2, 0.9], [False, False, True]) == 1.0
+    assert binary_auc([0.5, 0.5], [True, False]) == 0.5
+
+
+def test_binary_auc_one_class_is_nan_without_warning(recwarn) -> None:
+    assert math.isnan(binary_auc(np.arange(5.0), np.ones(5, dtype=bool)))
+    assert math.isnan(binary_auc(torch.arange(5.0), torch.zeros(5, dtype=torch.bool)))
+    assert len(recwarn) == 0
+
+
+def test_epoch_progress_is_silent_off_a_terminal(capsys) -> None:
+    assert list(epoch_progress(iter(range(7)), total=7, desc="epoch 0")) == list(range(7))
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""

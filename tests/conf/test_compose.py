@@ -1,0 +1,78 @@
+"""Compose the real configs in-process (Hydra's compose API): every primary x every preset."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+
+from baselines.common.sanm_hook import SANMSettings
+from baselines.registry import BASELINES  # importing it registers every schema
+from sanm_plugin import SANMConfig
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+SANM_PRESETS = sorted(p.stem for p in (CONF / "sanm").glob("*.yaml"))
+NOISES = sorted(p.stem for p in (CONF / "noise").glob("*.yaml"))
+
+
+def _compose(name, overrides=(), conf=CONF):
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        return compose(config_name=name, overrides=list(overrides), return_hydra_config=True)
+
+
+@pytest.mark.parametrize("method", sorted(BASELINES))
+@pytest.mark.parametrize("sanm", [None, *SANM_PRESETS])
+def test_every_primary_composes_with_every_sanm_preset_and_smoke(method, sanm):
+    overrides = ["+experiment=smoke"] + ([f"+sanm={sanm}"] if sanm else [])
+    cfg = _compose(method, overrides)
+    assert cfg.method.name == method and cfg.dataset.name == "digits"
+    assert cfg.hydra.run.dir.endswith(f"{method}/digits/none/{sanm or 'off'}/seed0")
+    if sanm and cfg.sanm.enabled:
+        settings = SANMSettings.resolve(cfg.sanm, cfg.method)
+        assert isinstance(settings.config, SANMConfig)
+        assert settings.config == (SANMConfig.official() if sanm == "official" else SANMConfig.paper())
+
+
+@pytest.mark.parametrize("noise", NOISES)
+def test_every_noise_option_composes(noise):
+    cfg = _compose("ce", [f"noise={noise}"])
+    assert cfg.noise.type in ("none", "sym", "asym", "pairflip", "file")
+    if cfg.noise.type in ("sym", "asym", "pairflip"):
+        assert cfg.noise.name == noise
+
+
+def test_rate_override_renames_the_run():
+    cfg = _compose("ce", ["noise=sym_0.5", "noise.rate=0.3"])
+    assert cfg.noise.rate == 0.3 and cfg.noise.name == "sym_0.3"
+
+
+@pytest.mark.parametrize("override", ["+sanm=on sanm.mask_ratoi=0.1", "trainer.epoch=3", "model.widht=8", "dataset.trainsubset=3"])
+def test_mistyped_keys_fail(override):
+    with pytest.raises(ConfigCompositionException):
+        _compose("ce", override.split())
+
+
+def test_a_preset_with_a_key_the_schema_lacks_fails(tmp_path):
+    conf = tmp_path / "conf"
+    import shutil
+
+    shutil.copytree(CONF, conf)
+    (conf / "experiment" / "typo.yaml").write_text("# @package _global_\ntrainer:\n  epoch: 3\n")
+    with pytest.raises(ConfigCompositionException):
+        _compose("ce", ["+experiment=typo"], conf=conf)
+
+
+def test_sanm_overrides_reach_the_hook_config():
+    cfg = _compose("ce", ["+sanm=official", "sanm.mu=0.3", "sanm.train_on=masked"])
+    settings = SANMSettings.resolve(cfg.sanm, cfg.method)
+    assert settings.config == SANMConfig.official(mu=0.3) and settings.train_on == "masked"
+    assert settings.target == "label" and settings.warmup_epochs == 2
+    with pytest.raises(ValueError, match="mu"):
+        SANMSettings.resolve(_compose("ce", ["+sanm=on", "sanm.mu=1.5"]).sanm, cfg.method)
+
+
+def test_smoke_preset_is_small_and_on_cpu():
+    cfg = _compose("ce", ["+experiment=smoke", "+sanm=on"])
+    assert cfg.device == "cpu" and cfg.trainer.epochs == 2 and cfg.method.sanm_warmup_epochs == 1
+    assert OmegaConf.select(cfg, "dataset.train_subset") <= 500
