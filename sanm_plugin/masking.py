@@ -10,7 +10,6 @@ second. Slots past the boxes' area write pixel (0, 0), which is then set to the 
 from __future__ import annotations
 
 import math
-from typing import Sequence
 
 import torch
 

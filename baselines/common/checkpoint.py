@@ -5,24 +5,21 @@ random stream a run draws from: Python's ``random``, NumPy's global generator, t
 device's. They are stored as tensors, ints, floats and tuples, the only things the weights-only unpickler loads, so
 no checkpoint ever needs the unsafe ``weights_only=False``.
 
-Writes go to a temp file in the target directory, are fsynced, then ``os.replace``d over the target: a crash at any
-point leaves either the old checkpoint or the new one, never half of one.
+Writes are atomic (files.atomic_write): a crash at any point leaves either the old checkpoint or the new one.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import random
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["atomic_write", "capture_rng_state", "load_checkpoint", "restore_rng_state", "save_checkpoint"]
+from .files import atomic_write
+
+__all__ = ["capture_rng_state", "load_checkpoint", "restore_rng_state", "save_checkpoint"]
 
 
 def capture_rng_state() -> dict[str, Any]:
@@ -56,30 +53,6 @@ def restore_rng_state(state: dict[str, Any]) -> None:
             torch.cuda.set_rng_state(cuda_state.cpu(), index)
 
 
-@contextlib.contextmanager
-def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
-    """Opens a temp file next to ``path`` that replaces ``path`` only once the block finishes without an error.
-
-    The temp file lives in the same directory because ``os.replace`` is atomic only within one filesystem.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; run outputs should be readable like any other file
-        with os.fdopen(fd, mode) as handle:
-            yield handle
-            handle.flush()
-            # Without the fsync a power cut after the rename can leave a renamed but empty file.
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """Writes ``state`` to ``path`` atomically, creating parent directories."""
     with atomic_write(path) as handle:
@@ -103,13 +76,3 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
         lines = str(exc).strip().splitlines()
         reason = f"{type(exc).__name__}: {lines[0][:200] if lines else 'no message'}"
         raise RuntimeError(f"checkpoint {path} is unreadable ({reason}); delete it or run with overwrite=true") from exc
-
-
-def _fsync_dir(directory: Path) -> None:
-    # Makes the rename itself durable on POSIX; directories cannot be opened this way on Windows.
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

@@ -19,7 +19,6 @@ import multiprocessing
 import os
 import pickle
 import sys
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -28,6 +27,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from PIL import Image
+
+from .files import atomic_write
 
 __all__ = [
     "DATASETS",
@@ -416,21 +417,13 @@ def _read_cache(path: Path) -> dict[str, np.ndarray] | None:
 
 
 def _write_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    # Temp file + os.replace: a crash or a concurrent run never leaves a half-written cache behind.
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+        with atomic_write(path) as handle:
+            np.savez(handle, **arrays)
     except OSError as err:
         raise DatasetError(
             f"cannot write the image cache in {path.parent} ({err.strerror}); set cache_dir"
         ) from err
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _decode_images(files: list[Path]) -> np.ndarray:

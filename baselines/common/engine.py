@@ -160,6 +160,19 @@ class RunContext:
                           for idx, logits in self._predict_all(model, self.train_images)])
 
     @torch.no_grad()
+    def fitted_labels(self, predict: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, float]:
+        """How much of the noise the model has memorised: on the un-augmented training set, the share of
+        wrongly-labelled samples predicted as their wrong label, and of the others predicted correctly."""
+        hits = torch.cat([logits.argmax(dim=1) == self.labels[idx] for idx, logits in
+                          self._predict_all(predict, self.train_images)])
+        wrong = ~self.is_clean
+
+        def share(mask: torch.Tensor) -> float:
+            return (hits & mask).sum().item() / mask.sum().item() if mask.any() else float("nan")
+
+        return {"fitted_wrong_labels": share(wrong), "fitted_right_labels": share(self.is_clean)}
+
+    @torch.no_grad()
     def test_accuracy(self, predict: Callable[[torch.Tensor], torch.Tensor]) -> float:
         correct = torch.zeros((), device=self.device)
         for idx, logits in self._predict_all(predict, self.test_images):
@@ -287,6 +300,9 @@ def run(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path] = Non
         print(f"epoch {epoch + 1}/{cfg.trainer.epochs}  test_acc {test_acc:.2f}  " + "  ".join(
             f"{k} {v:.4g}" for k, v in stats.items() if isinstance(v, float) and not math.isnan(v)))
     summary = _summary(recorder.records(), cfg, ctx, elapsed + time.time() - resumed_at)
+    for net in method.networks.values():
+        net.model.eval()
+    summary.update(ctx.fitted_labels(method.predict))
     recorder.write_summary(summary)
     recorder.close()
     print(f"best test_acc {summary['best_test_acc']:.2f}, last {summary['last_test_acc']:.2f} "

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from baselines.common.checkpoint import atomic_write
+from baselines.common.files import atomic_write
 
 __all__ = ["RunRecorder", "binary_auc", "epoch_progress"]
 

@@ -27,13 +27,14 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
+
+from .files import atomic_write
 
 # fmt: off
 __all__ = [
@@ -260,10 +261,12 @@ def cached_noisy_labels(
             return labels.astype(np.int64)
     labels = make_noisy_labels(spec, true_labels, num_classes, seed=seed, **make_kwargs)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, lambda f: np.save(f, labels))
+    with atomic_write(path) as handle:
+        np.save(handle, labels)
     sidecar = {**fields, "actual_noise_rate": actual_noise_rate(labels, true_labels)}
     text = json.dumps(sidecar, indent=2).encode()
-    _atomic_write(path.with_suffix(".json"), lambda f: f.write(text))
+    with atomic_write(path.with_suffix(".json")) as handle:
+        handle.write(text)
     return labels
 
 
@@ -398,14 +401,3 @@ def _cache_fields(spec: NoiseSpec, dataset_identity: str, seed: int, num_classes
 def _digest(fields: Mapping[str, Any]) -> str:
     blob = json.dumps(fields, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
