@@ -4,7 +4,7 @@ No upstream repo ships it for CIFAR; we train one PreAct ResNet-18 on DivideMix'
 momentum 0.9, wd 5e-4, batch 128, lr /10 at epoch 150, 300 epochs). The paper's SANM(CE) row plugs SANM
 in with a per-epoch GMM on the training losses (baselines.md 9.7).
 
-SANM points: after `sanm.warmup_epochs` (default 2), each epoch fits G on one evaluation pass; each
+SANM points: after the warm-up (`method.warmup_epochs`, default 2), each epoch fits G on one evaluation pass; each
 step runs the clean forward, masks the batch with the clean logits and features (SANM[1]), regularises
 the noisy one-hot labels (SANM[2], or the detached clean prediction with sanm.target=prediction), and
 adds the masked view's soft cross-entropy and the reconstruction loss (SANM[3]); with
@@ -20,11 +20,12 @@ from baselines.common.cli import entry_point
 from baselines.common.config import MethodConfig, register_schema
 from baselines.common.engine import Batch, Method
 
-register_schema("ce", MethodConfig(name="ce", sanm_warmup_epochs=2))
+register_schema("ce", MethodConfig(name="ce"))
 
 
 class CE(Method):
     name = "ce"
+    default_warmup_epochs = 2  # plain CE epochs before SANM starts (G needs a network that has learned)
 
     def build(self) -> None:
         self.net = self.add_network("net")

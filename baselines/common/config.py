@@ -50,7 +50,8 @@ class TrainerConfig:
     lr: float = 0.02
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    lr_milestones: List[int] = field(default_factory=lambda: [150])  # lr *= lr_gamma at each
+    lr_schedule: str = "step"  # step (lr *= lr_gamma at each milestone) | cosine (to lr * 1e-3 at the end)
+    lr_milestones: List[int] = field(default_factory=lambda: [150])
     lr_gamma: float = 0.1
     augment: bool = True  # random crop (4-pixel padding) + horizontal flip, batched on the device
     eval_batch_size: int = 512
@@ -77,6 +78,7 @@ class SANMGroupConfig:
     train_on: str = AUTO  # auto | masked | clean_and_masked
     target: str = AUTO  # auto | label | prediction
     warmup_epochs: Any = AUTO  # auto | int: epochs before SANM starts (G needs a trained network)
+    recon_source: str = AUTO  # DivideMix family: separate (a forward of the masked views) | mixed (MixMatch's)
 
     def hook_settings(self) -> Dict[str, Any]:
         keys = ("mu", "delta", "beta", "activation", "ratio", "box", "fill", "trough", "label_spread", "validate")
@@ -87,7 +89,7 @@ class SANMGroupConfig:
 @dataclass
 class MethodConfig:
     name: str = "ce"
-    sanm_warmup_epochs: int = 2  # what sanm.warmup_epochs=auto means for this method
+    warmup_epochs: Any = AUTO  # the method's warm-up; sanm.warmup_epochs=auto starts SANM when it ends
     sanm_train_on: str = "clean_and_masked"  # what sanm.train_on=auto means
     sanm_target: str = "label"  # what sanm.target=auto means
 
@@ -106,6 +108,8 @@ class RunConfig:
     overwrite: bool = False  # start again in a run_dir that already holds a run
     output_root: str = "outputs"
     run_dir: Optional[str] = None  # default: Hydra's run directory, outputs/<method>/<dataset>/<noise>/<sanm>/seed<k>
+    pretrained: Optional[str] = None  # encoder checkpoint (python -m baselines.pretrain_simclr) for the networks;
+    # auto = the method's default: none, except C2D, which then runs a short SimCLR pre-training first
     tensorboard: bool = True  # scalars under run_dir/tensorboard when tensorboard is installed
     progress: bool = True  # a tqdm bar per epoch (shown only on a terminal)
 

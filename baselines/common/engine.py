@@ -61,6 +61,8 @@ class Network:
         cfg = ctx.cfg
         self.name = name
         self.model = build_model(cfg.model.name, ctx.num_classes, **_model_kwargs(cfg.model)).to(ctx.device)
+        if ctx.pretrained is not None:
+            load_encoder(self.model, ctx.pretrained, cfg.model)
         self.tap = FeatureTap(self.model)
         self.sanm: Optional[SANMHook] = None
         if ctx.sanm_settings is not None:
@@ -73,12 +75,14 @@ class Network:
         self.grad_clip = cfg.trainer.grad_clip
         self.grad_edit: Optional[Callable[[torch.nn.Module], dict]] = None  # CDR edits gradients here
 
-    def step(self, loss: torch.Tensor) -> dict:
+    def step(self, loss: torch.Tensor, grad_clip: Optional[float] = None) -> dict:
+        """Backward and update; `grad_clip` overrides trainer.grad_clip for this step (C2D's warm-up)."""
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         stats = self.grad_edit(self.model) if self.grad_edit is not None else {}
-        if self.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        clip = grad_clip or self.grad_clip
+        if clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
         self.optimizer.step()
         return stats
 
@@ -104,11 +108,12 @@ class Network:
 class RunContext:
     """Everything a method may use: config, device, data, noisy labels, augmentation, evaluation."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
+    def __init__(self, cfg: DictConfig, run_dir: Path, warmup_epochs: int) -> None:
         self.cfg = cfg
         self.run_dir = run_dir
         self.device = resolve_device(cfg.device)
         _check_trainer(cfg.trainer)
+        self.warmup_epochs = warmup_epochs
         self.data = _load_data(cfg)
         self.cache_dir = Path(cfg.dataset.cache_dir) if cfg.dataset.cache_dir else default_cache_dir()
         spec = NoiseSpec(type=cfg.noise.type, rate=cfg.noise.rate, protocol=cfg.noise.protocol,
@@ -130,28 +135,38 @@ class RunContext:
         self.test_labels = torch.from_numpy(self.data.test_labels).to(self.device)
         self.augment = BatchAugment(self.data.mean, self.data.std, crop_padding=4 if cfg.trainer.augment else 0,
                                     flip=cfg.trainer.augment)
-        self.sanm_settings = _sanm_settings(cfg)
+        self.sanm_settings = _sanm_settings(cfg, warmup_epochs)
+        self.pretrained: Optional[str] = None if cfg.pretrained in (None, AUTO) else cfg.pretrained
 
     @property
     def num_train(self) -> int:
         return len(self.labels)
 
     def lr_at(self, epoch: int) -> float:
-        """Step schedule: lr * gamma^(milestones passed)."""
-        passed = sum(epoch >= m for m in self.cfg.trainer.lr_milestones)
-        return self.cfg.trainer.lr * self.cfg.trainer.lr_gamma**passed
+        """Step schedule: lr * gamma^(milestones passed); cosine: annealed to lr * 1e-3 (SupContrast's floor)."""
+        trainer = self.cfg.trainer
+        if trainer.lr_schedule == "cosine":
+            floor = trainer.lr * 1e-3
+            return floor + (trainer.lr - floor) * (1 + math.cos(math.pi * epoch / trainer.epochs)) / 2
+        passed = sum(epoch >= m for m in trainer.lr_milestones)
+        return trainer.lr * trainer.lr_gamma**passed
 
     def batches(self, epoch: int, batch_size: Optional[int] = None, index: Optional[torch.Tensor] = None,
                 desc: str = "train") -> Iterator[Batch]:
-        """Shuffled, augmented batches of the training set (or of `index`); a batch of 1 is dropped (BN)."""
+        """Shuffled, augmented batches of the training set (or of `index`)."""
+        for idx in self.index_batches(epoch, batch_size, index, desc):
+            yield Batch(epoch, idx, self.augment(self.train_images[idx], train=True), self.labels[idx])
+
+    def index_batches(self, epoch: int, batch_size: Optional[int] = None, index: Optional[torch.Tensor] = None,
+                      desc: str = "train") -> Iterator[torch.Tensor]:
+        """Shuffled index batches on the device; a batch of one sample is dropped (BN needs two)."""
         size = batch_size or self.cfg.trainer.batch_size
         pool = torch.arange(self.num_train) if index is None else index.cpu()
         order = pool[torch.randperm(len(pool))]  # CPU RNG: the same order on every device
         chunks = [c for c in order.split(size) if len(c) > 1]
         shown = epoch_progress(chunks, total=len(chunks), desc=f"{desc} {epoch}") if self.cfg.progress else chunks
         for chunk in shown:
-            idx = chunk.to(self.device)
-            yield Batch(epoch, idx, self.augment(self.train_images[idx], train=True), self.labels[idx])
+            yield chunk.to(self.device)
 
     @torch.no_grad()
     def per_sample_losses(self, model: torch.nn.Module) -> torch.Tensor:
@@ -188,6 +203,15 @@ class Method:
     """Base of every baseline. Subclasses set `name`, build their networks, and write `train_step`."""
 
     name = "method"
+    default_warmup_epochs = 0  # what method.warmup_epochs=auto means
+
+    @classmethod
+    def resolve_warmup(cls, cfg: DictConfig) -> int:
+        """Epochs of the method's warm-up (SANM waits for its end unless sanm.warmup_epochs says otherwise)."""
+        value = cls.default_warmup_epochs if cfg.method.warmup_epochs == AUTO else cfg.method.warmup_epochs
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"method.warmup_epochs must be auto or an integer >= 0, got {value!r}")
+        return value
 
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
@@ -233,6 +257,13 @@ class Method:
     def predict(self, images: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def on_run_end(self) -> None:
+        """After the last epoch (SimCLR writes its encoder here)."""
+
+    def resolved_settings(self) -> dict:
+        """The method's `auto` settings as resolved for this run (written to resolved.yaml)."""
+        return {}
+
     def extra_state(self) -> dict:
         """Method state beyond the networks (selection history, target tables); for checkpoints."""
         return {}
@@ -260,15 +291,21 @@ def run(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path] = Non
     _seed(cfg.seed)
     try:
         _prepare_run_dir(run_dir, cfg)
-        ctx = RunContext(cfg, run_dir)
+        ctx = RunContext(cfg, run_dir, method_cls.resolve_warmup(cfg))
     except (ValueError, FileNotFoundError, DatasetError) as error:
         raise ConfigurationError(str(error)) from error
-    method = method_cls(ctx)
+    try:
+        method = method_cls(ctx)
+    except ValueError as error:
+        raise ConfigurationError(str(error)) from error
     recorder = RunRecorder(run_dir, tensorboard=cfg.tensorboard)
     checkpoint = run_dir / "checkpoints" / "last.pt"
     first_epoch, elapsed = 0, 0.0
     if cfg.resume and checkpoint.exists():
         state = load_checkpoint(checkpoint, map_location=ctx.device)
+        if state["method_name"] != method.name:
+            raise ConfigurationError(f"{checkpoint} was written by {state['method_name']}, not {method.name}; "
+                                     "use another run_dir or overwrite=true")
         for name, net in method.networks.items():
             net.load_state_dict(state["networks"][name])
         method.load_extra_state(state["method"])
@@ -276,7 +313,7 @@ def run(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path] = Non
         first_epoch, elapsed = state["epoch"] + 1, state["wall_seconds"]
         recorder.truncate_after(state["epoch"])
         print(f"resuming {run_dir} after epoch {state['epoch']}")
-    _write_resolved(cfg, ctx, run_dir)
+    _write_resolved(cfg, ctx, run_dir, method.resolved_settings())
     print(f"{method.name} on {ctx.data.name} ({ctx.num_train} training images, {ctx.noise_rate_actual:.1%} wrong labels)"
           f", {'SANM ' + cfg.sanm.name if ctx.sanm_settings else 'no SANM'}, device {ctx.device}; writing {run_dir}")
     resumed_at = time.time()
@@ -303,6 +340,7 @@ def run(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path] = Non
     for net in method.networks.values():
         net.model.eval()
     summary.update(ctx.fitted_labels(method.predict))
+    method.on_run_end()
     recorder.write_summary(summary)
     recorder.close()
     print(f"best test_acc {summary['best_test_acc']:.2f}, last {summary['last_test_acc']:.2f} "
@@ -323,6 +361,8 @@ def _seed(seed: int) -> None:
 
 
 def _check_trainer(trainer: DictConfig) -> None:
+    if trainer.lr_schedule not in ("step", "cosine"):
+        raise ValueError(f"trainer.lr_schedule must be step or cosine, got {trainer.lr_schedule!r}")
     for key in ("epochs", "batch_size", "eval_batch_size"):
         if trainer[key] < 1:
             raise ValueError(f"trainer.{key} must be >= 1, got {trainer[key]}")
@@ -337,11 +377,11 @@ def _load_data(cfg: DictConfig) -> ImageDataset:
                         train_subset=cfg.dataset.train_subset, seed=cfg.seed, download=cfg.dataset.download)
 
 
-def _sanm_settings(cfg: DictConfig) -> Optional[SANMSettings]:
+def _sanm_settings(cfg: DictConfig, warmup_epochs: int) -> Optional[SANMSettings]:
     group = cfg.get("sanm")
     if group is None or not group.enabled:
         return None
-    return SANMSettings.resolve(group, cfg.method)
+    return SANMSettings.resolve(group, cfg.method, warmup_epochs)
 
 
 def _model_kwargs(model: DictConfig) -> dict:
@@ -370,9 +410,10 @@ def _prepare_run_dir(run_dir: Path, cfg: DictConfig) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
-def _write_resolved(cfg: DictConfig, ctx: RunContext, run_dir: Path) -> None:
+def _write_resolved(cfg: DictConfig, ctx: RunContext, run_dir: Path, method_settings: dict) -> None:
     """resolved.yaml: the config with every `auto` replaced by what the run actually uses."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved["method"].update(method_settings)
     resolved["device"] = str(ctx.device)
     resolved["dataset"]["cache_dir"] = str(ctx.cache_dir)
     resolved["noise"]["rate_actual"] = ctx.noise_rate_actual
@@ -381,6 +422,33 @@ def _write_resolved(cfg: DictConfig, ctx: RunContext, run_dir: Path) -> None:
         resolved["sanm"].update(train_on=s.train_on, target=s.target, warmup_epochs=s.warmup_epochs,
                                 **s.config.to_dict())
     OmegaConf.save(OmegaConf.create(resolved), run_dir / "resolved.yaml")
+
+
+def save_encoder(model: torch.nn.Module, path: Path, model_cfg: DictConfig) -> None:
+    """The feature extractor without its classifier, for `pretrained=` (C2D's initialisation)."""
+    classifier = {f"{name}." for name, module in model.named_modules() if module is model.get_classifier()}
+    weights = {k: v for k, v in model.state_dict().items() if not any(k.startswith(c) for c in classifier)}
+    save_checkpoint(path, {"model": weights, "model_name": model_cfg.name, "width": model_cfg.width})
+
+
+def load_encoder(model: torch.nn.Module, path: str, model_cfg: DictConfig) -> None:
+    """Load an encoder saved by save_encoder; the classifier stays freshly initialised (C2D, strict=False)."""
+    if not Path(path).is_file():
+        raise ValueError(f"pretrained checkpoint {path} not found (python -m baselines.pretrain_simclr writes one)")
+    try:
+        state = load_checkpoint(path, map_location="cpu")
+        saved = (state["model_name"], state["width"])
+    except (RuntimeError, KeyError) as error:
+        raise ValueError(f"pretrained checkpoint {path} is not an encoder checkpoint ({error})") from error
+    if saved[0] != model_cfg.name or (model_cfg.name == "preact_resnet18" and saved[1] != model_cfg.width):
+        raise ValueError(f"pretrained checkpoint {path} holds {saved[0]} width {saved[1]}, but this run builds "
+                         f"{model_cfg.name} width {model_cfg.width}; set model= / model.width= to match")
+    result = model.load_state_dict(state["model"], strict=False)
+    classifier = {f"{n}." for n, m in model.named_modules() if m is model.get_classifier()}
+    missing = [k for k in result.missing_keys if not any(k.startswith(c) for c in classifier)]
+    if missing or result.unexpected_keys:
+        raise ValueError(f"pretrained checkpoint {path} does not fit the model: missing {missing[:3]}, "
+                         f"unexpected {result.unexpected_keys[:3]}")
 
 
 def _summary(records: list[dict], cfg: DictConfig, ctx: RunContext, wall_seconds: float) -> dict:

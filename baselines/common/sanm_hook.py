@@ -42,11 +42,12 @@ class SANMSettings:
     warmup_epochs: int
 
     @classmethod
-    def resolve(cls, group: DictConfig | SANMGroupConfig, method: Any) -> "SANMSettings":
+    def resolve(cls, group: DictConfig | SANMGroupConfig, method: Any, method_warmup: int) -> "SANMSettings":
+        """`auto` keys take the method's defaults; warmup_epochs=auto waits for the method's own warm-up."""
         group = OmegaConf.to_object(group) if isinstance(group, DictConfig) else group
         train_on = method.sanm_train_on if group.train_on == AUTO else group.train_on
         target = method.sanm_target if group.target == AUTO else group.target
-        warmup = method.sanm_warmup_epochs if group.warmup_epochs == AUTO else group.warmup_epochs
+        warmup = method_warmup if group.warmup_epochs == AUTO else group.warmup_epochs
         if train_on not in TRAIN_ON:
             raise ValueError(f"sanm.train_on must be auto or one of {TRAIN_ON}, got {train_on!r}")
         if target not in TARGETS:

@@ -30,10 +30,14 @@ def metrics(run_dir):
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("sanm", [None, "on", "official"])
-def test_smoke_run_writes_the_documented_outputs(tmp_path, sanm):
-    cli("ce", "+experiment=smoke", "noise=sym_0.5", f"output_root={tmp_path}", *([f"+sanm={sanm}"] if sanm else []))
-    run_dir = tmp_path / "ce" / "digits" / "sym_0.5" / (sanm or "off") / "seed0"
+SMOKE_CASES = [("ce", None), ("ce", "on"), ("ce", "official"), ("dividemix", "on"), ("dividemix", "official"),
+               ("c2d", "on"), ("c2d", "official")]
+
+
+@pytest.mark.parametrize("method,sanm", SMOKE_CASES)
+def test_smoke_run_writes_the_documented_outputs(tmp_path, method, sanm):
+    cli(method, "+experiment=smoke", "noise=sym_0.5", f"output_root={tmp_path}", *([f"+sanm={sanm}"] if sanm else []))
+    run_dir = tmp_path / method / "digits" / "sym_0.5" / (sanm or "off") / "seed0"
     records = metrics(run_dir)
     assert [r["epoch"] for r in records] == [0, 1] and all(0 <= r["test_acc"] <= 100 for r in records)
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -44,10 +48,17 @@ def test_smoke_run_writes_the_documented_outputs(tmp_path, sanm):
     assert (run_dir / ".hydra" / "config.yaml").exists()
     resolved = (run_dir / "resolved.yaml").read_text()
     assert "device: cpu" in resolved
+    suffix = "" if method == "ce" else "_net1"
+    if method != "ce":  # warm-up, then co-divide with the selection diagnostics of both networks
+        assert {"labeled_fraction_net1", "selection_precision_net2", "selection_recall_net1", "gmm_auc_net2"} <= set(records[1])
+        assert "lambda_u:" in resolved and "p_threshold:" in resolved
+        assert {"mean_last10_test_acc"} <= set(summary)
     if sanm:  # SANM active in the second epoch, with its diagnostics and resolved engine keys
         assert "train_on: clean_and_masked" in resolved and "target: label" in resolved
-        assert {"mask_ratio_clean", "mask_ratio_noisy", "gmm_auc", "loss/reconstruction"} <= set(records[1])
-        assert records[0].keys().isdisjoint({"mask_ratio_clean", "loss/reconstruction"})
+        keys = {f"mask_ratio_clean{suffix}", f"mask_ratio_noisy{suffix}", f"loss/reconstruction{suffix}"}
+        assert keys <= set(records[1]) and records[0].keys().isdisjoint(keys)
+        if method == "ce":
+            assert "gmm_auc" in records[1]
 
 
 def test_multirun_gives_one_finished_run_per_combination(tmp_path):
@@ -88,9 +99,10 @@ def test_a_fresh_run_never_overwrites_silently(tmp_path):
     assert len(metrics(tmp_path)) == 1
 
 
-@pytest.mark.parametrize("method", ["ce"])
-def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, method):
-    args = ["+experiment=smoke", "+sanm=on", "noise=sym_0.5", "trainer.epochs=4"]
+@pytest.mark.parametrize("method,epochs", [("ce", 4), ("dividemix", 3)])
+def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, method, epochs):
+    """The whole state survives: networks, optimisers, SANM, RNG streams (and DivideMix's GMM history)."""
+    args = ["+experiment=smoke", "+sanm=on", "noise=sym_0.9", f"trainer.epochs={epochs}"]
     cli(method, *args, f"output_root={tmp_path / 'whole'}")
     whole = next((tmp_path / "whole").rglob("metrics.jsonl")).parent
 
@@ -107,7 +119,28 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, method):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     killed = next(killed_root.rglob("metrics.jsonl")).parent
-    assert len(metrics(killed)) < 4, "the run finished before it could be killed"
+    assert len(metrics(killed)) < epochs, "the run finished before it could be killed"
     cli(method, *args, f"output_root={killed_root}", "resume=true")
     assert [r["test_acc"] for r in metrics(killed)] == [r["test_acc"] for r in metrics(whole)]
-    assert [r["epoch"] for r in metrics(killed)] == [0, 1, 2, 3]
+    assert [r["epoch"] for r in metrics(killed)] == list(range(epochs))
+
+
+def test_pretrain_then_c2d_from_its_encoder(tmp_path):
+    cli("pretrain_simclr", "+experiment=smoke", "trainer.epochs=1", f"output_root={tmp_path}")
+    encoder = tmp_path / "pretrain_simclr" / "digits" / "none" / "off" / "seed0" / "encoder.pt"
+    state = torch.load(encoder, weights_only=True)
+    assert state["model_name"] == "preact_resnet18" and not any(k.startswith("linear.") for k in state["model"])
+    cli("c2d", "+experiment=smoke", "noise=sym_0.5", f"pretrained={encoder}", "trainer.epochs=2",
+        f"output_root={tmp_path}")
+    assert (tmp_path / "c2d" / "digits" / "sym_0.5" / "off" / "seed0" / "summary.json").exists()
+    # the networks started from the encoder: a wrong width or a missing file is one clear line
+    result = cli("c2d", "+experiment=smoke", f"pretrained={encoder}", "model.width=16", f"output_root={tmp_path}",
+                 check=False)
+    assert result.returncode != 0 and "width 8" in result.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("pretrained,match", [("/no/such/encoder.pt", "not found"), (None, "pretrained=PATH")])
+def test_c2d_pretrained_errors(tmp_path, pretrained, match):
+    overrides = [f"pretrained={pretrained}" if pretrained else "pretrained=null"]
+    with pytest.raises(ConfigurationError, match=match):
+        run(_cfg("c2d", *overrides), BASELINES["c2d"], run_dir=tmp_path / "run")

@@ -8,7 +8,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from baselines.common.sanm_hook import SANMSettings
-from baselines.registry import BASELINES  # importing it registers every schema
+from baselines.registry import BASELINES, PRETRAINING  # importing it registers every schema
 from sanm_plugin import SANMConfig
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -21,7 +21,7 @@ def _compose(name, overrides=(), conf=CONF):
         return compose(config_name=name, overrides=list(overrides), return_hydra_config=True)
 
 
-@pytest.mark.parametrize("method", sorted(BASELINES))
+@pytest.mark.parametrize("method", sorted({**BASELINES, **PRETRAINING}))
 @pytest.mark.parametrize("sanm", [None, *SANM_PRESETS])
 def test_every_primary_composes_with_every_sanm_preset_and_smoke(method, sanm):
     overrides = ["+experiment=smoke"] + ([f"+sanm={sanm}"] if sanm else [])
@@ -29,7 +29,7 @@ def test_every_primary_composes_with_every_sanm_preset_and_smoke(method, sanm):
     assert cfg.method.name == method and cfg.dataset.name == "digits"
     assert cfg.hydra.run.dir.endswith(f"{method}/digits/none/{sanm or 'off'}/seed0")
     if sanm and cfg.sanm.enabled:
-        settings = SANMSettings.resolve(cfg.sanm, cfg.method)
+        settings = SANMSettings.resolve(cfg.sanm, cfg.method, 2)
         assert isinstance(settings.config, SANMConfig)
         assert settings.config == (SANMConfig.official() if sanm == "official" else SANMConfig.paper())
 
@@ -65,14 +65,14 @@ def test_a_preset_with_a_key_the_schema_lacks_fails(tmp_path):
 
 def test_sanm_overrides_reach_the_hook_config():
     cfg = _compose("ce", ["+sanm=official", "sanm.mu=0.3", "sanm.train_on=masked"])
-    settings = SANMSettings.resolve(cfg.sanm, cfg.method)
+    settings = SANMSettings.resolve(cfg.sanm, cfg.method, 2)
     assert settings.config == SANMConfig.official(mu=0.3) and settings.train_on == "masked"
     assert settings.target == "label" and settings.warmup_epochs == 2
     with pytest.raises(ValueError, match="mu"):
-        SANMSettings.resolve(_compose("ce", ["+sanm=on", "sanm.mu=1.5"]).sanm, cfg.method)
+        SANMSettings.resolve(_compose("ce", ["+sanm=on", "sanm.mu=1.5"]).sanm, cfg.method, 2)
 
 
 def test_smoke_preset_is_small_and_on_cpu():
     cfg = _compose("ce", ["+experiment=smoke", "+sanm=on"])
-    assert cfg.device == "cpu" and cfg.trainer.epochs == 2 and cfg.method.sanm_warmup_epochs == 1
+    assert cfg.device == "cpu" and cfg.trainer.epochs == 2 and cfg.method.warmup_epochs == 1
     assert OmegaConf.select(cfg, "dataset.train_subset") <= 500

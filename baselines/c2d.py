@@ -1,0 +1,84 @@
+"""C2D, Contrast to Divide (Zheltonozhskii et al., WACV 2022; ContrastToDivide/C2D), baselines.md section 5.
+
+DivideMix started from a self-supervised (SimCLR) encoder, which keeps the warm-up from fitting the
+noise. Changes relative to DivideMix (5.2): the networks load `pretrained=` (the classifier stays fresh);
+a 5-epoch warm-up with gradient-norm clipping at 1.0; GMM max_iter 200; the threshold clipped into the
+range of the clean probabilities so neither set is ever empty; sequential co-divide (GMM(f2) -> train
+f1 -> GMM(f1) -> train f2); with lambda_u = 0 the unlabeled rows are dropped from the mixed batch; 361
+epochs with the lr divided by 10 at epochs 150 and 300. Everything else is DivideMix's code.
+
+`pretrained=auto` (set by +experiment=smoke) runs a short SimCLR pre-training of this run's model first.
+
+SANM points: exactly DivideMix's (see baselines/dividemix.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from omegaconf import OmegaConf
+
+from baselines.common.cli import entry_point
+from baselines.common.config import AUTO, RunConfig, register_schema
+from baselines.common.engine import run
+from baselines.dividemix import DivideMix, DivideMixConfig
+from baselines.pretrain_simclr import PretrainSimCLR, SimCLRConfig
+
+AUTO_PRETRAIN_EPOCHS = 2  # pretrained=auto is for smoke runs; real runs pass a real encoder
+
+
+@dataclass
+class C2DConfig(DivideMixConfig):
+    name: str = "c2d"
+    gmm_max_iter: int = 200
+    warmup_grad_clip: float = 1.0
+    drop_unlabeled: bool = True
+
+
+register_schema("c2d", C2DConfig())
+
+
+class C2D(DivideMix):
+    name = "c2d"
+    sequential = True
+
+    @classmethod
+    def resolve_warmup(cls, cfg) -> int:
+        return 5 if cfg.method.warmup_epochs == AUTO else super().resolve_warmup(cfg)
+
+    def build(self) -> None:
+        cfg = self.ctx.cfg
+        if cfg.pretrained is None:
+            raise ValueError("c2d starts from a SimCLR encoder: pass pretrained=PATH "
+                             "(python -m baselines.pretrain_simclr writes <run_dir>/encoder.pt) or pretrained=auto")
+        if cfg.pretrained == AUTO:
+            self.ctx.pretrained = str(self._pretrain())
+        super().build()
+
+    def threshold(self, prob: torch.Tensor) -> float:
+        """tau clipped into (min w, max w) so that neither the labeled nor the unlabeled set is empty."""
+        low, high = prob.min().item() + 1e-5, prob.max().item() - 1e-5
+        return min(max(self.settings["p_threshold"], low), high) if low < high else self.settings["p_threshold"]
+
+    def _pretrain(self):
+        """A short SimCLR run on this run's data and model, kept next to the run (reused on resume)."""
+        cfg = self.ctx.cfg
+        run_dir = self.ctx.run_dir / "pretrain_simclr"
+        encoder = run_dir / "encoder.pt"
+        if not encoder.exists():
+            pre = OmegaConf.merge(OmegaConf.structured(RunConfig(method=SimCLRConfig())), {
+                "dataset": cfg.dataset, "model": cfg.model, "seed": cfg.seed, "device": cfg.device,
+                "trainer": {"epochs": AUTO_PRETRAIN_EPOCHS, "batch_size": cfg.trainer.batch_size, "lr": 0.5,
+                            "weight_decay": 1e-4, "lr_schedule": "cosine"},
+                "overwrite": True, "progress": cfg.progress, "tensorboard": False,
+            })
+            print(f"pretrained=auto: a {AUTO_PRETRAIN_EPOCHS}-epoch SimCLR pre-training first, in {run_dir}")
+            run(pre, PretrainSimCLR, run_dir=run_dir)
+        return encoder
+
+
+main = entry_point(C2D, "c2d")
+
+if __name__ == "__main__":
+    main()

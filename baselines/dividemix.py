@@ -1,0 +1,273 @@
+"""DivideMix (Li, Socher, Hoi, ICLR 2020; LiJunnan1992/DivideMix `Train_cifar.py`), baselines.md section 4.
+
+Two networks. After a cross-entropy warm-up, each epoch fits a two-component GMM on each network's
+per-sample losses (co-divide); each network then trains on the labeled / unlabeled split made by its
+peer with MixMatch: labels refined as w*y + (1-w)*p and sharpened, unlabeled targets co-guessed by both
+networks over two views and sharpened, mixup with lam = max(lam, 1-lam), L_x + lambda_u(t)*L_u + L_reg.
+The test prediction is the sum of both networks' logits.
+
+SANM points: G is the co-divide clean probability (the peer's GMM posterior, labeled and unlabeled
+samples alike). The no-grad refinement / co-guessing forward of the trained network on the first view
+supplies the logits and feature maps for SANM[1], so masking costs no extra forward pass; the refined
+(labeled) and guessed (unlabeled) targets are regularised by SANM[2]; the masked views join the MixMatch
+batch as extra labeled / unlabeled rows (the official code's wiring). SANM[3] reconstructs either from a
+separate forward of the un-mixed masked views (`sanm.recon_source=separate`, as the official code) or
+from the MixMatch forward itself, each mixed row's clean mixture being the target (`mixed`, one forward
+fewer; mixing is linear in the inputs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from baselines.common.cli import entry_point
+from baselines.common.config import AUTO, MethodConfig, register_schema
+from baselines.common.engine import Method, Network
+from baselines.common.metrics import binary_auc
+from baselines.common.mixup import (co_guess, linear_rampup, mix, negative_entropy, refine_labels, sharpen,
+                                    uniform_prior_penalty)
+from baselines.common.sanm_hook import soft_cross_entropy
+from sanm_plugin import gmm_clean_probability
+
+# baselines.md 4.3 (paper App. B Table 7, corroborated by DivideMix issues #10, #46, #50): lambda_u per noise
+LAMBDA_U = {
+    "cifar10": {"sym": {0.2: 0.0, 0.5: 25.0, 0.8: 25.0, 0.9: 50.0}, "asym": {0.4: 0.0}},
+    "cifar100": {"sym": {0.2: 25.0, 0.5: 150.0, 0.8: 150.0, 0.9: 150.0}},
+}
+WARMUP_EPOCHS = {"cifar10": 10, "cifar100": 30}  # code and paper
+HIGH_NOISE = 0.9  # at 90% noise: tau 0.6 and the GMM fits the mean of the last 5 epochs' losses
+
+
+@dataclass
+class DivideMixConfig(MethodConfig):
+    name: str = "dividemix"
+    lambda_u: Any = AUTO  # weight of the unlabeled loss, from the table above
+    p_threshold: Any = AUTO  # tau: labeled = GMM clean probability > tau; 0.5, 0.6 at 90% noise
+    gmm_history: Any = AUTO  # epochs of normalised losses the GMM averages: 5 at 90% noise, else 1
+    gmm_max_iter: int = 10  # DivideMix's GaussianMixture(max_iter=10); C2D uses 200
+    temperature: float = 0.5  # T of the sharpening
+    alpha: float = 4.0  # mixup Beta(alpha, alpha)
+    rampup_epochs: float = 16.0  # lambda_u ramps up linearly over this many epochs after warm-up
+    warmup_grad_clip: Optional[float] = None  # C2D clips the warm-up gradient norm at 1.0
+    drop_unlabeled: bool = False  # C2D: with lambda_u = 0, keep only the labeled rows of the mixed batch
+    sanm_recon_source: str = "separate"  # what sanm.recon_source=auto means
+
+
+register_schema("dividemix", DivideMixConfig())
+
+
+def dividemix_defaults(dataset: str, noise_type: str, rate: float) -> dict[str, Any]:
+    """The table of baselines.md 4.3; other datasets and noises take the CIFAR-10 row nearest in rate."""
+    table = LAMBDA_U.get(dataset, LAMBDA_U["cifar10"])
+    rows = table.get(noise_type) or table["sym"]
+    nearest = min(rows, key=lambda r: abs(r - rate))
+    high = noise_type == "sym" and rate >= HIGH_NOISE
+    return {
+        "lambda_u": rows[nearest],
+        "p_threshold": 0.6 if high else 0.5,
+        "gmm_history": 5 if high else 1,
+    }
+
+
+class DivideMix(Method):
+    name = "dividemix"
+
+    @classmethod
+    def resolve_warmup(cls, cfg) -> int:
+        """Cross-entropy epochs before co-divide: 10 on CIFAR-10 (and other datasets), 30 on CIFAR-100."""
+        if cfg.method.warmup_epochs == AUTO:
+            return WARMUP_EPOCHS.get(cfg.dataset.name, WARMUP_EPOCHS["cifar10"])
+        return super().resolve_warmup(cfg)
+
+    def build(self) -> None:
+        cfg = self.ctx.cfg
+        defaults = dividemix_defaults(cfg.dataset.name, cfg.noise.type, cfg.noise.rate)
+        self.settings = {key: defaults[key] if cfg.method[key] == AUTO else cfg.method[key] for key in defaults}
+        if not 0.0 <= self.settings["p_threshold"] <= 1.0:
+            raise ValueError(f"method.p_threshold must be in [0, 1], got {self.settings['p_threshold']}")
+        self.nets = [self.add_network("net1"), self.add_network("net2")]
+        self.loss_history: list[list[np.ndarray]] = [[], []]
+        self.recon_source = self._recon_source()
+
+    def resolved_settings(self) -> dict:
+        return {**self.settings, "warmup_epochs": self.ctx.warmup_epochs, "sanm_recon_source": self.recon_source}
+
+    # ------------------------------------------------------------------ epochs
+    def train_epoch(self, epoch: int) -> dict:
+        stats: dict[str, float] = {}
+        if epoch < self.ctx.warmup_epochs:
+            for k, net in enumerate(self.nets):
+                stats[f"loss/warmup_net{k + 1}"] = self._warmup(net, epoch)
+            return stats
+        # co-divide: both GMMs before either network trains; C2D fits each just before it is used, so
+        # net 2 trains on the split of the already updated net 1
+        probs = None if self.sequential else [self.co_divide(k, epoch, stats) for k in range(2)]
+        for k, net in enumerate(self.nets):
+            peer_prob = self.co_divide(1 - k, epoch, stats) if self.sequential else probs[1 - k]
+            stats.update(self._suffixed(self._train(net, self.nets[1 - k], peer_prob, epoch), k))
+            if net.sanm is not None:
+                stats.update(self._suffixed(net.sanm.epoch_stats(), k))
+        return stats
+
+    sequential = False  # C2D: GMM(f2) -> train f1 -> GMM(f1) with the updated f1 -> train f2
+
+    def co_divide(self, k: int, epoch: int, stats: dict) -> torch.Tensor:
+        """Network k's GMM clean probability over the training set, and its selection diagnostics."""
+        losses = self.ctx.per_sample_losses(self.nets[k].model.eval())
+        window = self.settings["gmm_history"]
+        prob = gmm_clean_probability(losses, self.loss_history[k] if window > 1 else None, window=window,
+                                     max_iter=self.ctx.cfg.method.gmm_max_iter)
+        selected = prob.to(self.ctx.device) > self.threshold(prob)
+        clean = self.ctx.is_clean
+        stats.update(self._suffixed({
+            "labeled_fraction": selected.float().mean().item(),
+            "selection_precision": (selected & clean).sum().item() / max(selected.sum().item(), 1),
+            "selection_recall": (selected & clean).sum().item() / max(clean.sum().item(), 1),
+            "gmm_auc": binary_auc(prob, clean),
+        }, k))
+        return prob.to(self.ctx.device)
+
+    def threshold(self, prob: torch.Tensor) -> float:
+        return self.settings["p_threshold"]
+
+    # ------------------------------------------------------------------ warm-up
+    def _warmup(self, net: Network, epoch: int) -> float:
+        """Cross-entropy on the noisy labels (+ the confidence penalty under asymmetric noise), batch 2B."""
+        net.model.train()
+        penalty = self.ctx.cfg.noise.type == "asym"
+        clip = self.ctx.cfg.method.warmup_grad_clip
+        total, steps = torch.zeros((), device=self.ctx.device), 0
+        for batch in self.ctx.batches(epoch, batch_size=2 * self.ctx.cfg.trainer.batch_size, desc="warmup"):
+            logits = net.model(batch.images)
+            loss = F.cross_entropy(logits, batch.labels) + (negative_entropy(logits) if penalty else 0.0)
+            net.step(loss, grad_clip=clip)
+            total += loss.detach()
+            steps += 1
+        return (total / max(steps, 1)).item()
+
+    # ------------------------------------------------------------------ MixMatch
+    def _train(self, net: Network, peer: Network, prob: torch.Tensor, epoch: int) -> dict:
+        ctx, cfg = self.ctx, self.ctx.cfg.method
+        selected = prob > self.threshold(prob)
+        labeled, unlabeled = selected.nonzero().flatten(), (~selected).nonzero().flatten()
+        if len(labeled) < 2:  # nothing to learn labels from this epoch; DivideMix would crash here
+            return {"skipped_epoch": 1.0}
+        batch_size = ctx.cfg.trainer.batch_size
+        num_iter = len(labeled) // batch_size + 1
+        unlabeled_batches = self._cycle(unlabeled, epoch, batch_size)
+        net.model.train()
+        peer.model.eval()
+        totals: dict[str, torch.Tensor] = {}
+        for step, lab in enumerate(ctx.index_batches(epoch, batch_size=batch_size, index=labeled, desc="train")):
+            unl = next(unlabeled_batches, None)
+            progress = epoch + step / num_iter
+            lambda_u = self.settings["lambda_u"] * linear_rampup(progress, self.ctx.warmup_epochs,
+                                                                 cfg.rampup_epochs)
+            terms = self._mixmatch_step(net, peer, lab, unl, prob, lambda_u, epoch)
+            for key, value in terms.items():
+                totals[key] = totals.get(key, 0.0) + value
+        steps = max(step + 1, 1)
+        return {key: (value / steps).item() for key, value in totals.items()}
+
+    def _mixmatch_step(self, net: Network, peer: Network, lab: torch.Tensor, unl: Optional[torch.Tensor],
+                       prob: torch.Tensor, lambda_u: float, epoch: int) -> dict[str, torch.Tensor]:
+        ctx, cfg = self.ctx, self.ctx.cfg.method
+        images = ctx.train_images
+        x, x2 = ctx.augment(images[lab]), ctx.augment(images[lab])
+        has_unl = unl is not None and len(unl) > 0
+        u, u2 = (ctx.augment(images[unl]), ctx.augment(images[unl])) if has_unl else (x[:0], x[:0])
+        with torch.no_grad():  # f in train mode (BN statistics move, as upstream), g in eval mode
+            logits_x, feats_x = net.tap(x)
+            refined = refine_labels(ctx.labels[lab], prob[lab], co_guess(logits_x, net.model(x2)), ctx.num_classes)
+            targets_x = sharpen(refined, cfg.temperature)
+            if has_unl:
+                logits_u, feats_u = net.tap(u)
+                guessed = co_guess(logits_u, net.model(u2), peer.model(u), peer.model(u2))
+                targets_u = sharpen(guessed, cfg.temperature)
+            else:
+                logits_u, feats_u, targets_u = logits_x[:0], feats_x[:0], targets_x[:0]
+        parts_x, parts_u = [x, x2], [u, u2]
+        targets_lx, targets_lu = [targets_x, targets_x], [targets_u, targets_u]
+        clean_x, clean_u = [x, x2], [u, u2]  # what each row shows unmasked (for recon_source=mixed)
+        use_sanm = net.sanm is not None and net.sanm.active(epoch)
+        reconstruction = torch.zeros((), device=ctx.device)
+        if use_sanm:  # SANM[1] + SANM[2] on [x; u], from the forward above
+            both = torch.cat([x, u])
+            views = net.sanm.views(both, torch.cat([logits_x, logits_u]), torch.cat([feats_x, feats_u]),
+                                   torch.cat([lab, unl if has_unl else lab[:0]]), torch.cat([targets_x, targets_u]),
+                                   net.tap.classifier_weight, clean_prob=torch.cat([prob[lab], prob[unl] if has_unl
+                                                                                    else prob[:0]]))
+            n_x, n = len(x), len(both)
+            for copy in range(len(views.images) // n):  # one masked view per sample, two with separate trough images
+                rows = slice(copy * n, (copy + 1) * n)
+                masked, targets = views.images[rows], views.targets[rows]
+                parts_x.append(masked[:n_x]); targets_lx.append(targets[:n_x]); clean_x.append(x)
+                parts_u.append(masked[n_x:]); targets_lu.append(targets[n_x:]); clean_u.append(u)
+            if self.recon_source == "separate":  # SANM[3] from the un-mixed masked views
+                reconstruction = net.sanm.reconstruction(net.tap(views.images)[1], both)
+        inputs = torch.cat(parts_x + parts_u)
+        targets = torch.cat(targets_lx + targets_lu)
+        mixed, mixed_targets, lam, perm = mix(inputs, targets, cfg.alpha)
+        n_labeled = sum(len(p) for p in parts_x)
+        if cfg.drop_unlabeled and self.settings["lambda_u"] == 0:  # C2D: mix the whole pool, keep labeled rows
+            mixed, mixed_targets, perm = mixed[:n_labeled], mixed_targets[:n_labeled], perm[:n_labeled]
+        logits, feats = net.tap(mixed)
+        loss_x = soft_cross_entropy(logits[:n_labeled], mixed_targets[:n_labeled])
+        loss_u = (torch.mean((torch.softmax(logits[n_labeled:].float(), 1) - mixed_targets[n_labeled:]) ** 2)
+                  if len(logits) > n_labeled else torch.zeros((), device=ctx.device))
+        loss_reg = uniform_prior_penalty(logits)
+        if use_sanm and self.recon_source == "mixed":  # SANM[3] from the MixMatch forward
+            clean = torch.cat(clean_x + clean_u)
+            reconstruction = net.sanm.reconstruction(feats, lam * clean[: len(perm)] + (1 - lam) * clean[perm])
+        loss = loss_x + lambda_u * loss_u + loss_reg + reconstruction
+        net.step(loss)
+        out = {"loss/x": loss_x.detach(), "loss/u": loss_u.detach(), "loss/prior": loss_reg.detach(),
+               "lambda_u": torch.tensor(lambda_u)}
+        if use_sanm:
+            out["loss/reconstruction"] = reconstruction.detach()
+        return out
+
+    def _cycle(self, pool: torch.Tensor, epoch: int, batch_size: int):
+        """Unlabeled index batches, reshuffled each time the pool runs out (DivideMix's iterator restart)."""
+        if len(pool) < 2:  # a single unlabeled sample cannot pass BN in train mode
+            return iter(())
+
+        def generate():
+            while True:
+                order = pool.cpu()[torch.randperm(len(pool))].to(pool.device)
+                yield from (chunk for chunk in order.split(batch_size) if len(chunk) > 1)
+
+        return generate()
+
+    def _recon_source(self) -> str:
+        group = self.ctx.cfg.get("sanm")
+        source = self.ctx.cfg.method.sanm_recon_source
+        if group is not None and group.get("recon_source", AUTO) != AUTO:
+            source = group.recon_source
+        if source not in ("separate", "mixed"):
+            raise ValueError(f"sanm.recon_source must be auto, separate or mixed, got {source!r}")
+        return source
+
+    def _suffixed(self, stats: dict, k: int) -> dict:
+        return {f"{key}_net{k + 1}": value for key, value in stats.items()}
+
+    # ------------------------------------------------------------------ prediction and state
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        return self.nets[0].model(images) + self.nets[1].model(images)
+
+    def extra_state(self) -> dict:
+        return {"loss_history": [[torch.as_tensor(h) for h in hist] for hist in self.loss_history]}
+
+    def load_extra_state(self, state: dict) -> None:
+        self.loss_history = [[h.numpy() for h in hist] for hist in state["loss_history"]]
+
+
+main = entry_point(DivideMix, "dividemix")
+
+if __name__ == "__main__":
+    main()
