@@ -10,9 +10,11 @@ hits all of them alike. The steps are the baselines' own:
                + reconstruction -> backward -> SGD step over model and decoder parameters
 
 Reading it: with train_on=clean_and_masked the step runs the network forward and backward twice
-(clean and masked batch), so expect about 2x CE plus the masking and the decoder; train_on=masked
-runs the clean forward without gradient, so about 1.3-1.7x. The official preset trains the peak- and
-trough-masked images as separate rows (trough=separate_image), a masked batch of 2B, so about 3x.
+(clean and masked batch), so expect about 2x CE, plus the decoder (its forward + backward costs
+about 0.2x a CE step: three transposed convolutions up to full resolution) and the masking (a few
+ms); train_on=masked runs the clean forward without gradient, so about 1.5-1.7x. The official preset
+trains the peak- and trough-masked images as separate rows (trough=separate_image): the masked
+forward/backward and the decoder see 2B rows, so about 3.5-4x and, with masked, about 3x.
 Headline times are the best of `--repeats` steps after a warm-up; the parts (paper preset,
 clean_and_masked) are means over the repeats of one step with timestamps between its phases:
 clean fwd (with grad, and the clean CE), masking (modulate_batch + regularize_labels), masked
@@ -21,6 +23,7 @@ step), and the decoder alone (forward + backward on detached masked features, al
 previous figure). Figures are printed, never asserted.
 
     python benchmarks/overhead.py                          # CPU, torch's default threads, widths 16 and 64
+    python benchmarks/overhead.py --threads 1              # steadier when other jobs share the CPU
     python benchmarks/overhead.py --device cuda --repeats 20
 """
 
@@ -151,7 +154,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's default)")
     parser.add_argument("--widths", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=4, help="timed steps per variant (best-of / mean)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed steps per variant (best-of / mean)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps per variant first")
     args = parser.parse_args()
     if args.threads is not None:
