@@ -85,3 +85,18 @@ def test_empty_unlabeled_set_is_handled(tmp_path):
     assert stats["loss/u"] == 0.0
     stats = method._train(method.nets[0], method.nets[1], torch.zeros_like(prob), epoch=3)  # none labeled
     assert stats == {"skipped_epoch": 1.0}
+
+
+def test_split_threshold_by_hand(tmp_path):
+    """DivideMix: labeled = w > tau. C2D clips tau into (min w, max w) so neither set is empty."""
+    from baselines.c2d import C2D
+
+    prob = torch.tensor([0.1, 0.2, 0.3])
+    method = DivideMix(_ctx(tmp_path))
+    assert method.threshold(prob) == 0.5 and not (prob > method.threshold(prob)).any()
+    c2d = object.__new__(C2D)  # only the threshold rule, no networks
+    c2d.settings = {"p_threshold": 0.5}
+    assert c2d.threshold(prob) == pytest.approx(0.3 - 1e-5)
+    assert (prob > c2d.threshold(prob)).tolist() == [False, False, True]
+    c2d.settings = {"p_threshold": 0.05}
+    assert (prob > c2d.threshold(prob)).tolist() == [False, True, True]
