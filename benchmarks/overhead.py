@@ -25,6 +25,13 @@ previous figure). Figures are printed, never asserted.
     python benchmarks/overhead.py                          # CPU, torch's default threads, widths 16 and 64
     python benchmarks/overhead.py --threads 1              # steadier when other jobs share the CPU
     python benchmarks/overhead.py --device cuda --repeats 20
+    python benchmarks/overhead.py --methods dividemix    # SANM(DivideMix) / DivideMix per MixMatch iteration
+
+DivideMix: one MixMatch iteration of DivideMix's own code (two views of 64 labeled and 64 unlabeled
+images, co-refinement and co-guessing forwards, the mixed forward and backward); SANM adds its masked
+views to the mixed batch and the reconstruction, either from a forward of the masked views
+(recon_source=separate, the official wiring) or from the mixed forward (mixed). The official code's
+ratio is about 4x; the paper preset with mixed reconstruction aims for at most 1.5x.
 """
 
 from __future__ import annotations
@@ -148,6 +155,56 @@ def bench_width(width: int, args) -> str:
     return "\n".join(lines)
 
 
+DIVIDEMIX_VARIANTS = {  # name: overrides; the masked views join the MixMatch batch (baselines/dividemix.py)
+    "DivideMix": [],
+    "paper separate": ["+sanm=on", "sanm.recon_source=separate"],
+    "paper mixed": ["+sanm=on", "sanm.recon_source=mixed"],
+    "official separate": ["+sanm=official", "sanm.recon_source=separate"],
+    "official mixed": ["+sanm=official", "sanm.recon_source=mixed"],
+}
+
+
+def bench_dividemix(width: int, args) -> str:
+    """One MixMatch iteration of network 1 (64 labeled + 64 unlabeled images), DivideMix's own code,
+    with and without SANM; the same weights, index batches and clean probabilities for every variant."""
+    import tempfile
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+
+    from baselines.common.engine import RunContext
+    from baselines.dividemix import DivideMix
+
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    methods = {}
+    with tempfile.TemporaryDirectory() as tmp, initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        for name, overrides in DIVIDEMIX_VARIANTS.items():
+            cfg = compose(config_name="dividemix", overrides=[
+                "+experiment=smoke", "dataset.train_subset=null", "noise=sym_0.5", f"model.width={width}",
+                f"trainer.batch_size={args.batch}", f"device={args.device}", f"dataset.cache_dir={tmp}", *overrides])
+            torch.manual_seed(0)  # the same initial networks and decoders for every variant
+            methods[name] = DivideMix(RunContext(cfg, Path(tmp), DivideMix.resolve_warmup(cfg)))
+    ctx = methods["DivideMix"].ctx
+    prob = torch.rand(ctx.num_train, generator=torch.Generator().manual_seed(3)).to(ctx.device)
+    order = torch.randperm(ctx.num_train, generator=torch.Generator().manual_seed(4)).to(ctx.device)
+    lab, unl = order[prob[order] > 0.5][: args.batch], order[prob[order] <= 0.5][: args.batch]
+    times = {name: [] for name in methods}
+    for repeat in range(args.warmup + args.repeats):
+        for name, method in methods.items():
+            sync()
+            start = time.perf_counter()
+            method._mixmatch_step(method.nets[0], method.nets[1], lab, unl, prob, lambda_u=25.0, epoch=5)
+            sync()
+            if repeat >= args.warmup:
+                times[name].append(time.perf_counter() - start)
+    best = {name: min(values) * 1e3 for name, values in times.items()}
+    cells = [f"DivideMix {best['DivideMix']:.0f} ms"] + [
+        f"{'SANM(DivideMix) ' * (i == 0)}{name} {best[name]:.0f} ms ({best[name] / best['DivideMix']:.2f}x)"
+        for i, name in enumerate(n for n in methods if n != "DivideMix")]
+    return f"DivideMix iteration, width {width}, best of {args.repeats}:\n  " + " | ".join(cells)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
@@ -156,13 +213,17 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5, help="timed steps per variant (best-of / mean)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps per variant first")
+    parser.add_argument("--methods", nargs="+", default=["ce", "dividemix"], choices=["ce", "dividemix"])
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} thread(s); "
           f"PreAct ResNet-18, batch {args.batch}, images {'x'.join(map(str, IMAGE))}, {CLASSES} classes")
     for width in args.widths:
-        print(bench_width(width, args), flush=True)
+        if "ce" in args.methods:
+            print(bench_width(width, args), flush=True)
+        if "dividemix" in args.methods:
+            print(bench_dividemix(width, args), flush=True)
 
 
 if __name__ == "__main__":
