@@ -63,14 +63,14 @@ def main() -> None:
     folder = unpack(args.archive, args.cache)
     common = [
         "dataset=image_folder", f"dataset.root={folder}", f"noise={args.noise}", f"model.width={args.width}",
-        f"trainer.epochs={args.epochs}", f"device={args.device}", f"output_root={args.output}", "overwrite=true",
-        "progress=false",
+        f"trainer.epochs={args.epochs}", f"device={args.device}", "overwrite=true", "progress=false",
     ] + ([f"dataset.train_subset={args.subset}"] if args.subset else [])
     rows = []
     for key in args.runs:
         label, method, extra = RUNS[key]
         start = time.time()
-        command = [sys.executable, "-m", f"baselines.{method}", *common, *extra]
+        # one output root per run: variants such as sanm.train_on would otherwise share a run directory
+        command = [sys.executable, "-m", f"baselines.{method}", *common, *extra, f"output_root={args.output / key}"]
         print(f"== {label}: {' '.join(command[2:])}", flush=True)
         out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
         if out.returncode != 0:
