@@ -37,8 +37,8 @@ def test_every_primary_composes_with_every_sanm_preset_and_smoke(method, sanm):
 @pytest.mark.parametrize("noise", NOISES)
 def test_every_noise_option_composes(noise):
     cfg = _compose("ce", [f"noise={noise}"])
-    assert cfg.noise.type in ("none", "sym", "asym", "pairflip", "file")
-    if cfg.noise.type in ("sym", "asym", "pairflip"):
+    assert cfg.noise.type in ("none", "sym", "asym", "pairflip", "idn", "file")
+    if cfg.noise.type in ("sym", "asym", "pairflip", "idn"):
         assert cfg.noise.name == noise
 
 
