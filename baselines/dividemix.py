@@ -109,9 +109,9 @@ class DivideMix(Method):
         probs = None if self.sequential else [self.co_divide(k, epoch, stats) for k in range(2)]
         for k, net in enumerate(self.nets):
             peer_prob = self.co_divide(1 - k, epoch, stats) if self.sequential else probs[1 - k]
-            stats.update(self._suffixed(self._train(net, self.nets[1 - k], peer_prob, epoch), k))
+            stats.update(self._suffix(self._train(net, self.nets[1 - k], peer_prob, epoch), net.name))
             if net.sanm is not None:
-                stats.update(self._suffixed(net.sanm.epoch_stats(), k))
+                stats.update(self._suffix(net.sanm.epoch_stats(), net.name))
         return stats
 
     sequential = False  # C2D: GMM(f2) -> train f1 -> GMM(f1) with the updated f1 -> train f2
@@ -124,12 +124,12 @@ class DivideMix(Method):
                                      max_iter=self.ctx.cfg.method.gmm_max_iter)
         selected = prob.to(self.ctx.device) > self.threshold(prob)
         clean = self.ctx.is_clean
-        stats.update(self._suffixed({
+        stats.update(self._suffix({
             "labeled_fraction": selected.float().mean().item(),
             "selection_precision": (selected & clean).sum().item() / max(selected.sum().item(), 1),
             "selection_recall": (selected & clean).sum().item() / max(clean.sum().item(), 1),
             "gmm_auc": binary_auc(prob, clean),
-        }, k))
+        }, self.nets[k].name))
         return prob.to(self.ctx.device)
 
     def threshold(self, prob: torch.Tensor) -> float:
@@ -252,9 +252,6 @@ class DivideMix(Method):
         if source not in ("separate", "mixed"):
             raise ValueError(f"sanm.recon_source must be auto, separate or mixed, got {source!r}")
         return source
-
-    def _suffixed(self, stats: dict, k: int) -> dict:
-        return {f"{key}_net{k + 1}": value for key, value in stats.items()}
 
     # ------------------------------------------------------------------ prediction and state
     def predict(self, images: torch.Tensor) -> torch.Tensor:
