@@ -39,23 +39,37 @@ class NoiseConfig:
 @dataclass
 class ModelConfig:
     name: str = "preact_resnet18"  # preact_resnet18 | cnn9
-    width: int = 64  # preact_resnet18: channels of the first stage (64 in the paper; 16 or 8 for CPU runs)
+    width: int = 64  # channels of the first stage: preact_resnet18 64 (the paper), cnn9 128 (upstream); 16 or 8 for CPU runs
     dropout: float = 0.25  # cnn9 only
 
 
 @dataclass
 class TrainerConfig:
-    epochs: int = 300
-    batch_size: int = 128
-    lr: float = 0.02
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    lr_schedule: str = "step"  # step (lr *= lr_gamma at each milestone) | cosine (to lr * 1e-3 at the end)
-    lr_milestones: List[int] = field(default_factory=lambda: [150])
-    lr_gamma: float = 0.1
+    """How the networks are optimised. Keys a method tunes per dataset and noise may be `auto` in its
+    conf/<method>.yaml: the engine then fills them from `Method.trainer_defaults` (baselines.md tables)
+    and writes the values used to resolved.yaml; a command-line value always wins."""
+
+    epochs: Any = 300
+    batch_size: Any = 128
+    optimizer: Any = "sgd"  # sgd | adam (Co-teaching)
+    lr: Any = 0.02
+    momentum: float = 0.9  # SGD only
+    adam_betas: List[float] = field(default_factory=lambda: [0.9, 0.999])  # Adam only
+    weight_decay: Any = 5e-4
+    # step: lr *= lr_gamma at each milestone | cosine: to lr_min at the end | cosine_restarts: cosine over
+    # lr_restart_period epochs, restarting (ELR) | linear: constant, then linearly to 0 from lr_decay_start (Co-teaching)
+    lr_schedule: Any = "step"
+    lr_milestones: Any = field(default_factory=lambda: [150])
+    lr_gamma: Any = 0.1
+    lr_min: Optional[float] = None  # floor of the cosine schedules; None = lr * 1e-3
+    lr_restart_period: int = 10
+    lr_decay_start: Any = 0
     augment: bool = True  # random crop (4-pixel padding) + horizontal flip, batched on the device
     eval_batch_size: int = 512
     grad_clip: Optional[float] = None  # max gradient norm, None = off
+    # share of the (noisy) training set held out, seeded, as a noisy validation split: its accuracy
+    # selects the epoch, and summary.json reports test_acc_at_best_val (CDR's protocol); 0 = none
+    val_fraction: Any = 0.0
 
 
 @dataclass

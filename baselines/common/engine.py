@@ -4,9 +4,10 @@ A method (one module in baselines/) subclasses `Method` and writes only what is 
 (its networks and state), `on_epoch_start` (selection, label quality), `train_step` and `predict`.
 `run(cfg, MethodClass)` does the rest, identically for every method:
 
-    seed -> data + noisy labels -> method.build() -> [resume] -> for each epoch:
+    trainer `auto`s from the method's table -> seed -> data + noisy labels [-> noisy validation split]
+    -> method.build() -> [resume] -> for each epoch:
         lr schedule -> method.train_epoch (on_epoch_start, then train_step per batch)
-        -> test accuracy -> metrics.jsonl -> checkpoints/last.pt (atomic, with all RNG states)
+        -> test (and validation) accuracy -> metrics.jsonl -> checkpoints/last.pt (atomic, with all RNG states)
     -> summary.json
 """
 
@@ -36,6 +37,7 @@ from .metrics import RunRecorder, epoch_progress
 from .models import build_model
 from .noise import NoiseSpec, actual_noise_rate, cached_noisy_labels
 from .sanm_hook import SANMHook, SANMSettings
+from .trainer import build_optimizer, lr_at, resolve_trainer
 
 
 class ConfigurationError(Exception):
@@ -70,8 +72,7 @@ class Network:
             self.sanm = SANMHook(ctx.sanm_settings, ctx.num_classes, channels, ctx.image_shape, size,
                                  ctx.is_clean).to(ctx.device)
         params = [*self.model.parameters(), *(self.sanm.parameters() if self.sanm is not None else [])]
-        self.optimizer = torch.optim.SGD(params, lr=cfg.trainer.lr, momentum=cfg.trainer.momentum,
-                                         weight_decay=cfg.trainer.weight_decay)
+        self.optimizer = build_optimizer(params, cfg.trainer)
         self.grad_clip = cfg.trainer.grad_clip
         self.grad_edit: Optional[Callable[[torch.nn.Module], dict]] = None  # CDR edits gradients here
 
@@ -112,7 +113,6 @@ class RunContext:
         self.cfg = cfg
         self.run_dir = run_dir
         self.device = resolve_device(cfg.device)
-        _check_trainer(cfg.trainer)
         self.warmup_epochs = warmup_epochs
         self.data = _load_data(cfg)
         self.cache_dir = Path(cfg.dataset.cache_dir) if cfg.dataset.cache_dir else default_cache_dir()
@@ -124,13 +124,18 @@ class RunContext:
             class_names=self.data.class_names, coarse_labels=self.data.coarse_labels,
             images=self.data.train_images if spec.type == "idn" else None,
         )
+        self.noise_spec = spec
         self.noise_rate_actual = actual_noise_rate(noisy, self.data.train_labels)
         self.num_classes = self.data.num_classes
         self.image_shape = self.data.image_shape
-        self.train_images = torch.from_numpy(self.data.train_images).to(self.device)
-        self.labels = torch.from_numpy(noisy).to(self.device)
-        self.true_labels = torch.from_numpy(self.data.train_labels).to(self.device)
+        keep, held_out = validation_split(len(noisy), cfg.trainer.val_fraction, cfg.seed)
+        self.train_images = torch.from_numpy(self.data.train_images[keep]).to(self.device)
+        self.labels = torch.from_numpy(noisy[keep]).to(self.device)
+        self.true_labels = torch.from_numpy(self.data.train_labels[keep]).to(self.device)
         self.is_clean = self.labels == self.true_labels
+        # the noisy validation split (CDR): scored against its noisy labels, as a user without clean labels would
+        self.val_images = torch.from_numpy(self.data.train_images[held_out]).to(self.device)
+        self.val_labels = torch.from_numpy(noisy[held_out]).to(self.device)
         self.test_images = torch.from_numpy(self.data.test_images).to(self.device)
         self.test_labels = torch.from_numpy(self.data.test_labels).to(self.device)
         self.augment = BatchAugment(self.data.mean, self.data.std, crop_padding=4 if cfg.trainer.augment else 0,
@@ -142,14 +147,12 @@ class RunContext:
     def num_train(self) -> int:
         return len(self.labels)
 
+    @property
+    def has_validation(self) -> bool:
+        return len(self.val_labels) > 0
+
     def lr_at(self, epoch: int) -> float:
-        """Step schedule: lr * gamma^(milestones passed); cosine: annealed to lr * 1e-3 (SupContrast's floor)."""
-        trainer = self.cfg.trainer
-        if trainer.lr_schedule == "cosine":
-            floor = trainer.lr * 1e-3
-            return floor + (trainer.lr - floor) * (1 + math.cos(math.pi * epoch / trainer.epochs)) / 2
-        passed = sum(epoch >= m for m in trainer.lr_milestones)
-        return trainer.lr * trainer.lr_gamma**passed
+        return lr_at(self.cfg.trainer, epoch)
 
     def batches(self, epoch: int, batch_size: Optional[int] = None, index: Optional[torch.Tensor] = None,
                 desc: str = "train") -> Iterator[Batch]:
@@ -187,12 +190,19 @@ class RunContext:
 
         return {"fitted_wrong_labels": share(wrong), "fitted_right_labels": share(self.is_clean)}
 
-    @torch.no_grad()
     def test_accuracy(self, predict: Callable[[torch.Tensor], torch.Tensor]) -> float:
+        return self._accuracy(predict, self.test_images, self.test_labels)
+
+    def val_accuracy(self, predict: Callable[[torch.Tensor], torch.Tensor]) -> float:
+        """Accuracy on the held-out split against its noisy labels (trainer.val_fraction > 0)."""
+        return self._accuracy(predict, self.val_images, self.val_labels)
+
+    @torch.no_grad()
+    def _accuracy(self, predict, images: torch.Tensor, labels: torch.Tensor) -> float:
         correct = torch.zeros((), device=self.device)
-        for idx, logits in self._predict_all(predict, self.test_images):
-            correct += (logits.argmax(dim=1) == self.test_labels[idx]).sum()
-        return 100.0 * correct.item() / len(self.test_labels)
+        for idx, logits in self._predict_all(predict, images):
+            correct += (logits.argmax(dim=1) == labels[idx]).sum()
+        return 100.0 * correct.item() / max(len(labels), 1)
 
     def _predict_all(self, predict, images: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for idx in torch.arange(len(images), device=self.device).split(self.cfg.trainer.eval_batch_size):
@@ -204,6 +214,11 @@ class Method:
 
     name = "method"
     default_warmup_epochs = 0  # what method.warmup_epochs=auto means
+
+    @classmethod
+    def trainer_defaults(cls, cfg: DictConfig) -> dict:
+        """Values for the trainer keys conf/<method>.yaml leaves `auto` (per dataset and noise)."""
+        return {}
 
     @classmethod
     def resolve_warmup(cls, cfg: DictConfig) -> int:
@@ -257,6 +272,10 @@ class Method:
     def predict(self, images: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def extra_test_metrics(self) -> dict[str, float]:
+        """Test metrics beside test_acc (Co-teaching's second network); the networks are in eval mode."""
+        return {}
+
     def on_run_end(self) -> None:
         """After the last epoch (SimCLR writes its encoder here)."""
 
@@ -288,6 +307,10 @@ def run(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path] = Non
     """Train `method_cls` as `cfg` says, in `run_dir`; returns the summary."""
     start = time.time()
     run_dir = Path(run_dir or cfg.run_dir or default_run_dir(cfg))
+    try:
+        cfg = resolve_trainer(cfg, method_cls.trainer_defaults(cfg))
+    except ValueError as error:
+        raise ConfigurationError(str(error)) from error
     _seed(cfg.seed)
     try:
         _prepare_run_dir(run_dir, cfg)
@@ -326,7 +349,10 @@ def run(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path] = Non
         for net in method.networks.values():
             net.model.eval()
         test_acc = ctx.test_accuracy(method.predict)
-        record = {"epoch": epoch, "lr": lr, **stats, "test_acc": test_acc, "epoch_seconds": time.time() - epoch_start}
+        record = {"epoch": epoch, "lr": lr, **stats, "test_acc": test_acc, **method.extra_test_metrics()}
+        if ctx.has_validation:
+            record["val_acc"] = ctx.val_accuracy(method.predict)
+        record["epoch_seconds"] = time.time() - epoch_start
         recorder.log_epoch(record)
         save_checkpoint(checkpoint, {
             "epoch": epoch, "method_name": method.name,
@@ -360,14 +386,14 @@ def _seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _check_trainer(trainer: DictConfig) -> None:
-    if trainer.lr_schedule not in ("step", "cosine"):
-        raise ValueError(f"trainer.lr_schedule must be step or cosine, got {trainer.lr_schedule!r}")
-    for key in ("epochs", "batch_size", "eval_batch_size"):
-        if trainer[key] < 1:
-            raise ValueError(f"trainer.{key} must be >= 1, got {trainer[key]}")
-    if trainer.lr <= 0:
-        raise ValueError(f"trainer.lr must be > 0, got {trainer.lr}")
+def validation_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held-out) indices: a seeded `round(fraction * n)` of the training set is held out."""
+    held = int(round(fraction * n))
+    if fraction > 0 and not 1 <= held < n - 1:
+        raise ValueError(f"trainer.val_fraction={fraction} holds out {held} of {n} training images; "
+                         "choose a fraction that leaves both parts non-empty")
+    order = np.random.default_rng([seed, 0x5A1]).permutation(n)  # its own stream: the noise draw is unchanged
+    return np.sort(order[held:]), np.sort(order[:held])
 
 
 def _load_data(cfg: DictConfig) -> ImageDataset:
@@ -385,7 +411,7 @@ def _sanm_settings(cfg: DictConfig, warmup_epochs: int) -> Optional[SANMSettings
 
 
 def _model_kwargs(model: DictConfig) -> dict:
-    return {"width": model.width} if model.name == "preact_resnet18" else {"dropout": model.dropout}
+    return {"width": model.width} if model.name == "preact_resnet18" else {"width": model.width, "dropout": model.dropout}
 
 
 @torch.no_grad()
@@ -440,7 +466,7 @@ def load_encoder(model: torch.nn.Module, path: str, model_cfg: DictConfig) -> No
         saved = (state["model_name"], state["width"])
     except (RuntimeError, KeyError) as error:
         raise ValueError(f"pretrained checkpoint {path} is not an encoder checkpoint ({error})") from error
-    if saved[0] != model_cfg.name or (model_cfg.name == "preact_resnet18" and saved[1] != model_cfg.width):
+    if saved != (model_cfg.name, model_cfg.width):
         raise ValueError(f"pretrained checkpoint {path} holds {saved[0]} width {saved[1]}, but this run builds "
                          f"{model_cfg.name} width {model_cfg.width}; set model= / model.width= to match")
     result = model.load_state_dict(state["model"], strict=False)
@@ -453,13 +479,18 @@ def load_encoder(model: torch.nn.Module, path: str, model_cfg: DictConfig) -> No
 
 def _summary(records: list[dict], cfg: DictConfig, ctx: RunContext, wall_seconds: float) -> dict:
     accs = [r["test_acc"] for r in records]
-    return {
+    summary = {
         "method": cfg.method.name, "dataset": cfg.dataset.name, "noise": cfg.noise.name,
         "sanm": cfg.sanm.name if ctx.sanm_settings is not None else "off",
         "best_test_acc": max(accs), "last_test_acc": accs[-1],
         "mean_last10_test_acc": float(np.mean(accs[-10:])), "epochs": len(records),
         "noise_rate_actual": ctx.noise_rate_actual, "wall_seconds": wall_seconds,
     }
+    if ctx.has_validation:  # model selection on the noisy validation split: the first epoch with the best val_acc
+        best = max(range(len(records)), key=lambda i: (records[i]["val_acc"], -i))
+        summary.update(best_val_acc=records[best]["val_acc"], best_val_epoch=records[best]["epoch"],
+                       test_acc_at_best_val=records[best]["test_acc"])
+    return summary
 
 
 def report_and_exit(error: ConfigurationError) -> None:

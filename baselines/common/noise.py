@@ -40,7 +40,7 @@ from .files import atomic_write
 __all__ = [
     "CIFAR10_CLASSES", "DIGITS_ASYM_MAP", "NOISE_TYPES", "PROTOCOLS", "NoiseSpec",
     "actual_noise_rate", "cached_noisy_labels", "cifar100_superclass_targets", "cifar10_asym_map",
-    "make_noisy_labels", "noise_cache_key", "resolve_asym_map",
+    "expected_noise_rate", "make_noisy_labels", "method_noise_rate", "noise_cache_key", "resolve_asym_map",
 ]
 
 NOISE_TYPES = ("none", "sym", "asym", "pairflip", "idn", "file")
@@ -268,6 +268,38 @@ def cached_noisy_labels(
     with atomic_write(path.with_suffix(".json")) as handle:
         handle.write(text)
     return labels
+
+
+RATE_CHOICES = ("expected", "nominal", "actual")
+
+
+def expected_noise_rate(spec: NoiseSpec, num_classes: int, actual: float) -> float:
+    """The share of wrong labels this noise is expected to leave (what Co-teaching's forget rate and CDR's
+    eps assume known): r*(C-1)/C for DivideMix's symmetric draw, r for the never-the-true-class draws,
+    pairflip and IDN; for asym noise and label files, which depend on the class map and the class
+    balance, the share actually realised."""
+    if spec.type == "none":
+        return 0.0
+    if spec.type == "sym":
+        return spec.rate * (num_classes - 1) / num_classes if spec.protocol == "dividemix" else spec.rate
+    if spec.type in ("pairflip", "idn"):
+        return spec.rate
+    return actual
+
+
+def method_noise_rate(choice: Any, spec: NoiseSpec, num_classes: int, actual: float) -> tuple[float, str]:
+    """A method's assumed noise rate and where it came from: `auto`/'expected', 'nominal' (the r in the
+    noise's name), 'actual' (the realised share) or a number in [0, 1)."""
+    if choice in ("auto", "expected"):
+        return expected_noise_rate(spec, num_classes, actual), "expected"
+    if choice == "nominal":
+        return (0.0 if spec.type in ("none", "file") else spec.rate), "nominal"
+    if choice == "actual":
+        return actual, "actual"
+    if isinstance(choice, (int, float)) and not isinstance(choice, bool) and 0.0 <= choice < 1.0:
+        return float(choice), "given"
+    raise ValueError(f"a method's noise rate must be auto, one of {', '.join(RATE_CHOICES)} or a number in "
+                     f"[0, 1), got {choice!r}")
 
 
 def actual_noise_rate(noisy: np.ndarray, true: np.ndarray) -> float:
