@@ -148,54 +148,6 @@ class CNN9(_TimmContract):
         self.linear = nn.Linear(self.num_features, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """`[B, C, H, W]` -> `[B, 8 * width, H / 8, W / 8]` (4x4 for CIFAR)."""
-        x = F.relu(self.bn1(self.conv1(x)))
-        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
-
-
-def _conv_bn(in_channels: int, out_channels: int, padding: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, 3, 1, padding),  # upstream convs keep their bias
-        nn.BatchNorm2d(out_channels),
-        nn.LeakyReLU(0.01),
-    )
-
-
-class CNN9(_TimmContract):
-    """Co-teaching's 9-layer CNN (`Co-teaching: model.py`).
-
-    Upstream calls `F.dropout2d` without `training=`, which on current PyTorch is active in eval
-    too; baselines.md section 2 recommends `nn.Dropout2d`, active only in training, as here.
-
-    Args:
-        num_classes: Output classes.
-        in_channels: Image channels.
-        dropout: Channel dropout after each max-pool (0.25 upstream).
-        width: Channels of the first three convs (128 upstream); the others keep upstream's ratios.
-    """
-
-    def __init__(self, num_classes: int, in_channels: int = 3, dropout: float = 0.25) -> None:
-        super().__init__()
-        # Sizes at 32x32: 32 -> pool 16 -> pool 8 -> c7 6 -> c8 4 -> c9 2 (unpadded 3x3 convs).
-        self.features = nn.Sequential(
-            _conv_bn(in_channels, 128, 1),
-            _conv_bn(128, 128, 1),
-            _conv_bn(128, 128, 1),
-            nn.MaxPool2d(2),
-            nn.Dropout2d(dropout),
-            _conv_bn(128, 256, 1),
-            _conv_bn(256, 256, 1),
-            _conv_bn(256, 256, 1),
-            nn.MaxPool2d(2),
-            nn.Dropout2d(dropout),
-            _conv_bn(256, 512, 0),
-            _conv_bn(512, 256, 0),
-            _conv_bn(256, 128, 0),
-        )
-        self.num_features = 128
-        self.linear = nn.Linear(self.num_features, num_classes)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """`[B, C, H, W]` -> `[B, 128, H / 4 - 6, W / 4 - 6]` (2x2 for CIFAR)."""
         return self.features(x)
 
