@@ -55,7 +55,6 @@ class DivideMixConfig(MethodConfig):
     rampup_epochs: float = 16.0  # lambda_u ramps up linearly over this many epochs after warm-up
     warmup_grad_clip: Optional[float] = None  # C2D clips the warm-up gradient norm at 1.0
     drop_unlabeled: bool = False  # C2D: with lambda_u = 0, keep only the labeled rows of the mixed batch
-    sanm_recon_source: str = "separate"  # what sanm.recon_source=auto means
 
 
 register_schema("dividemix", DivideMixConfig())
@@ -92,7 +91,8 @@ class DivideMix(Method):
             raise ValueError(f"method.p_threshold must be in [0, 1], got {self.settings['p_threshold']}")
         self.nets = [self.add_network("net1"), self.add_network("net2")]
         self.loss_history: list[list[np.ndarray]] = [[], []]
-        self.recon_source = self._recon_source()
+        settings = self.ctx.sanm_settings
+        self.recon_source = settings.recon_source if settings is not None else cfg.method.sanm_recon_source
 
     def resolved_settings(self) -> dict:
         return {**self.settings, "warmup_epochs": self.ctx.warmup_epochs, "sanm_recon_source": self.recon_source}
@@ -243,15 +243,6 @@ class DivideMix(Method):
                 yield from (chunk for chunk in order.split(batch_size) if len(chunk) > 1)
 
         return generate()
-
-    def _recon_source(self) -> str:
-        group = self.ctx.cfg.get("sanm")
-        source = self.ctx.cfg.method.sanm_recon_source
-        if group is not None and group.get("recon_source", AUTO) != AUTO:
-            source = group.recon_source
-        if source not in ("separate", "mixed"):
-            raise ValueError(f"sanm.recon_source must be auto, separate or mixed, got {source!r}")
-        return source
 
     # ------------------------------------------------------------------ prediction and state
     def predict(self, images: torch.Tensor) -> torch.Tensor:

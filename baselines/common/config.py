@@ -61,8 +61,8 @@ class TrainerConfig:
     lr_schedule: Any = "step"
     lr_milestones: Any = field(default_factory=lambda: [150])
     lr_gamma: Any = 0.1
-    lr_min: Optional[float] = None  # floor of the cosine schedules; None = lr * 1e-3
-    lr_restart_period: int = 10
+    lr_min: Any = None  # floor of the cosine schedules; None = lr * 1e-3
+    lr_restart_period: Any = 10
     lr_decay_start: Any = 0
     augment: bool = True  # random crop (4-pixel padding) + horizontal flip, batched on the device
     eval_batch_size: int = 512
@@ -92,7 +92,7 @@ class SANMGroupConfig:
     train_on: str = AUTO  # auto | masked | clean_and_masked
     target: str = AUTO  # auto | label | prediction
     warmup_epochs: Any = AUTO  # auto | int: epochs before SANM starts (G needs a trained network)
-    recon_source: str = AUTO  # DivideMix family: separate (a forward of the masked views) | mixed (MixMatch's)
+    recon_source: str = AUTO  # methods that mix inputs: separate (a forward of the masked views) | mixed (the mixup forward's)
 
     def hook_settings(self) -> Dict[str, Any]:
         keys = ("mu", "delta", "beta", "activation", "ratio", "box", "fill", "trough", "label_spread", "validate")
@@ -106,6 +106,7 @@ class MethodConfig:
     warmup_epochs: Any = AUTO  # the method's warm-up; sanm.warmup_epochs=auto starts SANM when it ends
     sanm_train_on: str = "clean_and_masked"  # what sanm.train_on=auto means
     sanm_target: str = "label"  # what sanm.target=auto means
+    sanm_recon_source: str = "separate"  # what sanm.recon_source=auto means (methods that mix their inputs)
 
 
 @dataclass

@@ -446,7 +446,7 @@ def _write_resolved(cfg: DictConfig, ctx: RunContext, run_dir: Path, method_sett
     if ctx.sanm_settings is not None:
         s = ctx.sanm_settings
         resolved["sanm"].update(train_on=s.train_on, target=s.target, warmup_epochs=s.warmup_epochs,
-                                **s.config.to_dict())
+                                recon_source=s.recon_source, **s.config.to_dict())
     OmegaConf.save(OmegaConf.create(resolved), run_dir / "resolved.yaml")
 
 

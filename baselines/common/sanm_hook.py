@@ -25,6 +25,7 @@ from .metrics import binary_auc
 
 TRAIN_ON = ("masked", "clean_and_masked")
 TARGETS = ("label", "prediction")
+RECON_SOURCES = ("separate", "mixed")
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -40,6 +41,7 @@ class SANMSettings:
     train_on: str
     target: str
     warmup_epochs: int
+    recon_source: str = "separate"  # methods that mix inputs: a forward of the masked views, or the mixed forward
 
     @classmethod
     def resolve(cls, group: DictConfig | SANMGroupConfig, method: Any, method_warmup: int) -> "SANMSettings":
@@ -48,13 +50,16 @@ class SANMSettings:
         train_on = method.sanm_train_on if group.train_on == AUTO else group.train_on
         target = method.sanm_target if group.target == AUTO else group.target
         warmup = method_warmup if group.warmup_epochs == AUTO else group.warmup_epochs
+        recon_source = method.sanm_recon_source if group.recon_source == AUTO else group.recon_source
+        if recon_source not in RECON_SOURCES:
+            raise ValueError(f"sanm.recon_source must be auto or one of {RECON_SOURCES}, got {recon_source!r}")
         if train_on not in TRAIN_ON:
             raise ValueError(f"sanm.train_on must be auto or one of {TRAIN_ON}, got {train_on!r}")
         if target not in TARGETS:
             raise ValueError(f"sanm.target must be auto or one of {TARGETS}, got {target!r}")
         if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
             raise ValueError(f"sanm.warmup_epochs must be auto or an integer >= 0, got {warmup!r}")
-        return cls(SANMConfig.from_mapping(group.hook_settings()), train_on, target, warmup)
+        return cls(SANMConfig.from_mapping(group.hook_settings()), train_on, target, warmup, recon_source)
 
 
 @dataclass

@@ -54,6 +54,9 @@ def check_trainer(trainer: DictConfig) -> None:
                          f"{trainer.lr_decay_start!r}")
     if isinstance(trainer.val_fraction, bool) or not 0.0 <= trainer.val_fraction < 1.0:
         raise ValueError(f"trainer.val_fraction must be in [0, 1), got {trainer.val_fraction!r}")
+    if trainer.lr_min is not None and (isinstance(trainer.lr_min, bool) or not isinstance(trainer.lr_min, (int, float))
+                                       or not 0 <= trainer.lr_min <= trainer.lr):
+        raise ValueError(f"trainer.lr_min must be null or a number in [0, trainer.lr], got {trainer.lr_min!r}")
     milestones = trainer.lr_milestones
     if not OmegaConf.is_list(milestones) and not isinstance(milestones, list):
         raise ValueError(f"trainer.lr_milestones must be a list of epochs, got {milestones!r}")
