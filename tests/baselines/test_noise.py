@@ -394,3 +394,26 @@ def test_actual_noise_rate_by_hand():
     assert actual_noise_rate(np.array([0, 1, 2, 3]), np.array([0, 1, 0, 0])) == 0.5
     with pytest.raises(ValueError):
         actual_noise_rate(np.zeros(3), np.zeros(4))
+
+
+@pytest.mark.parametrize("spec,expected", [
+    (NoiseSpec("sym", 0.5), 0.45),  # DivideMix draws from all 10 classes: r * 9 / 10
+    (NoiseSpec("sym", 0.5, protocol="exclude_true"), 0.5),
+    (NoiseSpec("pairflip", 0.45), 0.45),
+    (NoiseSpec("idn", 0.2), 0.2),
+    (NoiseSpec("asym", 0.4), 0.19),  # depends on the map and the class balance: the realised share
+    (NoiseSpec("none"), 0.0),
+])
+def test_expected_noise_rate_per_protocol(spec, expected):
+    assert noise.expected_noise_rate(spec, 10, actual=0.19) == pytest.approx(expected)
+
+
+def test_method_noise_rate_choices_and_errors():
+    spec = NoiseSpec("sym", 0.8)
+    assert noise.method_noise_rate("auto", spec, 10, 0.71) == (pytest.approx(0.72), "expected")
+    assert noise.method_noise_rate("nominal", spec, 10, 0.71) == (0.8, "nominal")
+    assert noise.method_noise_rate("actual", spec, 10, 0.71) == (0.71, "actual")
+    assert noise.method_noise_rate(0.3, spec, 10, 0.71) == (0.3, "given")
+    for bad in (1.0, -0.1, "half", True):
+        with pytest.raises(ValueError, match="noise rate"):
+            noise.method_noise_rate(bad, spec, 10, 0.71)
