@@ -26,12 +26,17 @@ previous figure). Figures are printed, never asserted.
     python benchmarks/overhead.py --threads 1              # steadier when other jobs share the CPU
     python benchmarks/overhead.py --device cuda --repeats 20
     python benchmarks/overhead.py --methods dividemix    # SANM(DivideMix) / DivideMix per MixMatch iteration
+    python benchmarks/overhead.py --methods elr_plus cdr coteaching --widths 16   # per training epoch
 
 DivideMix: one MixMatch iteration of DivideMix's own code (two views of 64 labeled and 64 unlabeled
 images, co-refinement and co-guessing forwards, the mixed forward and backward); SANM adds its masked
 views to the mixed batch and the reconstruction, either from a forward of the masked views
 (recon_source=separate, the official wiring) or from the mixed forward (mixed). The official code's
 ratio is about 4x; the paper preset with mixed reconstruction aims for at most 1.5x.
+
+ELR+, CDR, Co-teaching: whole training epochs of each method's own `train_epoch` on `--steps` batches
+of digits images, without SANM, with the paper preset and with the official one (SANM's per-epoch GMM
+refresh included, as a user pays it). Co-teaching runs its 9-layer CNN at `--widths` (128 upstream).
 """
 
 from __future__ import annotations
@@ -205,6 +210,53 @@ def bench_dividemix(width: int, args) -> str:
     return f"DivideMix iteration, width {width}, best of {args.repeats}:\n  " + " | ".join(cells)
 
 
+EPOCH_METHODS = ("elr_plus", "cdr", "coteaching")  # timed per epoch through the method's own train_epoch
+EPOCH_VARIANTS = {"off": [], "paper": ["+sanm=on"], "official": ["+sanm=official"]}
+
+
+def bench_epochs(method_name: str, width: int, args) -> str:
+    """Whole training epochs of `method_name`'s own code (every step plus, with SANM, the epoch's GMM
+    refresh), with and without SANM, on the same digits images (32x32, `--steps` batches per epoch);
+    variants alternate so machine noise hits all alike. Epoch 10 of 20 with SANM active: past
+    Co-teaching's forget-rate ramp, so the steady-state step is timed."""
+    import tempfile
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+
+    from baselines.common.engine import RunContext
+    from baselines.registry import BASELINES
+
+    cls = BASELINES[method_name]
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    methods = {}
+    with tempfile.TemporaryDirectory() as tmp, initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        for name, overrides in EPOCH_VARIANTS.items():
+            cfg = compose(config_name=method_name, overrides=[
+                "+experiment=smoke", f"dataset.train_subset={args.batch * args.steps}", "noise=sym_0.5",
+                f"model.width={width}", f"trainer.batch_size={args.batch}", "trainer.epochs=20",
+                "method.warmup_epochs=0", f"device={args.device}", f"dataset.cache_dir={tmp}", "progress=false",
+                *overrides])
+            torch.manual_seed(0)  # the same initial networks for every variant
+            methods[name] = cls(RunContext(cfg, Path(tmp), cls.resolve_warmup(cfg)))
+    times = {name: [] for name in methods}
+    for repeat in range(args.warmup + args.repeats):
+        for name, method in methods.items():
+            sync()
+            start = time.perf_counter()
+            method.train_epoch(10)
+            sync()
+            if repeat >= args.warmup:
+                times[name].append(time.perf_counter() - start)
+    steps = methods["off"].ctx.num_train // args.batch
+    per_step = {name: min(values) * 1e3 / steps for name, values in times.items()}
+    model = methods["off"].ctx.cfg.model.name
+    cells = [f"{name} {per_step[name]:.0f} ms ({per_step[name] / per_step['off']:.2f}x)" for name in methods]
+    return (f"{method_name} epoch of {steps} steps, {model} width {width}, best of {args.repeats}, ms per step "
+            f"(GMM refresh included):\n  " + " | ".join(cells))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
@@ -213,7 +265,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5, help="timed steps per variant (best-of / mean)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps per variant first")
-    parser.add_argument("--methods", nargs="+", default=["ce", "dividemix"], choices=["ce", "dividemix"])
+    parser.add_argument("--steps", type=int, default=8, help="batches per timed epoch (elr_plus, cdr, coteaching)")
+    parser.add_argument("--methods", nargs="+", default=["ce", "dividemix", *EPOCH_METHODS],
+                        choices=["ce", "dividemix", *EPOCH_METHODS])
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -224,6 +278,9 @@ def main() -> None:
             print(bench_width(width, args), flush=True)
         if "dividemix" in args.methods:
             print(bench_dividemix(width, args), flush=True)
+        for method in EPOCH_METHODS:
+            if method in args.methods:
+                print(bench_epochs(method, width, args), flush=True)
 
 
 if __name__ == "__main__":
