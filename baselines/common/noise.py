@@ -38,7 +38,7 @@ from .files import atomic_write
 
 # fmt: off
 __all__ = [
-    "CIFAR10_CLASSES", "DIGITS_ASYM_MAP", "NOISE_TYPES", "PROTOCOLS", "NoiseSpec",
+    "CIFAR10_CLASSES", "DIGITS_ASYM_MAP", "NOISE_TYPES", "PROTOCOLS", "RATE_CHOICES", "NoiseSpec",
     "actual_noise_rate", "cached_noisy_labels", "cifar100_superclass_targets", "cifar10_asym_map",
     "expected_noise_rate", "make_noisy_labels", "method_noise_rate", "noise_cache_key", "resolve_asym_map",
 ]
