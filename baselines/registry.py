@@ -4,9 +4,11 @@ from baselines.c2d import C2D
 from baselines.cdr import CDR
 from baselines.ce import CE
 from baselines.common.engine import Method
+from baselines.coteaching import CoTeaching
 from baselines.dividemix import DivideMix
 from baselines.pretrain_simclr import PretrainSimCLR
 
 # the noisy-label methods; PRETRAINING holds the label-free steps some of them start from
-BASELINES: dict[str, type[Method]] = {"ce": CE, "dividemix": DivideMix, "c2d": C2D, "cdr": CDR}
+BASELINES: dict[str, type[Method]] = {"ce": CE, "dividemix": DivideMix, "c2d": C2D, "cdr": CDR,
+                                   "coteaching": CoTeaching}
 PRETRAINING: dict[str, type[Method]] = {"pretrain_simclr": PretrainSimCLR}
