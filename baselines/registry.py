@@ -6,9 +6,10 @@ from baselines.ce import CE
 from baselines.common.engine import Method
 from baselines.coteaching import CoTeaching
 from baselines.dividemix import DivideMix
+from baselines.elr_plus import ELRPlus
 from baselines.pretrain_simclr import PretrainSimCLR
 
 # the noisy-label methods; PRETRAINING holds the label-free steps some of them start from
-BASELINES: dict[str, type[Method]] = {"ce": CE, "dividemix": DivideMix, "c2d": C2D, "cdr": CDR,
-                                   "coteaching": CoTeaching}
+BASELINES: dict[str, type[Method]] = {"ce": CE, "dividemix": DivideMix, "c2d": C2D, "elr_plus": ELRPlus,
+                                      "cdr": CDR, "coteaching": CoTeaching}
 PRETRAINING: dict[str, type[Method]] = {"pretrain_simclr": PretrainSimCLR}
