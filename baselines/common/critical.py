@@ -8,15 +8,17 @@ so only weight decay (and their momentum) moves them, towards 0. Scalars tied wi
 are kept too, so slightly more than k may survive. Upstream (`xiaoboxia/CDR: main.py`) passes the
 same value as both the kept share and the gradient scale; so do we.
 
-Batched: one concatenation and one `kthvalue` per step over all scores, no Python loop over scalars
-and no host sync; the kept count stays a device tensor and is summed over the epoch.
+Batched: one concatenation and one selection of the threshold per step over all scores, no Python loop
+over scalars; the kept count stays a device tensor and is summed over the epoch. On CUDA the threshold
+is `kthvalue` (no host sync); on CPU, where `kthvalue` over the 11M scores of a PreAct ResNet-18 takes
+about half a second, a radix step finds it exactly several times faster (`kth_largest`).
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["CriticalGradientEdit", "critical_gradient_edit", "critical_parameters"]
+__all__ = ["CriticalGradientEdit", "critical_gradient_edit", "critical_parameters", "kth_largest"]
 
 EDITED_NDIMS = (2, 4)  # linear weights [out, in] and conv kernels [out, in, kh, kw]
 
@@ -53,12 +55,32 @@ def critical_gradient_edit(params: list[torch.nn.Parameter], eps: float) -> torc
             p.grad.zero_()
         return torch.zeros((), dtype=torch.long, device=device)
     scores = torch.cat([(p.grad * p).abs().flatten() for p in params])
-    threshold = scores.kthvalue(total - keep + 1).values  # the keep-th largest score
+    threshold = kth_largest(scores, keep)
     kept = scores >= threshold  # ties at the threshold are kept as well
     factors = kept.to(scores.dtype) * (1.0 - eps)
     for p, factor in zip(params, factors.split([p.numel() for p in params])):
         p.grad.mul_(factor.view_as(p.grad))
     return kept.sum()
+
+
+_RADIX_MIN = 1 << 16  # below this many scores kthvalue is fast enough
+
+
+def kth_largest(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """The k-th largest of non-negative `scores` (1-D), as a 0-d tensor; exact.
+
+    On CPU: non-negative float32 values order like their bit patterns read as int32, so a histogram of
+    the top 16 bits finds the bucket holding the k-th largest, and `kthvalue` runs on that bucket only.
+    """
+    n = scores.numel()
+    if scores.device.type != "cpu" or scores.dtype != torch.float32 or n < _RADIX_MIN:
+        return scores.kthvalue(n - k + 1).values
+    high = scores.view(torch.int32) >> 16  # sign bit 0: buckets 0 .. 2^15 - 1, ordered like the values
+    at_or_above = torch.bincount(high, minlength=1 << 15).flip(0).cumsum(0).flip(0)  # [b]: count >= bucket b
+    bucket = int((at_or_above >= k).sum()) - 1  # the highest bucket with at least k scores at or above it
+    above = int(at_or_above[bucket + 1]) if bucket + 1 < len(at_or_above) else 0
+    inside = scores[high == bucket]
+    return inside.kthvalue(len(inside) - (k - above) + 1).values
 
 
 class CriticalGradientEdit:

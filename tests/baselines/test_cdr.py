@@ -12,7 +12,7 @@ from torch import nn
 
 from baselines.cdr import CDR, resolve_noise_rate
 from baselines.common.checkpoint import load_checkpoint
-from baselines.common.critical import CriticalGradientEdit, critical_gradient_edit, critical_parameters
+from baselines.common.critical import CriticalGradientEdit, critical_gradient_edit, critical_parameters, kth_largest
 from baselines.common.engine import ConfigurationError, RunContext, run
 from baselines.common.noise import NoiseSpec
 
@@ -227,3 +227,14 @@ def test_resume_after_a_kill_continues_exactly(tmp_path, monkeypatch, whole_run)
 def test_bad_noise_rate_is_a_configuration_error(tmp_path):
     with pytest.raises(ConfigurationError, match="method.noise_rate"):
         run(_cfg(tmp_path, "method.noise_rate=1.5"), CDR, run_dir=tmp_path / "run")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_kth_largest_radix_step_equals_kthvalue(seed):
+    """The CPU radix step against kthvalue, with ties, zeros and values spanning many magnitudes."""
+    gen = torch.Generator().manual_seed(seed)
+    scores = (torch.randn(200_000, generator=gen) * 10.0 ** torch.randint(-8, 3, (200_000,), generator=gen)).abs()
+    scores[:5000] = 0.0
+    scores[5000:9000] = scores[9000]  # a block of ties
+    for k in (1, 17, 4321, 100_000, 195_000, 200_000):
+        assert kth_largest(scores, k) == scores.kthvalue(len(scores) - k + 1).values

@@ -30,35 +30,48 @@ def metrics(run_dir):
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-SMOKE_CASES = [("ce", None), ("ce", "on"), ("ce", "official"), ("dividemix", "on"), ("dividemix", "official"),
-               ("c2d", "on"), ("c2d", "official")]
+# metrics each method promises every epoch after its warm-up (beside test_acc and its losses)
+DIAGNOSTICS = {
+    "ce": set(),
+    "dividemix": {"labeled_fraction_net1", "selection_precision_net2", "selection_recall_net1", "gmm_auc_net2"},
+    "c2d": {"labeled_fraction_net1", "selection_precision_net2", "selection_recall_net1", "gmm_auc_net2"},
+    "elr_plus": {"target_accuracy_net1", "target_accuracy_net2"},
+    "cdr": {"kept_fraction", "val_acc"},
+    "coteaching": {"selection_precision_net1", "selection_recall_net2", "test_acc_net2"},
+}
+SMOKE_CASES = [(method, sanm) for method in BASELINES for sanm in (None, "on", "official")]
+
+
+def test_every_registered_method_has_its_diagnostics_listed():
+    assert set(DIAGNOSTICS) == set(BASELINES)
+
+
+def run_dir_of(root, method, noise, sanm):
+    return root / method / "digits" / noise / (sanm or "off") / "seed0"
 
 
 @pytest.mark.parametrize("method,sanm", SMOKE_CASES)
 def test_smoke_run_writes_the_documented_outputs(tmp_path, method, sanm):
     cli(method, "+experiment=smoke", "noise=sym_0.5", f"output_root={tmp_path}", *([f"+sanm={sanm}"] if sanm else []))
-    run_dir = tmp_path / method / "digits" / "sym_0.5" / (sanm or "off") / "seed0"
+    run_dir = run_dir_of(tmp_path, method, "sym_0.5", sanm)
     records = metrics(run_dir)
     assert [r["epoch"] for r in records] == [0, 1] and all(0 <= r["test_acc"] <= 100 for r in records)
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert set(summary) >= {"best_test_acc", "last_test_acc", "epochs", "noise_rate_actual", "wall_seconds"}
+    assert set(summary) >= {"best_test_acc", "last_test_acc", "mean_last10_test_acc", "epochs", "noise_rate_actual",
+                            "wall_seconds"}
     assert 0.3 < summary["noise_rate_actual"] < 0.6  # DivideMix protocol: about 0.45 wrong
     state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     assert state["epoch"] == 1
     assert (run_dir / ".hydra" / "config.yaml").exists()
     resolved = (run_dir / "resolved.yaml").read_text()
-    assert "device: cpu" in resolved
-    suffix = "" if method == "ce" else "_net1"
-    if method != "ce":  # warm-up, then co-divide with the selection diagnostics of both networks
-        assert {"labeled_fraction_net1", "selection_precision_net2", "selection_recall_net1", "gmm_auc_net2"} <= set(records[1])
-        assert "lambda_u:" in resolved and "p_threshold:" in resolved
-        assert {"mean_last10_test_acc"} <= set(summary)
+    assert "device: cpu" in resolved and "auto" not in resolved.split("\nsanm:")[0].split("trainer:")[1]
+    assert DIAGNOSTICS[method] <= set(records[1])
     if sanm:  # SANM active in the second epoch, with its diagnostics and resolved engine keys
+        suffix = "_net1" if any(key.endswith("_net1") for key in records[1]) else ""
         assert "train_on: clean_and_masked" in resolved and "target: label" in resolved
         keys = {f"mask_ratio_clean{suffix}", f"mask_ratio_noisy{suffix}", f"loss/reconstruction{suffix}"}
         assert keys <= set(records[1]) and records[0].keys().isdisjoint(keys)
-        if method == "ce":
-            assert "gmm_auc" in records[1]
+        assert f"gmm_auc{suffix}" in records[1]
 
 
 def test_multirun_gives_one_finished_run_per_combination(tmp_path):
@@ -99,29 +112,30 @@ def test_a_fresh_run_never_overwrites_silently(tmp_path):
     assert len(metrics(tmp_path)) == 1
 
 
-@pytest.mark.parametrize("method,epochs", [("ce", 4), ("dividemix", 3)])
-def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, method, epochs):
-    """The whole state survives: networks, optimisers, SANM, RNG streams (and DivideMix's GMM history)."""
+@pytest.mark.parametrize("method", sorted(BASELINES))
+def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, method):
+    """The whole state survives: networks, optimisers, SANM, RNG streams and each method's own state
+    (DivideMix's GMM history, ELR+'s target tables and EMA networks, Co-teaching's two Adam optimisers)."""
+    epochs = 3
     args = ["+experiment=smoke", "+sanm=on", "noise=sym_0.9", f"trainer.epochs={epochs}"]
     cli(method, *args, f"output_root={tmp_path / 'whole'}")
-    whole = next((tmp_path / "whole").rglob("metrics.jsonl")).parent
+    whole = run_dir_of(tmp_path / "whole", method, "sym_0.9", "on")
 
-    killed_root = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", f"baselines.{method}", *args, f"output_root={killed_root}"],
+    killed = run_dir_of(tmp_path / "killed", method, "sym_0.9", "on")
+    proc = subprocess.Popen([sys.executable, "-m", f"baselines.{method}", *args, f"output_root={tmp_path / 'killed'}"],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline:  # wait for the first checkpoint, then kill inside the next epoch
-        found = list(killed_root.rglob("last.pt"))
-        if found and len(metrics(found[0].parents[1])) >= 1:
+        if (killed / "checkpoints" / "last.pt").exists() and len(metrics(killed)) >= 1:
             time.sleep(0.3)
             break
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    killed = next(killed_root.rglob("metrics.jsonl")).parent
     assert len(metrics(killed)) < epochs, "the run finished before it could be killed"
-    cli(method, *args, f"output_root={killed_root}", "resume=true")
-    assert [r["test_acc"] for r in metrics(killed)] == [r["test_acc"] for r in metrics(whole)]
+    cli(method, *args, f"output_root={tmp_path / 'killed'}", "resume=true")
+    keys = [key for key in metrics(whole)[0] if key.startswith("test_acc")]
+    assert [[r[k] for k in keys] for r in metrics(killed)] == [[r[k] for k in keys] for r in metrics(whole)]
     assert [r["epoch"] for r in metrics(killed)] == list(range(epochs))
 
 

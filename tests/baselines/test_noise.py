@@ -417,3 +417,19 @@ def test_method_noise_rate_choices_and_errors():
     for bad in (1.0, -0.1, "half", True):
         with pytest.raises(ValueError, match="noise rate"):
             noise.method_noise_rate(bad, spec, 10, 0.71)
+
+
+@pytest.mark.parametrize("noise_type", ["sym", "asym", "pairflip", "idn"])
+def test_exclude_true_is_selectable_for_every_type_and_meets_the_expected_rate(labels, noise_type):
+    """Under 'never the true class' every type's realised share of wrong labels is its expected one: r for
+    sym, pairflip and IDN; asym moves only its source classes, none of them onto itself."""
+    rate = 0.4
+    images = np.random.default_rng(2).random((N, 3 * 4 * 4), dtype=np.float32) if noise_type == "idn" else None
+    spec = NoiseSpec(noise_type, rate, protocol="exclude_true", asym_map={0: 1, 1: 0, 2: 3} if noise_type == "asym" else None)
+    noisy = make_noisy_labels(spec, labels, C, seed=9, images=images)
+    actual = actual_noise_rate(noisy, labels)
+    if noise_type == "asym":
+        sources = np.isin(labels, [0, 1, 2])
+        assert np.all(noisy[~sources] == labels[~sources]) and abs(actual - rate * sources.mean()) < 0.015
+    else:
+        assert abs(actual - noise.expected_noise_rate(spec, C, actual)) < 0.015
