@@ -7,7 +7,8 @@ order on ties) are where the peak and trough boxes go.
 
 Bilinear upsampling is separable and linear, so it is done as two small matrix products with
 interpolation matrices built once per size pair; this is several times faster on CPU than
-`F.interpolate` for the small maps SANM sees, and gives the same weights.
+`F.interpolate` for the small maps SANM sees, and gives the same weights. The extremes need even less:
+they lie on a small grid of candidate pixels, the only ones `peak_and_trough` interpolates.
 """
 
 from __future__ import annotations
@@ -76,9 +77,49 @@ def upsample_bilinear(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor
     return torch.matmul(torch.matmul(rows, maps), cols.T)
 
 
+def extreme_candidates(src: int, dst: int) -> tuple[int, ...]:
+    """Output indices where 1-D linear upsampling src -> dst (align_corners=False) can have its extremes.
+
+    The upsampled line is piecewise linear in the output index, with breakpoints where an output pixel
+    centre meets an input sample, p_j = (j + 1/2) dst / src - 1/2, and constant before p_0 and after
+    p_last (clamped borders). On every stretch between the grid points around consecutive breakpoints it
+    is linear, so its largest and smallest values, and the first index holding them, lie in {0} and the
+    two grid neighbours of each p_j. Downsampling has no such structure: every index is returned.
+    """
+    if dst <= src:
+        return tuple(range(dst))
+    points = {0}
+    for j in range(src):
+        numerator, denominator = (2 * j + 1) * dst - src, 2 * src  # p_j as an exact fraction
+        points.update({numerator // denominator, -(-numerator // denominator)})
+    return tuple(sorted(i for i in points if 0 <= i < dst))
+
+
+@lru_cache(maxsize=16)
+def _candidate_matrix(src: tuple[int, int], dst: tuple[int, int], device: torch.device):
+    """([h*w, R*C] interpolation weights of the candidate pixels, [R] rows, [C] columns)."""
+    rows, cols = extreme_candidates(src[0], dst[0]), extreme_candidates(src[1], dst[1])
+    row_weights = _interpolation_matrix(src[0], dst[0], device)[list(rows)]  # [R, h]
+    col_weights = _interpolation_matrix(src[1], dst[1], device)[list(cols)]  # [C, w]
+    weights = row_weights[:, None, :, None] * col_weights[None, :, None, :]  # [R, C, h, w]
+    weights = weights.reshape(len(rows) * len(cols), src[0] * src[1]).T.contiguous()
+    as_tensor = lambda values: torch.tensor(values, dtype=torch.long, device=device)  # noqa: E731
+    return weights, as_tensor(rows), as_tensor(cols)
+
+
 def peak_and_trough(maps: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rows and columns [B, 2] of each upsampled map's (arg-max, arg-min) pixel, int64."""
-    up = upsample_bilinear(maps, size).flatten(1)
+    """Rows and columns [B, 2] of each upsampled map's (arg-max, arg-min) pixel, int64.
+
+    Bilinear upsampling is the tensor product of two piecewise-linear 1-D interpolations, so the first
+    (row-major) extreme pixel lies on the grid of candidate rows x candidate columns
+    (`extreme_candidates`): the first row holding the maximum is a candidate, since between candidates
+    the row-wise maximum is convex and can only peak inside a stretch on which it is constant, and the
+    same holds for the columns within that row (and for the minimum). Only those (2h+1) x (2w+1)
+    pixels are interpolated, instead of all H x W (81 instead of 1024 for 4x4 -> 32x32).
+    """
+    h, w = maps.shape[-2:]
+    weights, rows, cols = _candidate_matrix((h, w), tuple(size), maps.device)
+    values = torch.mm(maps.reshape(-1, h * w), weights)  # [B, R*C], row-major over the candidate grid
     # max/min with indices are faster than argmax/argmin on CPU; both return the first on ties
-    flat = torch.stack((up.max(dim=1).indices, up.min(dim=1).indices), dim=1)
-    return torch.div(flat, size[1], rounding_mode="floor"), flat.remainder(size[1])
+    flat = torch.stack((values.max(dim=1).indices, values.min(dim=1).indices), dim=1)
+    return rows[torch.div(flat, len(cols), rounding_mode="floor")], cols[flat.remainder(len(cols))]

@@ -103,3 +103,30 @@ def test_fill_writes_exactly_the_boxes_including_the_corner_pixel(fill, corner_b
     if fill == "channel":
         region = out[0][:, first[0, 0]:first[0, 1], first[0, 2]:first[0, 3]].reshape(3, -1)
         assert torch.equal(region, region[:, :1].expand_as(region))
+
+
+def _full_extremes(maps, size):
+    """The definition: arg-max / arg-min (first in row-major order) of the whole upsampled map."""
+    up = activation.upsample_bilinear(maps, size).flatten(1)
+    flat = torch.stack((up.max(dim=1).indices, up.min(dim=1).indices), dim=1)
+    return flat // size[1], flat % size[1]
+
+
+@pytest.mark.parametrize("src,dst", [((4, 4), (32, 32)), ((2, 2), (32, 32)), ((7, 7), (224, 224)),
+                                     ((3, 5), (17, 29)), ((4, 4), (4, 4)), ((1, 1), (32, 32)), ((6, 6), (4, 4))])
+def test_peak_and_trough_on_candidate_pixels_equal_the_whole_map(src, dst):
+    gen = torch.Generator().manual_seed(0)
+    maps = torch.cat([
+        torch.randn(64, *src, generator=gen),
+        torch.randint(0, 3, (64, *src), generator=gen).float(),  # many exact ties, plateaus across pixels
+        torch.zeros(2, *src),
+    ])
+    rows, cols = activation.peak_and_trough(maps, dst)
+    full_rows, full_cols = _full_extremes(maps, dst)
+    assert torch.equal(rows, full_rows) and torch.equal(cols, full_cols)
+
+
+def test_extreme_candidates_by_hand():
+    # 4 -> 32: samples sit at output positions 3.5, 11.5, 19.5, 27.5
+    assert activation.extreme_candidates(4, 32) == (0, 3, 4, 11, 12, 19, 20, 27, 28)
+    assert activation.extreme_candidates(4, 4) == (0, 1, 2, 3)
