@@ -158,3 +158,12 @@ def test_c2d_pretrained_errors(tmp_path, pretrained, match):
     overrides = [f"pretrained={pretrained}" if pretrained else "pretrained=null"]
     with pytest.raises(ConfigurationError, match=match):
         run(_cfg("c2d", *overrides), BASELINES["c2d"], run_dir=tmp_path / "run")
+
+
+def test_single_network_elr_runs_from_the_elr_plus_module(tmp_path):
+    cli("elr_plus", "+experiment=smoke", "+sanm=on", "noise=asym_0.4", "method.variant=elr", f"output_root={tmp_path}")
+    run_dir = run_dir_of(tmp_path, "elr", "asym_0.4", "on")
+    records = metrics(run_dir)
+    assert {"target_accuracy", "mask_ratio_clean", "loss/elr"} <= set(records[1])  # one network: no suffix
+    resolved = (run_dir / "resolved.yaml").read_text()
+    assert "variant: elr\n" in resolved and "beta: 0.9" in resolved and "lambda_elr: 1.0" in resolved  # asym row
