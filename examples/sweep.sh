@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Baseline x noise x SANM: one Hydra multirun per method, each job in its own run directory
+# (<output_root>/<method>/<dataset>/<noise>/<sanm>/seed<k>), then one table of every finished run.
+#
+#   examples/sweep.sh +experiment=smoke                       # all six methods, tiny, on digits (minutes)
+#   METHODS="dividemix elr_plus" NOISES=sym_0.5,sym_0.8 examples/sweep.sh   # CIFAR-10, the paper's settings
+#   LAUNCHER=joblib examples/sweep.sh ...                     # jobs in parallel here (pip install -e ".[sweeps]")
+#   LAUNCHER=submitit_slurm examples/sweep.sh hydra.launcher.partition=gpu ...   # one SLURM job per run
+#
+# Extra arguments are Hydra overrides given to every job; re-running with resume=true continues each run.
+set -euo pipefail
+
+METHODS=${METHODS:-"ce dividemix c2d elr_plus cdr coteaching"}
+NOISES=${NOISES:-"sym_0.5,asym_0.4"}
+SANM=${SANM:-"off,on"}
+OUTPUT_ROOT=${OUTPUT_ROOT:-outputs/sweep}
+PYTHON=${PYTHON:-python}
+
+for method in $METHODS; do
+  "$PYTHON" -m "baselines.$method" -m "noise=$NOISES" "+sanm=$SANM" "output_root=$OUTPUT_ROOT" \
+    ${LAUNCHER:+"hydra/launcher=$LAUNCHER"} "$@"
+done
+"$PYTHON" "$(dirname "$0")/sweep_table.py" "$OUTPUT_ROOT"
