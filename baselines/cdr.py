@@ -33,8 +33,6 @@ from baselines.ce import CE
 from baselines.common.cli import entry_point
 from baselines.common.config import AUTO, MethodConfig, register_schema
 from baselines.common.critical import CriticalGradientEdit
-from baselines.common.engine import RunContext
-from baselines.common.noise import RATE_CHOICES, method_noise_rate
 
 
 @dataclass
@@ -47,21 +45,12 @@ class CDRConfig(MethodConfig):
 register_schema("cdr", CDRConfig())
 
 
-def resolve_noise_rate(choice: Any, ctx: RunContext) -> tuple[float, str]:
-    """eps and where it came from ('expected', 'nominal', 'actual' or 'given'), for resolved.yaml."""
-    try:
-        return method_noise_rate(choice, ctx.noise_spec, ctx.num_classes, ctx.noise_rate_actual)
-    except ValueError:
-        raise ValueError(f"method.noise_rate must be auto, {', '.join(RATE_CHOICES)} or a number in [0, 1), "
-                         f"got {choice!r}") from None
-
-
 class CDR(CE):
     name = "cdr"
     default_warmup_epochs = 2  # plain CDR epochs before SANM starts, as CE (G needs a network that has learned)
 
     def build(self) -> None:
-        self.noise_rate, self.noise_rate_source = resolve_noise_rate(self.ctx.cfg.method.noise_rate, self.ctx)
+        self.noise_rate, self.noise_rate_source = self.ctx.assumed_noise_rate("noise_rate")
         super().build()
         self.edit = CriticalGradientEdit(self.noise_rate)
         self.net.grad_edit = self.edit

@@ -42,7 +42,6 @@ from omegaconf import DictConfig
 from baselines.common.cli import entry_point
 from baselines.common.config import AUTO, MethodConfig, register_schema
 from baselines.common.engine import Batch, Method, Network
-from baselines.common.noise import method_noise_rate
 from baselines.common.sanm_hook import soft_cross_entropy
 
 # baselines.md 8.2: linear decay from epoch 80 (CIFAR-100: 100) of upstream's 200
@@ -104,11 +103,7 @@ class CoTeaching(Method):
 
     def build(self) -> None:
         ctx, cfg = self.ctx, self.ctx.cfg.method
-        try:
-            self.eps, self.eps_source = method_noise_rate(cfg.forget_rate, ctx.noise_spec, ctx.num_classes,
-                                                          ctx.noise_rate_actual)
-        except ValueError as error:
-            raise ValueError(f"method.forget_rate: {error}") from error
+        self.eps, self.eps_source = ctx.assumed_noise_rate("forget_rate")
         if isinstance(cfg.exponent, bool) or not isinstance(cfg.exponent, (int, float)) or cfg.exponent <= 0:
             raise ValueError(f"method.exponent must be a number > 0, got {cfg.exponent!r}")
         beta1 = cfg.beta1_after_decay

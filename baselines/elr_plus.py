@@ -33,7 +33,6 @@ one forward fewer; mixing is linear in the inputs) or from a forward of the un-m
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -165,13 +164,19 @@ class ELRPlus(Method):
     def trainer_defaults(cls, cfg: DictConfig) -> dict:
         return elr_trainer_defaults(cfg.method.variant, cfg.dataset.name, cfg.noise.type)
 
+    @classmethod
+    def sanm_requirements(cls, cfg: DictConfig) -> dict[str, tuple[str, str]]:
+        if cfg.method.variant != "elr":
+            return {}
+        return {"recon_source": ("separate", "method.variant=elr has no mixup forward to reconstruct from"),
+                "train_on": ("clean_and_masked", "method.variant=elr keeps its ELR term on the clean forward")}
+
     def build(self) -> None:
         ctx, cfg = self.ctx, self.ctx.cfg
         self.variant = cfg.method.variant
         self.settings = resolve_settings(cfg.method, cfg.dataset.name, cfg.noise.type)
         self.name = self.variant  # the checkpoint's method name: an ELR run does not resume an ELR+ one
         if self.variant == "elr":
-            self._check_elr_sanm()
             self.recon_source = "separate"  # no mixup forward to reconstruct from
         else:
             sanm = ctx.sanm_settings
@@ -182,19 +187,6 @@ class ELRPlus(Method):
         self.averages: list[WeightAverage] = [] if self.variant == "elr" else [
             WeightAverage(net.model, self.settings["ema_alpha"], self.settings["ema_step"]) for net in self.nets]
         self.global_step = 0
-
-    def _check_elr_sanm(self) -> None:
-        """ELR has no mixup forward (SANM[3] from the masked views) and needs the clean forward's gradient."""
-        sanm, group = self.ctx.sanm_settings, self.ctx.cfg.get("sanm")
-        if sanm is None:
-            return
-        if group.recon_source == "mixed":
-            raise ValueError("sanm.recon_source=mixed needs ELR+'s mixup forward; with method.variant=elr use "
-                             "sanm.recon_source=auto or separate")
-        if sanm.train_on != "clean_and_masked":
-            raise ValueError("method.variant=elr keeps its ELR term on the clean forward: use "
-                             "sanm.train_on=clean_and_masked (or auto)")
-        self.ctx.sanm_settings = dataclasses.replace(sanm, recon_source="separate")
 
     def resolved_settings(self) -> dict:
         return {**self.settings, "warmup_epochs": self.ctx.warmup_epochs, "sanm_recon_source": self.recon_source}

@@ -191,7 +191,7 @@ def bench_dividemix(width: int, args) -> str:
                 "+experiment=smoke", "dataset.train_subset=null", "noise=sym_0.5", f"model.width={width}",
                 f"trainer.batch_size={args.batch}", f"device={args.device}", f"dataset.cache_dir={tmp}", *overrides])
             torch.manual_seed(0)  # the same initial networks and decoders for every variant
-            methods[name] = DivideMix(RunContext(cfg, Path(tmp), DivideMix.resolve_warmup(cfg)))
+            methods[name] = DivideMix(RunContext(cfg, Path(tmp), DivideMix))
     ctx = methods["DivideMix"].ctx
     prob = torch.rand(ctx.num_train, generator=torch.Generator().manual_seed(3)).to(ctx.device)
     order = torch.randperm(ctx.num_train, generator=torch.Generator().manual_seed(4)).to(ctx.device)
@@ -243,7 +243,7 @@ def bench_epochs(method_name: str, width: int, args) -> str:
                 f"dataset.cache_dir={tmp}", "progress=false", *overrides])
             cfg = resolve_trainer(cfg, cls.trainer_defaults(cfg))  # what run() does first
             torch.manual_seed(0)  # the same initial networks for every variant
-            methods[name] = cls(RunContext(cfg, Path(tmp), cls.resolve_warmup(cfg)))
+            methods[name] = cls(RunContext(cfg, Path(tmp), cls))
     refresh = {}
     for name, method in methods.items():  # G once (timed), then the steps alone
         sync()

@@ -35,7 +35,7 @@ from .config import AUTO
 from .data import DatasetError, ImageDataset, default_cache_dir, load_dataset
 from .metrics import RunRecorder, epoch_progress
 from .models import build_model
-from .noise import NoiseSpec, actual_noise_rate, cached_noisy_labels
+from .noise import NoiseSpec, actual_noise_rate, cached_noisy_labels, method_noise_rate
 from .sanm_hook import SANMHook, SANMSettings
 from .trainer import build_optimizer, lr_at, resolve_trainer
 
@@ -109,11 +109,11 @@ class Network:
 class RunContext:
     """Everything a method may use: config, device, data, noisy labels, augmentation, evaluation."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path, warmup_epochs: int) -> None:
+    def __init__(self, cfg: DictConfig, run_dir: Path, method_cls: type["Method"]) -> None:
         self.cfg = cfg
         self.run_dir = run_dir
         self.device = resolve_device(cfg.device)
-        self.warmup_epochs = warmup_epochs
+        self.warmup_epochs = method_cls.resolve_warmup(cfg)
         self.data = _load_data(cfg)
         self.cache_dir = Path(cfg.dataset.cache_dir) if cfg.dataset.cache_dir else default_cache_dir()
         spec = NoiseSpec(type=cfg.noise.type, rate=cfg.noise.rate, protocol=cfg.noise.protocol,
@@ -140,7 +140,7 @@ class RunContext:
         self.test_labels = torch.from_numpy(self.data.test_labels).to(self.device)
         self.augment = BatchAugment(self.data.mean, self.data.std, crop_padding=4 if cfg.trainer.augment else 0,
                                     flip=cfg.trainer.augment)
-        self.sanm_settings = _sanm_settings(cfg, warmup_epochs)
+        self.sanm_settings = _sanm_settings(cfg, self.warmup_epochs, method_cls.sanm_requirements(cfg))
         self.pretrained: Optional[str] = None if cfg.pretrained in (None, AUTO) else cfg.pretrained
 
     @property
@@ -153,6 +153,12 @@ class RunContext:
 
     def lr_at(self, epoch: int) -> float:
         return lr_at(self.cfg.trainer, epoch)
+
+    def assumed_noise_rate(self, key: str) -> tuple[float, str]:
+        """The noise rate a method assumes from `method.<key>` (CDR's eps, Co-teaching's forget rate), and its
+        source ('expected', 'nominal', 'actual' or 'given') for resolved.yaml."""
+        return method_noise_rate(self.cfg.method[key], self.noise_spec, self.num_classes, self.noise_rate_actual,
+                                 key=f"method.{key}")
 
     def batches(self, epoch: int, batch_size: Optional[int] = None, index: Optional[torch.Tensor] = None,
                 desc: str = "train") -> Iterator[Batch]:
@@ -218,6 +224,11 @@ class Method:
     @classmethod
     def trainer_defaults(cls, cfg: DictConfig) -> dict:
         """Values for the trainer keys conf/<method>.yaml leaves `auto` (per dataset and noise)."""
+        return {}
+
+    @classmethod
+    def sanm_requirements(cls, cfg: DictConfig) -> dict[str, tuple[str, str]]:
+        """SANM keys this configuration of the method can run with only one value: {key: (value, why)}."""
         return {}
 
     @classmethod
@@ -314,7 +325,7 @@ def run(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path] = Non
     _seed(cfg.seed)
     try:
         _prepare_run_dir(run_dir, cfg)
-        ctx = RunContext(cfg, run_dir, method_cls.resolve_warmup(cfg))
+        ctx = RunContext(cfg, run_dir, method_cls)
     except (ValueError, FileNotFoundError, DatasetError) as error:
         raise ConfigurationError(str(error)) from error
     try:
@@ -403,11 +414,11 @@ def _load_data(cfg: DictConfig) -> ImageDataset:
                         train_subset=cfg.dataset.train_subset, seed=cfg.seed, download=cfg.dataset.download)
 
 
-def _sanm_settings(cfg: DictConfig, warmup_epochs: int) -> Optional[SANMSettings]:
+def _sanm_settings(cfg: DictConfig, warmup_epochs: int, required: dict) -> Optional[SANMSettings]:
     group = cfg.get("sanm")
     if group is None or not group.enabled:
         return None
-    return SANMSettings.resolve(group, cfg.method, warmup_epochs)
+    return SANMSettings.resolve(group, cfg.method, warmup_epochs, required)
 
 
 def _model_kwargs(model: DictConfig) -> dict:

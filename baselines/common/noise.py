@@ -287,9 +287,10 @@ def expected_noise_rate(spec: NoiseSpec, num_classes: int, actual: float) -> flo
     return actual
 
 
-def method_noise_rate(choice: Any, spec: NoiseSpec, num_classes: int, actual: float) -> tuple[float, str]:
+def method_noise_rate(choice: Any, spec: NoiseSpec, num_classes: int, actual: float,
+                      key: str = "a method's noise rate") -> tuple[float, str]:
     """A method's assumed noise rate and where it came from: `auto`/'expected', 'nominal' (the r in the
-    noise's name), 'actual' (the realised share) or a number in [0, 1)."""
+    noise's name), 'actual' (the realised share) or a number in [0, 1). `key` names the setting in errors."""
     if choice in ("auto", "expected"):
         return expected_noise_rate(spec, num_classes, actual), "expected"
     if choice == "nominal":
@@ -298,8 +299,8 @@ def method_noise_rate(choice: Any, spec: NoiseSpec, num_classes: int, actual: fl
         return actual, "actual"
     if isinstance(choice, (int, float)) and not isinstance(choice, bool) and 0.0 <= choice < 1.0:
         return float(choice), "given"
-    raise ValueError(f"a method's noise rate must be auto, one of {', '.join(RATE_CHOICES)} or a number in "
-                     f"[0, 1), got {choice!r}")
+    raise ValueError(f"{key} must be auto, one of {', '.join(RATE_CHOICES)} or a number in [0, 1), "
+                     f"got {choice!r}")
 
 
 def actual_noise_rate(noisy: np.ndarray, true: np.ndarray) -> float:

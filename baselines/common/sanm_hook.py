@@ -12,7 +12,7 @@ or, for a plain supervised loss, `hook.supervised_loss(...)`, which does exactly
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import torch
 import torch.nn.functional as F
@@ -44,13 +44,29 @@ class SANMSettings:
     recon_source: str = "separate"  # methods that mix inputs: a forward of the masked views, or the mixed forward
 
     @classmethod
-    def resolve(cls, group: DictConfig | SANMGroupConfig, method: Any, method_warmup: int) -> "SANMSettings":
-        """`auto` keys take the method's defaults; warmup_epochs=auto waits for the method's own warm-up."""
+    def resolve(cls, group: DictConfig | SANMGroupConfig, method: Any, method_warmup: int,
+                required: Optional[Mapping[str, tuple[str, str]]] = None) -> "SANMSettings":
+        """`auto` keys take the method's defaults; warmup_epochs=auto waits for the method's own warm-up.
+
+        `required` maps a key (train_on, target, recon_source) to the only value the method can run with and
+        why (ELR has no mixup forward to reconstruct from): `auto` takes that value, any other is an error.
+        """
         group = OmegaConf.to_object(group) if isinstance(group, DictConfig) else group
-        train_on = method.sanm_train_on if group.train_on == AUTO else group.train_on
-        target = method.sanm_target if group.target == AUTO else group.target
+        required = required or {}
+
+        def choose(key: str, method_default: str) -> str:
+            value = getattr(group, key)
+            if key not in required:
+                return method_default if value == AUTO else value
+            needed, why = required[key]
+            if value not in (AUTO, needed):
+                raise ValueError(f"sanm.{key}={value} cannot be used here: {why}; use sanm.{key}={needed} (or auto)")
+            return needed
+
+        train_on = choose("train_on", method.sanm_train_on)
+        target = choose("target", method.sanm_target)
+        recon_source = choose("recon_source", method.sanm_recon_source)
         warmup = method_warmup if group.warmup_epochs == AUTO else group.warmup_epochs
-        recon_source = method.sanm_recon_source if group.recon_source == AUTO else group.recon_source
         if recon_source not in RECON_SOURCES:
             raise ValueError(f"sanm.recon_source must be auto or one of {RECON_SOURCES}, got {recon_source!r}")
         if train_on not in TRAIN_ON:

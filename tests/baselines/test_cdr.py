@@ -8,9 +8,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 from torch import nn
 
-from baselines.cdr import CDR, resolve_noise_rate
+from baselines.cdr import CDR
 from baselines.common.checkpoint import load_checkpoint
 from baselines.common.critical import CriticalGradientEdit, critical_gradient_edit, critical_parameters, kth_largest
 from baselines.common.engine import ConfigurationError, RunContext, run
@@ -121,9 +122,14 @@ def test_edit_rejects_a_rate_outside_the_unit_interval(eps):
 
 
 # ---------------------------------------------------------------------- eps from method.noise_rate
-def _noise_ctx(protocol="dividemix", rate=0.5, actual=0.44):
+def _noise_ctx(choice, protocol="dividemix", rate=0.5, actual=0.44):
     return SimpleNamespace(noise_spec=NoiseSpec(type="sym", rate=rate, protocol=protocol), num_classes=10,
-                           noise_rate_actual=actual)
+                           noise_rate_actual=actual, cfg=OmegaConf.create({"method": {"noise_rate": choice}}))
+
+
+def resolve_noise_rate(choice, protocol="dividemix"):
+    """CDR's eps through the engine's shared resolution (the one Co-teaching's forget rate uses too)."""
+    return RunContext.assumed_noise_rate(_noise_ctx(choice, protocol), "noise_rate")
 
 
 @pytest.mark.parametrize(
@@ -133,14 +139,14 @@ def _noise_ctx(protocol="dividemix", rate=0.5, actual=0.44):
      (0.3, "dividemix", 0.3, "given"), (0, "dividemix", 0.0, "given")],
 )
 def test_noise_rate_resolution(choice, protocol, value, source):
-    resolved, where = resolve_noise_rate(choice, _noise_ctx(protocol))
+    resolved, where = resolve_noise_rate(choice, protocol)
     assert resolved == pytest.approx(value) and where == source
 
 
 @pytest.mark.parametrize("choice", ["half", 1.0, -0.1, True, None])
 def test_bad_noise_rate_names_the_key(choice):
     with pytest.raises(ValueError, match="method.noise_rate"):
-        resolve_noise_rate(choice, _noise_ctx())
+        resolve_noise_rate(choice)
 
 
 # ---------------------------------------------------------------------- through the engine
@@ -158,7 +164,7 @@ def test_the_step_edits_the_model_but_not_the_sanm_decoder(tmp_path):
     """After one SANM step (masked copies in the loss), about 1 - eps = 0.55 of the weight gradients are
     non-zero; biases and the decoder keep theirs."""
     cfg = _cfg(tmp_path)
-    method = CDR(RunContext(cfg, tmp_path, CDR.resolve_warmup(cfg)))
+    method = CDR(RunContext(cfg, tmp_path, CDR))
     batch = next(method.ctx.batches(epoch=1))  # smoke: warm-up 1 epoch, so SANM is active
     method.net.model.train()
     method.train_step(batch)

@@ -28,7 +28,7 @@ def _cfg(tmp_path, *overrides):
 def _method(tmp_path, *overrides):
     torch.manual_seed(0)
     cfg = _cfg(tmp_path, *overrides)
-    return CoTeaching(RunContext(cfg, tmp_path, CoTeaching.resolve_warmup(cfg)))
+    return CoTeaching(RunContext(cfg, tmp_path, CoTeaching))
 
 
 # ---------------------------------------------------------------------- pure pieces

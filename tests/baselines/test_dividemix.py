@@ -16,7 +16,7 @@ def _ctx(tmp_path, *overrides):
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(config_name="dividemix", overrides=["+experiment=smoke", "noise=sym_0.5",
                                                           f"dataset.cache_dir={tmp_path}", *overrides])
-    return RunContext(cfg, tmp_path, DivideMix.resolve_warmup(cfg))
+    return RunContext(cfg, tmp_path, DivideMix)
 
 
 @pytest.mark.parametrize(

@@ -137,7 +137,7 @@ def _cfg(tmp_path, *overrides):
 
 def _method(tmp_path, *overrides):
     cfg = _cfg(tmp_path, *overrides)
-    return ELRPlus(RunContext(cfg, tmp_path, ELRPlus.resolve_warmup(cfg)))
+    return ELRPlus(RunContext(cfg, tmp_path, ELRPlus))
 
 
 def _batch(method, n=8, epoch=1):
