@@ -11,6 +11,10 @@ wrong label: plain CE drifts towards memorising it; SANM should hold it down).
     python benchmarks/cifar10_mini.py --device cuda --subset 0 # the full 50k when a GPU is lent
     python benchmarks/cifar10_mini.py --runs dividemix sanm_dividemix --noise asym_0.4   # (GPU: also sym_0.8)
     python benchmarks/cifar10_mini.py --runs elr_plus sanm_elr_plus cdr sanm_cdr coteaching sanm_coteaching
+    python benchmarks/cifar10_mini.py --runs elr_plus sanm_elr_plus --resume   # continue after a kill
+
+Each run checkpoints every epoch; `--resume` continues interrupted runs and only re-reads finished ones.
+The wall column is each run's own training time (summed over its resumed parts).
 
 `--width` sets every model's first-stage channels: PreAct ResNet-18 (64 in the paper) and Co-teaching's
 9-layer CNN (128 upstream) alike. CDR holds out its 10% noisy validation split; its "at best val" column is
@@ -27,7 +31,6 @@ import json
 import subprocess
 import sys
 import tarfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,16 +78,19 @@ def main() -> None:
     parser.add_argument("--runs", nargs="+", default=DEFAULT_RUNS, choices=list(RUNS))
     parser.add_argument("--output", type=Path, default=ROOT / "outputs" / "cifar10_mini")
     parser.add_argument("--table", type=Path, default=None, help="Markdown file (default <output>/table.md)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue interrupted runs from their last checkpoint (finished ones are only re-read) "
+                             "instead of starting every run again")
     args = parser.parse_args()
     folder = unpack(args.archive, args.cache)
     common = [
         "dataset=image_folder", f"dataset.root={folder}", f"noise={args.noise}", f"model.width={args.width}",
-        f"trainer.epochs={args.epochs}", f"device={args.device}", "overwrite=true", "progress=false",
+        f"trainer.epochs={args.epochs}", f"device={args.device}", "resume=true" if args.resume else "overwrite=true",
+        "progress=false",
     ] + ([f"dataset.train_subset={args.subset}"] if args.subset else [])
     rows = []
     for key in args.runs:
         label, method, extra = RUNS[key]
-        start = time.time()
         # one output root per run: variants such as sanm.train_on would otherwise share a run directory
         command = [sys.executable, "-m", f"baselines.{method}", *common, *extra, f"output_root={args.output / key}"]
         print(f"== {label}: {' '.join(command[2:])}", flush=True)
@@ -93,9 +99,10 @@ def main() -> None:
             sys.exit(f"{label} failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
         summary_path = out.stdout.strip().splitlines()[-1].split("summary in ")[-1]
         summary = json.loads(Path(summary_path).read_text())
-        rows.append((label, summary, time.time() - start))
+        seconds = summary["wall_seconds"]  # the run's own training time, summed over resumed parts
+        rows.append((label, summary, seconds))
         print(f"   best {summary['best_test_acc']:.2f}  last {summary['last_test_acc']:.2f}  "
-              f"fitted wrong labels {summary['fitted_wrong_labels']:.1%}  ({time.time() - start:.0f} s)", flush=True)
+              f"fitted wrong labels {summary['fitted_wrong_labels']:.1%}  ({seconds:.0f} s)", flush=True)
     subset = f"{args.subset} images" if args.subset else "all 50k"
     lines = [
         f"CIFAR-10 JPEG copy, {subset} (class-balanced), {args.noise}, PreAct ResNet-18 width {args.width}, "

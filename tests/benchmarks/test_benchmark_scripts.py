@@ -1,0 +1,66 @@
+"""The benchmark scripts run end to end with tiny settings, so they cannot rot between measurements.
+
+They print figures, never assert on them (these machines are too noisy for timed tests); here only
+that every method and preset gets its line, and that an interrupted accuracy benchmark resumes.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "baselines"))
+from fake_data import write_image_folder  # noqa: E402
+
+
+def _run(tmp_path, *args) -> str:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SANM_CACHE_DIR": str(tmp_path / "cache")}
+    out = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    return out.stdout
+
+
+def test_masking_benchmark_prints_both_presets_against_the_loop(tmp_path):
+    stdout = _run(tmp_path, "benchmarks/masking.py", "--batches", "4")
+    for preset in ("paper", "official"):
+        assert re.search(rf"^{preset}\s+4\s+[\d.]+\s+[\d.]+\s+[\d.]+x$", stdout, flags=re.M), stdout
+    assert stdout.count("parts at B=4") == 2
+
+
+def test_overhead_benchmark_covers_every_method(tmp_path):
+    stdout = _run(tmp_path, "benchmarks/overhead.py", "--widths", "4", "--batch", "8", "--repeats", "1",
+                  "--steps", "2", "--threads", "1")
+    assert re.search(r"SANM\(CE\) paper clean_and_masked [\d.]+ ms \([\d.]+x\)", stdout), stdout
+    assert re.search(r"SANM\(DivideMix\) paper separate [\d.]+ ms \([\d.]+x\)", stdout), stdout
+    for method in ("elr_plus", "cdr", "coteaching"):
+        assert re.search(rf"{method} step.*\n  off [\d.]+ ms \(1.00x\) \| paper [\d.]+ ms \([\d.]+x\) \| "
+                         rf"official [\d.]+ ms \([\d.]+x\)", stdout), (method, stdout)
+
+
+def test_accuracy_benchmark_writes_its_table_and_resumes(tmp_path):
+    folder = tmp_path / "jpg" / "cifar10"
+    write_image_folder(folder, ["cat", "dog", "eel"], n_per_class=6, fmt="jpg")
+    archive = tmp_path / "tiny.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname="cifar10")
+    args = ["benchmarks/cifar10_mini.py", "--archive", str(archive), "--cache", str(tmp_path / "unpacked"),
+            "--subset", "0", "--width", "4", "--noise", "sym_0.5", "--runs", "ce", "sanm_ce",
+            "--output", str(tmp_path / "out")]
+    _run(tmp_path, *args, "--epochs", "2")  # as if stopped after two of three epochs
+    _run(tmp_path, *args, "--epochs", "3", "--resume")  # continues both runs from their checkpoints
+    table = (tmp_path / "out" / "table.md").read_text()
+    assert "| CE |" in table and "| SANM(CE) clean_and_masked |" in table and "3 epochs" in table
+    metrics = sorted((tmp_path / "out").rglob("metrics.jsonl"))
+    epochs = [[json.loads(line)["epoch"] for line in m.read_text().splitlines()] for m in metrics]
+    assert epochs == [[0, 1, 2], [0, 1, 2]]
+    # SANM(CE) starts after CE's 2 warm-up epochs: the resumed third epoch is a SANM one
+    sanm_epochs = [json.loads(line) for line in metrics[1].read_text().splitlines()]
+    assert "mask_ratio_noisy" in sanm_epochs[2] and "mask_ratio_noisy" not in sanm_epochs[1]
+    before = [m.read_text() for m in metrics]
+    _run(tmp_path, *args, "--epochs", "3", "--resume")  # finished runs are only re-read, not trained again
+    assert [m.read_text() for m in metrics] == before
+    assert (tmp_path / "out" / "table.md").read_text() == table
