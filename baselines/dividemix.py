@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from baselines.common.cli import entry_point
 from baselines.common.config import AUTO, MethodConfig, register_schema
 from baselines.common.engine import Method, Network
-from baselines.common.metrics import binary_auc
+from baselines.common.metrics import EpochMeans, binary_auc
 from baselines.common.mixup import (co_guess, linear_rampup, mix, negative_entropy, refine_labels, sharpen,
                                     uniform_prior_penalty)
 from baselines.common.sanm_hook import soft_cross_entropy
@@ -141,14 +141,13 @@ class DivideMix(Method):
         net.model.train()
         penalty = self.ctx.cfg.noise.type == "asym"
         clip = self.ctx.cfg.method.warmup_grad_clip
-        total, steps = torch.zeros((), device=self.ctx.device), 0
+        means = EpochMeans()
         for batch in self.ctx.batches(epoch, batch_size=2 * self.ctx.cfg.trainer.batch_size, desc="warmup"):
             logits = net.model(batch.images)
             loss = F.cross_entropy(logits, batch.labels) + (negative_entropy(logits) if penalty else 0.0)
             net.step(loss, grad_clip=clip)
-            total += loss.detach()
-            steps += 1
-        return (total / max(steps, 1)).item()
+            means.add({"loss": loss})
+        return means.means().get("loss", 0.0)
 
     # ------------------------------------------------------------------ MixMatch
     def _train(self, net: Network, peer: Network, prob: torch.Tensor, epoch: int) -> dict:
@@ -162,17 +161,14 @@ class DivideMix(Method):
         unlabeled_batches = self._cycle(unlabeled, epoch, batch_size)
         net.model.train()
         peer.model.eval()
-        totals: dict[str, torch.Tensor] = {}
+        means = EpochMeans()
         for step, lab in enumerate(ctx.index_batches(epoch, batch_size=batch_size, index=labeled, desc="train")):
             unl = next(unlabeled_batches, None)
             progress = epoch + step / num_iter
             lambda_u = self.settings["lambda_u"] * linear_rampup(progress, self.ctx.warmup_epochs,
                                                                  cfg.rampup_epochs)
-            terms = self._mixmatch_step(net, peer, lab, unl, prob, lambda_u, epoch)
-            for key, value in terms.items():
-                totals[key] = totals.get(key, 0.0) + value
-        steps = max(step + 1, 1)
-        return {key: (value / steps).item() for key, value in totals.items()}
+            means.add(self._mixmatch_step(net, peer, lab, unl, prob, lambda_u, epoch))
+        return means.means()
 
     def _mixmatch_step(self, net: Network, peer: Network, lab: torch.Tensor, unl: Optional[torch.Tensor],
                        prob: torch.Tensor, lambda_u: float, epoch: int) -> dict[str, torch.Tensor]:

@@ -45,6 +45,7 @@ from baselines.common.config import AUTO, MethodConfig, register_schema
 from baselines.common.elr import (WeightAverage, clamped_softmax, elr_term, sigmoid_rampup, target_weighted_labels,
                                   update_targets)
 from baselines.common.engine import Batch, Method, Network
+from baselines.common.metrics import EpochMeans
 from baselines.common.mixup import mix
 from baselines.common.sanm_hook import soft_cross_entropy
 
@@ -213,13 +214,10 @@ class ELRPlus(Method):
     def _train_network(self, k: int, epoch: int) -> tuple[dict[str, float], int]:
         """One full pass of network k over its own shuffled batches; the mean losses and the step count."""
         self.nets[k].model.train()
-        totals: dict[str, torch.Tensor] = {}
-        steps = 0
+        means = EpochMeans()
         for batch in self.ctx.batches(epoch, desc=f"train {self.nets[k].name}"):
-            for key, value in self._elr_plus_step(k, batch, self.global_step + steps).items():
-                totals[key] = totals.get(key, 0.0) + value
-            steps += 1
-        return {key: (value / max(steps, 1)).item() for key, value in totals.items()}, steps
+            means.add(self._elr_plus_step(k, batch, self.global_step + means.steps))
+        return means.means(), means.steps
 
     # ------------------------------------------------------------------ ELR+
     def _elr_plus_step(self, k: int, batch: Batch, step: int) -> dict[str, torch.Tensor]:

@@ -21,6 +21,7 @@ from baselines.common.cli import entry_point
 from baselines.common.config import MethodConfig, register_schema
 from baselines.common.contrastive import SimCLRViews, nt_xent
 from baselines.common.engine import Method, save_encoder
+from baselines.common.metrics import EpochMeans
 
 
 @dataclass
@@ -54,17 +55,16 @@ class PretrainSimCLR(Method):
     def train_epoch(self, epoch: int) -> dict:
         self.net.model.train()
         self.head.train()
-        total, steps = torch.zeros((), device=self.ctx.device), 0
+        means = EpochMeans()
         for idx in self.ctx.index_batches(epoch, desc="simclr"):
             images = self.ctx.train_images[idx]
             z1 = F.normalize(self.head(self.embed(self.views(images))), dim=1)
             z2 = F.normalize(self.head(self.embed(self.views(images))), dim=1)
             loss = nt_xent(z1, z2, self.ctx.cfg.method.temperature)
             self.net.step(loss)
-            total += loss.detach()
-            steps += 1
+            means.add({"loss/nt_xent": loss})
         self._update_centroids()
-        return {"loss/nt_xent": (total / max(steps, 1)).item()}
+        return means.means()
 
     @torch.no_grad()
     def _update_centroids(self) -> None:

@@ -33,7 +33,7 @@ from .augment import BatchAugment
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .config import AUTO
 from .data import DatasetError, ImageDataset, default_cache_dir, load_dataset
-from .metrics import RunRecorder, epoch_progress
+from .metrics import EpochMeans, RunRecorder, epoch_progress
 from .models import build_model
 from .noise import NoiseSpec, actual_noise_rate, cached_noisy_labels, method_noise_rate
 from .sanm_hook import SANMHook, SANMSettings
@@ -263,15 +263,12 @@ class Method:
 
     def train_epoch(self, epoch: int) -> dict:
         stats = self.on_epoch_start(epoch)
-        totals: dict[str, torch.Tensor] = {}
-        steps = 0
+        means = EpochMeans()
         for net in self.networks.values():
             net.model.train()
         for batch in self.ctx.batches(epoch):
-            for key, value in self.train_step(batch).items():
-                totals[key] = totals.get(key, 0.0) + value.detach().float()
-            steps += 1
-        stats.update({key: (value / max(steps, 1)).item() for key, value in totals.items()})
+            means.add(self.train_step(batch))
+        stats.update(means.means())
         for name, net in self.networks.items():
             if net.sanm is not None:
                 stats.update(self._suffix(net.sanm.epoch_stats(), name))

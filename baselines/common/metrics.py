@@ -127,6 +127,23 @@ class RunRecorder:
         self.close()
 
 
+class EpochMeans:
+    """Running sums of a step's loss terms on the device; one host sync at the end of the epoch for the means."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, torch.Tensor] = {}
+        self.steps = 0
+
+    def add(self, terms: dict[str, torch.Tensor]) -> None:
+        for key, value in terms.items():
+            value = torch.as_tensor(value).detach().float()
+            self.totals[key] = self.totals[key] + value if key in self.totals else value
+        self.steps += 1
+
+    def means(self) -> dict[str, float]:
+        return {key: (value / max(self.steps, 1)).item() for key, value in self.totals.items()}
+
+
 def binary_auc(scores: Any, positives: Any) -> float:
     """ROC AUC of ``scores`` (higher = more likely positive) against the boolean ``positives``.
 

@@ -11,7 +11,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from baselines.common import metrics
-from baselines.common.metrics import RunRecorder, binary_auc, epoch_progress
+from baselines.common.metrics import EpochMeans, RunRecorder, binary_auc, epoch_progress
 
 
 class _FakeWriter:
@@ -134,3 +134,13 @@ def test_epoch_progress_is_silent_off_a_terminal(capsys) -> None:
     assert list(epoch_progress(iter(range(7)), total=7, desc="epoch 0")) == list(range(7))
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
+
+
+def test_epoch_means_average_each_term_over_the_steps():
+    means = EpochMeans()
+    assert means.means() == {} and means.steps == 0
+    means.add({"loss": torch.tensor(1.0, requires_grad=True) * 2, "weight": 0.5})  # graph tensors and floats
+    means.add({"loss": torch.tensor(4.0), "weight": torch.tensor(1.5, dtype=torch.float16)})
+    assert means.steps == 2
+    assert means.means() == {"loss": pytest.approx(3.0), "weight": pytest.approx(1.0)}
+    assert all(not value.requires_grad for value in means.totals.values())
