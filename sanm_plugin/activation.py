@@ -33,7 +33,7 @@ def class_activation_map(
         [B, h, w] float32 map.
     """
     predicted = logits.argmax(dim=1)
-    weights = classifier_weight.float()[predicted]  # [B, K]
+    weights = classifier_weight.float().index_select(0, predicted)  # [B, K]
     b, k, h, w = feature_maps.shape
     flat = feature_maps.float().reshape(b, k, h * w)
     return torch.bmm(weights.unsqueeze(1), flat).reshape(b, h, w)
@@ -43,7 +43,7 @@ def energy_map(feature_maps: torch.Tensor) -> torch.Tensor:
     """Sum of squared channels (official code); its L2 normalisation there does not move the extremes."""
     b, k, h, w = feature_maps.shape
     flat = feature_maps.float().reshape(b, k, h * w)
-    return flat.square().sum(dim=1).reshape(b, h, w)
+    return torch.linalg.vecdot(flat, flat, dim=1).reshape(b, h, w)  # no [B, K, h*w] temporary
 
 
 @lru_cache(maxsize=32)
@@ -97,18 +97,20 @@ def extreme_candidates(src: int, dst: int) -> tuple[int, ...]:
 
 @lru_cache(maxsize=16)
 def _candidate_matrix(src: tuple[int, int], dst: tuple[int, int], device: torch.device):
-    """([h*w, R*C] interpolation weights of the candidate pixels, [R] rows, [C] columns)."""
+    """([h*w, 2*R*C] interpolation weights of the candidate pixels and their negation, [R*C, 2] (row, col))."""
     rows, cols = extreme_candidates(src[0], dst[0]), extreme_candidates(src[1], dst[1])
     row_weights = _interpolation_matrix(src[0], dst[0], device)[list(rows)]  # [R, h]
     col_weights = _interpolation_matrix(src[1], dst[1], device)[list(cols)]  # [C, w]
     weights = row_weights[:, None, :, None] * col_weights[None, :, None, :]  # [R, C, h, w]
     weights = weights.reshape(len(rows) * len(cols), src[0] * src[1]).T.contiguous()
-    as_tensor = lambda values: torch.tensor(values, dtype=torch.long, device=device)  # noqa: E731
-    return weights, as_tensor(rows), as_tensor(cols)
+    # the arg-min is the arg-max of the negated values: one product gives both halves
+    weights = torch.cat((weights, -weights), dim=1)
+    pixels = torch.tensor([(r, c) for r in rows for c in cols], dtype=torch.long, device=device)  # row-major
+    return weights, pixels
 
 
-def peak_and_trough(maps: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rows and columns [B, 2] of each upsampled map's (arg-max, arg-min) pixel, int64.
+def extreme_pixels(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """[B, 2, 2] int64: (row, col) of each upsampled map's arg-max (index 0) and arg-min (index 1) pixel.
 
     Bilinear upsampling is the tensor product of two piecewise-linear 1-D interpolations, so the first
     (row-major) extreme pixel lies on the grid of candidate rows x candidate columns
@@ -118,8 +120,14 @@ def peak_and_trough(maps: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Te
     pixels are interpolated, instead of all H x W (81 instead of 1024 for 4x4 -> 32x32).
     """
     h, w = maps.shape[-2:]
-    weights, rows, cols = _candidate_matrix((h, w), tuple(size), maps.device)
-    values = torch.mm(maps.reshape(-1, h * w), weights)  # [B, R*C], row-major over the candidate grid
-    # max/min with indices are faster than argmax/argmin on CPU; both return the first on ties
-    flat = torch.stack((values.max(dim=1).indices, values.min(dim=1).indices), dim=1)
-    return rows[torch.div(flat, len(cols), rounding_mode="floor")], cols[flat.remainder(len(cols))]
+    weights, pixels = _candidate_matrix((h, w), tuple(size), maps.device)
+    batch = maps.shape[0]
+    values = torch.mm(maps.reshape(batch, h * w), weights).view(batch, 2, -1)  # [B, 2, R*C]: map, -map
+    first = values.max(dim=2).indices  # max returns the first on ties
+    return pixels.index_select(0, first.view(-1)).view(batch, 2, 2)
+
+
+def peak_and_trough(maps: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows and columns [B, 2] of each upsampled map's (arg-max, arg-min) pixel, int64 (extreme_pixels)."""
+    rows, cols = extreme_pixels(maps, size).unbind(dim=-1)
+    return rows, cols

@@ -12,6 +12,7 @@ tensors on their device, with no loop over samples and no host sync (value check
 from __future__ import annotations
 
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Optional
 
@@ -22,7 +23,7 @@ from torch import nn
 from . import activation, masking
 from .config import SANMConfig
 from .decoder import ReconstructionDecoder
-from .labels import one_hot_targets, regularize_soft_targets
+from .labels import regularize_class_ids, regularize_soft_targets
 
 
 @dataclass
@@ -109,7 +110,10 @@ class SANMAugmenter(nn.Module):
         self._check_batch(images, feature_maps, logits, clean_prob, classifier_weight)
         cfg = self.config
         _, height, width = self.image_shape
-        with torch.autocast(images.device.type, enabled=False):
+        # the map and box arithmetic must not run in bf16/fp16; entering autocast costs as much as an op
+        device_type = images.device.type
+        context = torch.autocast(device_type, enabled=False) if _autocast_on(device_type) else nullcontext()
+        with context:
             if cfg.activation == "cam" and classifier_weight is not None:
                 maps = activation.class_activation_map(feature_maps, logits, classifier_weight)
             else:
@@ -121,31 +125,22 @@ class SANMAugmenter(nn.Module):
                     )
                     self._warned_energy = True
                 maps = activation.energy_map(feature_maps)
-            anchor_rows, anchor_cols = activation.peak_and_trough(maps, (height, width))  # [B, 2]: peak, trough
-            ratios = torch.stack(masking.mask_ratios(clean_prob, cfg), dim=1)  # [B, 2]
-            batch, device = images.shape[0], images.device
-            # one aspect per box; the official trough box copies the peak box's size
-            aspect = masking.sample_aspect((batch, 1 if cfg.ratio == "official" else 2), cfg.delta, device)
-            scale = masking.box_area_factor(cfg) * height * width
-            rows, cols = masking.box_sizes(ratios * scale, aspect.expand(batch, 2), height, width)
-            if cfg.ratio == "official":
-                rows, cols = rows[:, :1].expand(batch, 2), cols[:, :1].expand(batch, 2)
-            if cfg.trough == "off":
-                rows, cols = (torch.cat((v[:, :1], torch.zeros_like(v[:, 1:])), dim=1) for v in (rows, cols))
-            boxes = masking.place_boxes(anchor_rows, anchor_cols, rows, cols, height, width, cfg.box)  # [B, 2, 4]
+            anchors = activation.extreme_pixels(maps, (height, width))  # [B, 2, 2]: (peak, trough) x (row, col)
+            ratios = masking.box_ratios(clean_prob, cfg)  # [B, 2]
+            boxes = masking.make_boxes(anchors, ratios, cfg, height, width)  # [B, 2, 4] float
             trough_images = None
             if cfg.trough == "same_image":
-                both = masking.fill_capacity(cfg, height, width, 2)
-                masked = masking.fill_boxes(images, boxes, cfg.fill, both)
+                masked = masking.fill_boxes(images, boxes, cfg.fill, masking.fill_capacity(cfg, height, width, 2))
+            elif cfg.trough == "separate_image":  # both copies in one pass, returned as two views
+                single = masking.fill_capacity(cfg, height, width, 1)
+                both = masking.fill_boxes(images, boxes, cfg.fill, single, separate=True)
+                masked, trough_images = both[: images.shape[0]], both[images.shape[0]:]
             else:
                 single = masking.fill_capacity(cfg, height, width, 1)
                 masked = masking.fill_boxes(images, boxes[:, :1], cfg.fill, single)
-                if cfg.trough == "separate_image":
-                    trough_images = masking.fill_boxes(images, boxes[:, 1:], cfg.fill, single)
-        peak = torch.stack((anchor_rows[:, 0], anchor_cols[:, 0]), dim=1)
-        trough = torch.stack((anchor_rows[:, 1], anchor_cols[:, 1]), dim=1)
+        boxes = boxes.long()
         return MaskedBatch(
-            masked, ratios[:, 0], peak, trough, boxes[:, 0], boxes[:, 1], trough_images, ratios[:, 1]
+            masked, ratios[:, 0], anchors[:, 0], anchors[:, 1], boxes[:, 0], boxes[:, 1], trough_images, ratios[:, 1]
         )
 
     # ------------------------------------------------------------------ SANM[2]: label regularisation
@@ -160,9 +155,11 @@ class SANMAugmenter(nn.Module):
                 raise ValueError(f"targets has {targets.shape[0]} labels but the masked batch has {batch} images")
             if targets.is_floating_point():
                 raise ValueError(f"class-id targets must be an integer tensor, got dtype {targets.dtype}")
-            if self.config.validate and bool(((targets < 0) | (targets >= self.num_classes)).any()):
-                raise ValueError(f"targets hold class ids outside [0, {self.num_classes})")
-            soft = one_hot_targets(targets, self.num_classes)
+            if self.config.validate and targets.numel():
+                low, high = torch.aminmax(targets)
+                if int(low) < 0 or int(high) >= self.num_classes:
+                    raise ValueError(f"targets hold class ids outside [0, {self.num_classes})")
+            return regularize_class_ids(targets, masked.ratio, self.num_classes, self.config.label_spread)
         elif targets.dim() == 2:
             if tuple(targets.shape) != (batch, self.num_classes):
                 raise ValueError(
@@ -225,7 +222,15 @@ class SANMAugmenter(nn.Module):
                 f"classifier_weight must be [{self.num_classes}, {self.feature_channels}] (num_classes, feature_channels), "
                 f"got {tuple(classifier_weight.shape)}"
             )
-        if self.config.validate:
-            bad = torch.isnan(clean_prob) | (clean_prob < 0) | (clean_prob > 1)
-            if bool(bad.any()):
+        if self.config.validate and clean_prob.numel():
+            low, high = torch.aminmax(clean_prob.detach())  # NaN propagates into both and fails the test
+            if not (float(low) >= 0.0 and float(high) <= 1.0):
                 raise ValueError("clean_prob must lie in [0, 1] with no NaN (it is a probability that the label is clean)")
+
+
+def _autocast_on(device_type: str) -> bool:
+    """Whether autocast is active for this device type (torch < 2.4 has no per-device query)."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:
+        return torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()

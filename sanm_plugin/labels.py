@@ -40,7 +40,17 @@ def regularize_soft_targets(targets: torch.Tensor, ratio: torch.Tensor, spread: 
     return result.scatter_add_(1, top_class, -moved - share)
 
 
-def one_hot_targets(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """[B] class ids -> [B, c] float one-hot (F.one_hot would check the range: a host sync on CUDA)."""
-    out = torch.zeros(labels.shape[0], num_classes, device=labels.device)
-    return out.scatter_(1, labels.long().unsqueeze(1), 1.0)
+def regularize_class_ids(labels: torch.Tensor, ratio: torch.Tensor, num_classes: int, spread: str = "all") -> torch.Tensor:
+    """Eq. 7 on the one-hot targets of class ids [B], without building the one-hot first.
+
+    On a one-hot target the cap never binds (r <= 1), so every class gets the share s (r/c, or
+    r/(c-1) for 'others') and the labelled class 1 - r + s ('all') or 1 - r ('others').
+
+    Returns:
+        [B, c] float32 targets that sum to 1.
+    """
+    ratio = ratio.float().to(labels.device).unsqueeze(1)
+    share = ratio / (num_classes if spread == "all" else max(num_classes - 1, 1))
+    on_label = (1.0 - ratio) if spread == "all" else (1.0 - ratio - share)  # added on top of the share
+    result = share.expand(-1, num_classes).contiguous()
+    return result.scatter_add_(1, labels.long().unsqueeze(1), on_label)

@@ -1,15 +1,21 @@
-"""Adversarial noisy masking: box sizes, placement and fill (paper Eq. 3-5, official code S3-S6).
+"""Adversarial noisy masking: box ratios, sizes, placement and fill (paper Eq. 3-5, official code S3-S6).
 
-Everything is batched: the boxes of all samples are described by [B] tensors and the fill writes only
-the pixels inside the boxes. To write a data-dependent number of pixels without a host sync, each
-sample gets a fixed budget of `capacity` slots (an upper bound on its boxes' total area, derived from
-the config and the image size); slot k of a sample maps to pixel k of its first box, then of its
-second. Slots past the boxes' area write pixel (0, 0), which is then set to the value it must have.
+Everything is batched: the boxes of all samples are small tensors and the fill writes only the pixels
+inside the boxes. To write a data-dependent number of pixels without a host sync, each image gets a
+fixed budget of `capacity` slots (an upper bound on its boxes' total area, derived from the config and
+the image size); slot k of an image maps to pixel k of its first box, then of its second. Slots past
+the boxes' area write the last box pixel again, so every written pixel still ends up holding one draw.
+
+Coordinates stay in float32 until the boxes are returned: every value is an integer far below 2^24,
+so the arithmetic is exact, and on CPU float ops are much cheaper than int64 ones (no vectorised
+integer division). The hooks run a few dozen small tensor ops per batch, so the code below is written
+to keep that count low: the peak and trough boxes travel together as [B, 2, ...] tensors.
 """
 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import torch
 
@@ -22,19 +28,26 @@ OFFICIAL_RATIO_QUALITY = 0.03
 OFFICIAL_AREA_FACTOR = 0.5
 
 
-def mask_ratios(clean_prob: torch.Tensor, config: SANMConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Peak and trough mask ratios r_i.
+def box_ratios(clean_prob: torch.Tensor, config: SANMConfig) -> torch.Tensor:
+    """[B, 2] mask ratios of the (peak, trough) boxes.
 
     Paper (Eq. 3): r = mu * (1 - G) at the peak, mu * G at the trough, so likely-noisy samples lose
     more of what the network looks at and likely-clean ones more of the background. Official:
     r = U(0.02, 0.07) + 0.03 * (1 - G) at both (the trough box has the peak box's size).
     """
-    quality = clean_prob.float()
-    if config.ratio == "paper":
-        return config.mu * (1.0 - quality), config.mu * quality
-    noise = torch.rand_like(quality) * (OFFICIAL_RATIO_HIGH - OFFICIAL_RATIO_LOW) + OFFICIAL_RATIO_LOW
-    ratio = noise + OFFICIAL_RATIO_QUALITY * (1.0 - quality)
-    return ratio, ratio
+    quality = clean_prob.float().unsqueeze(1)
+    if config.ratio == "paper":  # mu + G * (-mu) = mu*(1-G) and 0 + G * mu = mu*G, in one op
+        offset, slope = _constants((config.mu, 0.0), quality.device), _constants((-config.mu, config.mu), quality.device)
+        return torch.addcmul(offset, quality, slope)
+    noise = torch.rand_like(quality).mul_(OFFICIAL_RATIO_HIGH - OFFICIAL_RATIO_LOW).add_(OFFICIAL_RATIO_LOW)
+    ratio = noise.add_(OFFICIAL_RATIO_QUALITY).sub_(quality, alpha=OFFICIAL_RATIO_QUALITY)
+    return ratio.expand(-1, 2)
+
+
+def mask_ratios(clean_prob: torch.Tensor, config: SANMConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Peak and trough mask ratios r_i, each [B] (box_ratios as a pair)."""
+    peak, trough = box_ratios(clean_prob, config).unbind(dim=1)
+    return peak, trough
 
 
 def box_area_factor(config: SANMConfig) -> float:
@@ -44,41 +57,73 @@ def box_area_factor(config: SANMConfig) -> float:
 
 def sample_aspect(shape: int | tuple[int, ...], delta: float, device: torch.device) -> torch.Tensor:
     """d ~ U(delta, 1/delta) (Eq. 4)."""
-    return torch.rand(shape, device=device) * (1.0 / delta - delta) + delta
+    return torch.empty(shape, device=device).uniform_(delta, 1.0 / delta)
 
 
-def box_sizes(
-    area: torch.Tensor, aspect: torch.Tensor, height: int, width: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Integer box height and width with height*width ~ area and height/width ~ aspect.
+def box_sides(area: torch.Tensor, aspect: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """[..., 2] integer-valued (rows, cols) in area's float dtype, rows*cols ~ area, rows/cols ~ aspect.
 
-    Sides are rounded half up; a box with positive area keeps at least one pixel so it always covers
-    its anchor pixel; sides never exceed the image.
+    Sides are sqrt(area * aspect) and sqrt(area / aspect) rounded half up; a box with positive area
+    keeps at least one pixel so it always covers its anchor pixel, and a non-positive (or NaN) area
+    gives an empty box; sides never exceed the image.
     """
-    positive = area > 0
-    rows = torch.floor(torch.sqrt(area * aspect) + 0.5).clamp(min=1, max=height)
-    cols = torch.floor(torch.sqrt(area / aspect) + 0.5).clamp(min=1, max=width)
-    zero = torch.zeros_like(rows)
-    return torch.where(positive, rows, zero).long(), torch.where(positive, cols, zero).long()
+    sides = torch.stack((area * aspect, area / aspect), dim=-1).sqrt_().add_(0.5).floor_()
+    # fmax drops the NaN of sqrt(negative): such a box is empty like a zero-area one
+    sides = torch.fmax(sides, area.gt(0).unsqueeze(-1))
+    return torch.minimum(sides, _constants((float(height), float(width)), sides.device, sides.dtype))
+
+
+def box_sizes(area: torch.Tensor, aspect: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integer box heights and widths (int64, area's shape); see box_sides."""
+    rows, cols = box_sides(area, aspect, height, width).long().unbind(dim=-1)
+    return rows, cols
+
+
+def place(anchor: torch.Tensor, sides: torch.Tensor, height: int, width: int, mode: str) -> torch.Tensor:
+    """Boxes [..., 4] as half-open (top, bottom, left, right) from [..., 2] (row, col) anchors and sides.
+
+    'centered': centred on the anchor and clipped to the image (Eq. 4). 'corner': top-left corner at
+    the anchor, shifted up/left so that the whole box fits (official S5). Keeps sides' dtype.
+    """
+    anchor = anchor.to(sides.dtype)
+    limit = _constants((float(height), float(width)), sides.device, sides.dtype)
+    if mode == "centered":
+        start = anchor - sides.div(2, rounding_mode="floor")
+        zero, bounds = _constants((0.0,), sides.device, sides.dtype), limit.unsqueeze(-1)  # [2, 1]: per row/col
+        edges = torch.stack((start, start + sides), dim=-1).clamp_(min=zero, max=bounds)
+    else:
+        start = torch.minimum(anchor, limit - sides)
+        edges = torch.stack((start, start + sides), dim=-1)
+    return edges.flatten(-2)  # (row, col) x (start, end) -> top, bottom, left, right
 
 
 def place_boxes(
     anchor_row: torch.Tensor, anchor_col: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
     height: int, width: int, mode: str,
 ) -> torch.Tensor:
-    """Boxes [..., 4] as half-open (top, bottom, left, right) around the anchor pixels (any shape).
+    """place() for separate row/column tensors (any shape); int64 boxes [..., 4]."""
+    anchor = torch.stack((anchor_row, anchor_col), dim=-1)
+    sides = torch.stack((rows, cols), dim=-1).double()
+    return place(anchor, sides, height, width, mode).long()
 
-    'centered': centred on the anchor and clipped to the image (Eq. 4). 'corner': top-left corner at
-    the anchor, shifted up/left so that the whole box fits (official S5).
+
+def make_boxes(
+    anchors: torch.Tensor, ratios: torch.Tensor, config: SANMConfig, height: int, width: int
+) -> torch.Tensor:
+    """[B, 2, 4] float (top, bottom, left, right) of the peak and trough boxes.
+
+    anchors: [B, 2, 2] (peak, trough) x (row, col); ratios: [B, 2] (box_ratios). Draws one aspect per
+    box; the official trough box copies the peak box's size; trough='off' leaves the trough box empty.
     """
-    if mode == "centered":
-        top, left = anchor_row - rows // 2, anchor_col - cols // 2
-        bottom, right = (top + rows).clamp(max=height), (left + cols).clamp(max=width)
-        top, left = top.clamp(min=0), left.clamp(min=0)
+    batch, device = ratios.shape[0], ratios.device
+    area = ratios * (box_area_factor(config) * height * width)
+    if config.ratio == "official":  # one size for both boxes
+        sides = box_sides(area[:, :1], sample_aspect((batch, 1), config.delta, device), height, width).expand(-1, 2, -1)
     else:
-        top, left = torch.minimum(anchor_row, height - rows), torch.minimum(anchor_col, width - cols)
-        bottom, right = top + rows, left + cols
-    return torch.stack((top, bottom, left, right), dim=-1)
+        sides = box_sides(area, sample_aspect((batch, 2), config.delta, device), height, width)
+    if config.trough == "off":
+        sides = sides * _constants(((1.0,), (0.0,)), device)  # [2, 1]: keep the peak box's sides
+    return place(anchors, sides, height, width, config.box)
 
 
 def fill_capacity(config: SANMConfig, height: int, width: int, boxes_per_image: int) -> int:
@@ -99,73 +144,119 @@ def fill_capacity(config: SANMConfig, height: int, width: int, boxes_per_image: 
     return int(min(boxes_per_image * pixels, math.ceil(bound)))
 
 
-def fill_boxes(images: torch.Tensor, boxes: torch.Tensor, fill: str, capacity: int) -> torch.Tensor:
+def fill_boxes(
+    images: torch.Tensor, boxes: torch.Tensor, fill: str, capacity: int, separate: bool = False
+) -> torch.Tensor:
     """Copy of images [B, C, H, W] with the boxes [B, n, 4] of each image replaced by U(0, 1) noise.
 
     fill='pixel' draws one value per pixel and channel (Eq. 5); 'channel' one value per box and
     channel (official S6). Boxes of one image may overlap; a pixel in both gets one of the draws.
-    Slots past the boxes' total area write slot 0's pixel again, with a draw of their own (pixel
-    fill) or slot 0's box value (channel fill), so that pixel still ends up as one draw.
+    capacity bounds the pixels of one image's boxes (fill_capacity): of all n, or of one if separate.
+
+    separate=True puts each box in a copy of its own: the result is [n*B, C, H, W], row j*B + i
+    holding image i with box j only (the official code's separate peak- and trough-masked images),
+    filled in one pass.
     """
     b, c, h, w = images.shape
+    boxes = boxes.float()
+    if separate:
+        n = boxes.shape[1]
+        out = images.repeat(n, 1, 1, 1)  # the n copies in one pass (always a new tensor, unlike reshape)
+        boxes, b = boxes.transpose(0, 1).reshape(n * b, 1, 4), n * b
+    else:
+        out = images.clone(memory_format=torch.contiguous_format)
     pixel, box_of_slot, any_box = _slot_pixels(boxes, capacity, w, with_box_index=fill == "channel")
     if fill == "pixel":
         values = uniform((b, c, capacity), images.device, images.dtype)
     else:
         per_box = uniform((b, c, boxes.shape[1]), images.device, images.dtype)
-        values = per_box.gather(2, box_of_slot.unsqueeze(1).expand(b, c, capacity))
-    out = images.clone(memory_format=torch.contiguous_format)
-    out.view(b, c, h * w).scatter_(2, pixel.unsqueeze(1).expand(b, c, capacity), values)
-    # an image without any box had all its slots write pixel (0, 0): put its own value back
-    out[:, :, 0, 0] = torch.where(any_box, out[:, :, 0, 0], images[:, :, 0, 0])
+        if box_of_slot is None:  # one box: its value for every slot
+            values = per_box.expand(b, c, capacity)
+        else:
+            values = per_box.gather(2, box_of_slot.unsqueeze(1).expand(b, c, capacity))
+    flat = out.view(b, c, h * w)
+    # an image without any box wrote slot 0's pixel all the same: keep its value to put back
+    first = pixel[:, :1].unsqueeze(1).expand(b, c, 1)
+    before = flat.gather(2, first)
+    flat.scatter_(2, pixel.unsqueeze(1).expand(b, c, capacity), values)
+    flat.scatter_(2, first, torch.where(any_box.unsqueeze(1), flat.gather(2, first), before))
     return out
 
 
 def uniform(shape: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """U(0, 1) samples; on CPU about twice as fast as torch.rand for large float32 draws.
+    """U(0, 1) fill values; on CPU float32, 16-bit ones at under half the cost of torch.rand.
 
-    Each 64-bit integer draw gives two 23-bit mantissas; with the exponent of 1.0 they are floats
-    uniform on [1, 2), shifted to [0, 1) in place (torch.rand's float32 has 24-bit resolution).
+    On CPU the generator (Mersenne Twister) dominates, so each 64-bit draw is split into four 16-bit
+    integers k, and the values are (k + 1/2) / 2^16: the midpoints of 2^16 equal cells of (0, 1), a
+    grid 256 times finer than 8-bit image intensities, with mean 1/2 like U(0, 1). On GPU (and for
+    other dtypes) torch.rand.
     """
     count = math.prod(shape)
-    if device.type != "cpu" or dtype != torch.float32 or count < 4096:
+    if device.type != "cpu" or dtype != torch.float32 or count < 1024:
         return torch.rand(shape, device=device, dtype=dtype)
-    bits = torch.empty((count + 1) // 2, dtype=torch.int64).random_().view(torch.int32)[:count]
-    return bits.bitwise_and_(0x007FFFFF).bitwise_or_(0x3F800000).view(torch.float32).sub_(1.0).view(shape)
+    # random_(-2**63, None) draws all 64 bits; plain random_() leaves the sign bit (one int16 in four) at 0
+    bits = torch.empty((count + 3) // 4, dtype=torch.int64).random_(-(2**63), None).view(torch.int16)[:count]
+    return bits.float().add_(32768.5).mul_(1.0 / 65536).view(shape)  # int16 in [-2^15, 2^15) -> (0, 1)
 
 
 def _slot_pixels(
     boxes: torch.Tensor, capacity: int, width: int, with_box_index: bool
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """Per slot [B, capacity]: the flat pixel it writes and its box; and [B, 1] whether any box exists.
+    """Per slot [B, capacity]: the flat pixel it writes and (n = 2) its box; and [B, 1] whether any box exists.
 
-    Slot k of box j covers pixel (top + k // bw, left + k % bw) with k counted from the start of
-    box j; slots past the last box repeat slot 0's pixel and box (pixel (0, 0) without any box).
-    The arithmetic runs in floating point, which on CPU is much faster than int64 division and
-    exact here: float32 represents every integer below 2^24 and floor((k + 0.5) / bw) cannot round
-    across an integer while k < 2^22; larger images use float64.
+    boxes: [B, n, 4] float, n = 1 or 2. Slot k of box j covers pixel (top + k // bw, left + k % bw),
+    k counted from the start of box j. Slots past the boxes' total area repeat the last slot's pixel;
+    an image without boxes sends every slot to one pixel (the first box's anchor), which the caller
+    restores. Box choice and row split are float arithmetic, far cheaper on CPU than boolean masks,
+    torch.where or int64 division: with u = k + 1/2, floor(u / bw) = k // bw exactly in float32
+    while k < 2^22 (u / bw stays >= 1/(2 bw) away from every integer); larger budgets use float64.
     """
     exact = torch.float32 if capacity * width < 2**22 else torch.float64
-    top, bottom, left, right = boxes.to(exact).unbind(dim=-1)  # each [B, n]
-    box_w = right - left
-    area = (bottom - top) * box_w
-    end = area.cumsum(dim=1)
-    local = torch.arange(capacity, device=boxes.device, dtype=exact) - (end - area).unsqueeze(2)  # [B, n, cap]
-    row = torch.floor((local + 0.5) / box_w.clamp(min=1).unsqueeze(2))
-    # (top + row) * width + left + (local - row * box_w), folded into fewer passes
-    every = row.mul_((width - box_w).unsqueeze(2)).add_(local).add_((top * width + left).unsqueeze(2))
-    pixel, box_of_slot = every[:, 0], None
-    for j in range(1, boxes.shape[1]):  # box j's slots start where box j-1's end
-        started = local[:, j] >= 0
-        pixel = torch.where(started, every[:, j], pixel)
+    batch, n = boxes.shape[:2]
+    if n not in (1, 2):
+        raise ValueError(f"boxes must hold 1 or 2 boxes per image ([B, n, 4]), got n = {n}")
+    # per box, in one product: rows, cols and top*W + left - 1/2
+    weights, bias = _box_terms(width, boxes.device, exact)
+    terms = torch.addmm(bias, boxes.to(exact).reshape(-1, 4), weights).view(batch, n, 3)
+    terms[..., 1].clamp_(min=1)  # an empty box is never sliced, but the no-box slot 0 divides by its width
+    area = terms[..., 0] * terms[..., 1]  # [B, n]
+    total = area if n == 1 else area.sum(dim=1, keepdim=True)
+    # u = min(k, last used slot) + 1/2: slots past the area repeat the last pixel (with a draw of their own);
+    # without any box, slot 0's pixel
+    u = torch.minimum(_half_slots(capacity, boxes.device, exact), total.clamp(min=1).sub_(0.5))
+    box_w, origin = terms[..., 1], terms[..., 2]  # [B, n]
+    box_of_slot = None
+    if n == 1:
+        slot_w, slot_origin = box_w, origin
+    else:
+        first_area = area[:, :1]
+        second = torch.sub(u, first_area - 0.5).clamp_(0, 1)  # 1.0 in box 1 (k >= area0), else 0.0
+        u = torch.addcmul(u, second, first_area, value=-1)  # counted from the start of its own box
+        # v0 + second * (v1 - v0); addcmul with the broadcast [B, 1] as its input is a slow path on CPU
+        slot_w, slot_origin = ((second * (v[:, 1:] - v[:, :1])).add_(v[:, :1]) for v in (box_w, origin))
         if with_box_index:
-            box_of_slot = started.long() * j if box_of_slot is None else torch.where(started, j, box_of_slot)
-    if with_box_index and box_of_slot is None:
-        box_of_slot = torch.zeros(pixel.shape, dtype=torch.long, device=pixel.device)
-    used = local[:, -1] < area[:, -1:]  # slot k < total area
-    any_box = end[:, -1:] > 0
-    first = torch.where(any_box, pixel[:, :1], 0)
-    pixel = torch.where(used, pixel, first).long()
-    if with_box_index:
-        box_of_slot = torch.where(used, box_of_slot, box_of_slot[:, :1])
-    return pixel, box_of_slot, any_box
+            box_of_slot = second.long()
+    row = torch.div(u, slot_w).floor_()
+    # top*W + left - 1/2 + u + row*(W - bw)
+    pixel = torch.add(u, row, alpha=width).addcmul_(row, slot_w, value=-1).add_(slot_origin)
+    return pixel.int().long(), box_of_slot, total > 0  # float -> int32 -> int64 beats float -> int64
+
+
+@lru_cache(maxsize=64)
+def _box_terms(width: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """[4, 3] weights and [3] bias mapping (top, bottom, left, right) to (rows, cols, top*W + left - 1/2)."""
+    weights = torch.tensor(
+        [[-1.0, 0.0, float(width)], [1.0, 0.0, 0.0], [0.0, -1.0, 1.0], [0.0, 1.0, 0.0]], device=device, dtype=dtype
+    )
+    return weights, torch.tensor([0.0, 0.0, -0.5], device=device, dtype=dtype)
+
+
+@lru_cache(maxsize=64)
+def _half_slots(capacity: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    return torch.arange(capacity, device=device, dtype=dtype).add_(0.5)
+
+
+@lru_cache(maxsize=256)
+def _constants(values: tuple, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A small constant tensor, built once per device (creating it each call costs as much as an op)."""
+    return torch.tensor(values, device=device, dtype=dtype)
