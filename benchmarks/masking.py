@@ -132,25 +132,22 @@ def breakdown(sanm: SANMAugmenter, tensors, batch: int, device: str) -> str:
         return activation.energy_map(feats)
 
     maps = activation_map()
-    rows_at, cols_at = activation.peak_and_trough(maps, (h, w))
-    ratios = torch.stack(masking.mask_ratios(quality, cfg), dim=1)
-
-    def boxes():
-        aspect = masking.sample_aspect((batch, 2), cfg.delta, images.device)
-        rows, cols = masking.box_sizes(ratios * h * w, aspect, h, w)
-        return masking.place_boxes(rows_at, cols_at, rows, cols, h, w, cfg.box)
-
-    placed = boxes()
-    if cfg.trough == "same_image":
-        fills = [(placed, masking.fill_capacity(cfg, h, w, 2))]
-    else:
-        fills = [(placed[:, :1], masking.fill_capacity(cfg, h, w, 1)), (placed[:, 1:], masking.fill_capacity(cfg, h, w, 1))]
+    anchors = activation.extreme_pixels(maps, (h, w))
+    boxes = masking.make_boxes(anchors, masking.box_ratios(quality, cfg), cfg, h, w)
+    separate = cfg.trough == "separate_image"
+    fill_boxes = boxes if cfg.trough != "off" else boxes[:, :1]
+    capacity = masking.fill_capacity(cfg, h, w, 2 if cfg.trough == "same_image" else 1)
+    copies = 2 if separate else 1
+    slot_boxes = fill_boxes.transpose(0, 1).reshape(-1, 1, 4) if separate else fill_boxes
     mb = sanm.modulate_batch(images, feats, logits, quality, weight)
     parts = {
         "map": activation_map,
-        "peak/trough": lambda: activation.peak_and_trough(maps, (h, w)),
-        "boxes": boxes,
-        "fill": lambda: [masking.fill_boxes(images, box, cfg.fill, capacity) for box, capacity in fills],
+        "peak/trough": lambda: activation.extreme_pixels(maps, (h, w)),
+        "boxes": lambda: masking.make_boxes(anchors, masking.box_ratios(quality, cfg), cfg, h, w),
+        "fill": lambda: masking.fill_boxes(images, fill_boxes, cfg.fill, capacity, separate, True),
+        "(fill: slots": lambda: masking._slot_pixels(slot_boxes, capacity, w, cfg.fill == "channel", False),
+        "draws)": lambda: masking.uniform((copies * batch, IMAGE[0], capacity if cfg.fill == "pixel" else 1),
+                                          images.device, images.dtype),
         "nlr": lambda: sanm.regularize_labels(labels, mb),
     }
     return ", ".join(f"{name} {per_sample_us(fn, batch, device, 0.2):.2f}" for name, fn in parts.items())
@@ -165,20 +162,24 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} thread(s); "
           f"features [B, {CHANNELS}, {FEATURE[0]}, {FEATURE[1]}], images [B, {', '.join(map(str, IMAGE))}]")
-    print(f"{'preset':9s} {'B':>4s} {'ours us/sample':>15s} {'loop us/sample':>15s} {'speed-up':>9s}")
-    for name, config in (("paper", SANMConfig.paper()), ("official", SANMConfig.official())):
-        sanm = SANMAugmenter(CLASSES, CHANNELS, IMAGE, config, FEATURE).to(args.device)
+    print("ours: the hooks as the library's training loops run them (validate=False: no value checks, no host sync);")
+    print("checked: the same with SANMConfig's default validate=True (value checks, one host sync per hook on GPUs)")
+    print(f"{'preset':9s} {'B':>4s} {'ours us/sample':>15s} {'checked':>8s} {'loop us/sample':>15s} {'speed-up':>9s} "
+          f"{'checked':>8s}")
+    for name in ("paper", "official"):
+        preset = getattr(SANMConfig, name)
+        sanm = SANMAugmenter(CLASSES, CHANNELS, IMAGE, preset(validate=False), FEATURE).to(args.device)
+        checked = SANMAugmenter(CLASSES, CHANNELS, IMAGE, preset(validate=True), FEATURE).to(args.device)
         for batch in args.batches:
             tensors = inputs(batch, args.device)
             images, feats, logits, quality, weight, labels = tensors
 
-            def ours():
-                mb = sanm.modulate_batch(images, feats, logits, quality, weight)
-                return sanm.regularize_labels(labels, mb)
+            def hooks(aug: SANMAugmenter):
+                return lambda: aug.regularize_labels(labels, aug.modulate_batch(images, feats, logits, quality, weight))
 
-            fast = per_sample_us(ours, batch, args.device)
-            slow = per_sample_us(lambda: reference_loop(*tensors, config), batch, args.device, min_seconds=1.0)
-            print(f"{name:9s} {batch:4d} {fast:15.2f} {slow:15.1f} {slow / fast:8.1f}x")
+            fast, safe = per_sample_us(hooks(sanm), batch, args.device), per_sample_us(hooks(checked), batch, args.device)
+            slow = per_sample_us(lambda: reference_loop(*tensors, preset()), batch, args.device, min_seconds=1.0)
+            print(f"{name:9s} {batch:4d} {fast:15.2f} {safe:8.2f} {slow:15.1f} {slow / fast:8.1f}x {slow / safe:7.1f}x")
             if batch == args.batches[-1]:
                 print(f"          parts at B={batch} (us/sample): {breakdown(sanm, tensors, batch, args.device)}")
 

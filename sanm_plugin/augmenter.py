@@ -128,16 +128,21 @@ class SANMAugmenter(nn.Module):
             anchors = activation.extreme_pixels(maps, (height, width))  # [B, 2, 2]: (peak, trough) x (row, col)
             ratios = masking.box_ratios(clean_prob, cfg)  # [B, 2]
             boxes = masking.make_boxes(anchors, ratios, cfg, height, width)  # [B, 2, 4] float
+            # which configs give every (copy of an) image a non-empty box for any G in [0, 1]:
+            # the paper's two ratios sum to mu (one of them >= mu/2, far from float32 underflow when
+            # mu > 1e-30), the official ratio is at least 0.02
+            boxed = cfg.ratio == "official" or (cfg.trough == "same_image" and cfg.mu > 1e-30)
             trough_images = None
             if cfg.trough == "same_image":
-                masked = masking.fill_boxes(images, boxes, cfg.fill, masking.fill_capacity(cfg, height, width, 2))
+                capacity = masking.fill_capacity(cfg, height, width, 2)
+                masked = masking.fill_boxes(images, boxes, cfg.fill, capacity, every_image_boxed=boxed)
             elif cfg.trough == "separate_image":  # both copies in one pass, returned as two views
-                single = masking.fill_capacity(cfg, height, width, 1)
-                both = masking.fill_boxes(images, boxes, cfg.fill, single, separate=True)
+                capacity = masking.fill_capacity(cfg, height, width, 1)
+                both = masking.fill_boxes(images, boxes, cfg.fill, capacity, separate=True, every_image_boxed=boxed)
                 masked, trough_images = both[: images.shape[0]], both[images.shape[0]:]
             else:
-                single = masking.fill_capacity(cfg, height, width, 1)
-                masked = masking.fill_boxes(images, boxes[:, :1], cfg.fill, single)
+                capacity = masking.fill_capacity(cfg, height, width, 1)
+                masked = masking.fill_boxes(images, boxes[:, :1], cfg.fill, capacity, every_image_boxed=boxed)
         boxes = boxes.long()
         return MaskedBatch(
             masked, ratios[:, 0], anchors[:, 0], anchors[:, 1], boxes[:, 0], boxes[:, 1], trough_images, ratios[:, 1]
@@ -223,7 +228,7 @@ class SANMAugmenter(nn.Module):
                 f"got {tuple(classifier_weight.shape)}"
             )
         if self.config.validate and clean_prob.numel():
-            low, high = torch.aminmax(clean_prob.detach())  # NaN propagates into both and fails the test
+            low, high = torch.aminmax(clean_prob)  # (no_grad here) NaN propagates into both and fails the test
             if not (float(low) >= 0.0 and float(high) <= 1.0):
                 raise ValueError("clean_prob must lie in [0, 1] with no NaN (it is a probability that the label is clean)")
 

@@ -49,8 +49,10 @@ def regularize_class_ids(labels: torch.Tensor, ratio: torch.Tensor, num_classes:
     Returns:
         [B, c] float32 targets that sum to 1.
     """
-    ratio = ratio.float().to(labels.device).unsqueeze(1)
+    if ratio.dtype != torch.float32 or ratio.device != labels.device:
+        ratio = ratio.to(labels.device, torch.float32)
+    ratio = ratio.unsqueeze(1)
     share = ratio / (num_classes if spread == "all" else max(num_classes - 1, 1))
     on_label = (1.0 - ratio) if spread == "all" else (1.0 - ratio - share)  # added on top of the share
     result = share.expand(-1, num_classes).contiguous()
-    return result.scatter_add_(1, labels.long().unsqueeze(1), on_label)
+    return result.scatter_add_(1, (labels if labels.dtype == torch.long else labels.long()).unsqueeze(1), on_label)

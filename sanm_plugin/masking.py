@@ -67,9 +67,9 @@ def box_sides(area: torch.Tensor, aspect: torch.Tensor, height: int, width: int)
     keeps at least one pixel so it always covers its anchor pixel, and a non-positive (or NaN) area
     gives an empty box; sides never exceed the image.
     """
-    sides = torch.stack((area * aspect, area / aspect), dim=-1).sqrt_().add_(0.5).floor_()
+    squares = torch.stack((area * aspect, area / aspect), dim=-1)
     # fmax drops the NaN of sqrt(negative): such a box is empty like a zero-area one
-    sides = torch.fmax(sides, area.gt(0).unsqueeze(-1))
+    sides = torch.fmax(squares.sqrt_().add_(0.5).floor_(), area.gt(0).unsqueeze(-1))
     return torch.minimum(sides, _constants((float(height), float(width)), sides.device, sides.dtype))
 
 
@@ -86,13 +86,13 @@ def place(anchor: torch.Tensor, sides: torch.Tensor, height: int, width: int, mo
     the anchor, shifted up/left so that the whole box fits (official S5). Keeps sides' dtype.
     """
     anchor = anchor.to(sides.dtype)
-    limit = _constants((float(height), float(width)), sides.device, sides.dtype)
     if mode == "centered":
         start = anchor - sides.div(2, rounding_mode="floor")
-        zero, bounds = _constants((0.0,), sides.device, sides.dtype), limit.unsqueeze(-1)  # [2, 1]: per row/col
+        zero = _constants((0.0,), sides.device, sides.dtype)
+        bounds = _constants(((float(height),), (float(width),)), sides.device, sides.dtype)  # [2, 1]: rows, cols
         edges = torch.stack((start, start + sides), dim=-1).clamp_(min=zero, max=bounds)
     else:
-        start = torch.minimum(anchor, limit - sides)
+        start = torch.minimum(anchor, _constants((float(height), float(width)), sides.device, sides.dtype) - sides)
         edges = torch.stack((start, start + sides), dim=-1)
     return edges.flatten(-2)  # (row, col) x (start, end) -> top, bottom, left, right
 
@@ -145,7 +145,8 @@ def fill_capacity(config: SANMConfig, height: int, width: int, boxes_per_image: 
 
 
 def fill_boxes(
-    images: torch.Tensor, boxes: torch.Tensor, fill: str, capacity: int, separate: bool = False
+    images: torch.Tensor, boxes: torch.Tensor, fill: str, capacity: int, separate: bool = False,
+    every_image_boxed: bool = False,
 ) -> torch.Tensor:
     """Copy of images [B, C, H, W] with the boxes [B, n, 4] of each image replaced by U(0, 1) noise.
 
@@ -156,6 +157,9 @@ def fill_boxes(
     separate=True puts each box in a copy of its own: the result is [n*B, C, H, W], row j*B + i
     holding image i with box j only (the official code's separate peak- and trough-masked images),
     filled in one pass.
+
+    every_image_boxed=True promises that every image (every copy, if separate) has a non-empty box,
+    which saves restoring the one pixel that an image without boxes has its slots write.
     """
     b, c, h, w = images.shape
     boxes = boxes.float()
@@ -165,7 +169,7 @@ def fill_boxes(
         boxes, b = boxes.transpose(0, 1).reshape(n * b, 1, 4), n * b
     else:
         out = images.clone(memory_format=torch.contiguous_format)
-    pixel, box_of_slot, any_box = _slot_pixels(boxes, capacity, w, with_box_index=fill == "channel")
+    pixel, box_of_slot, any_box = _slot_pixels(boxes, capacity, w, fill == "channel", not every_image_boxed)
     if fill == "pixel":
         values = uniform((b, c, capacity), images.device, images.dtype)
     else:
@@ -175,7 +179,12 @@ def fill_boxes(
         else:
             values = per_box.gather(2, box_of_slot.unsqueeze(1).expand(b, c, capacity))
     flat = out.view(b, c, h * w)
-    # an image without any box wrote slot 0's pixel all the same: keep its value to put back
+    if every_image_boxed:
+        flat.scatter_(2, pixel.unsqueeze(1).expand(b, c, capacity), values)
+        return out
+    # an image without any box had all its slots write one pixel (its first box's corner, which an empty
+    # box may place just outside the image): keep that pixel's value to put back
+    pixel = pixel.clamp_(max=h * w - 1)
     first = pixel[:, :1].unsqueeze(1).expand(b, c, 1)
     before = flat.gather(2, first)
     flat.scatter_(2, pixel.unsqueeze(1).expand(b, c, capacity), values)
@@ -195,60 +204,81 @@ def uniform(shape: tuple[int, ...], device: torch.device, dtype: torch.dtype) ->
     if device.type != "cpu" or dtype != torch.float32 or count < 1024:
         return torch.rand(shape, device=device, dtype=dtype)
     # random_(-2**63, None) draws all 64 bits; plain random_() leaves the sign bit (one int16 in four) at 0
-    bits = torch.empty((count + 3) // 4, dtype=torch.int64).random_(-(2**63), None).view(torch.int16)[:count]
+    bits = torch.empty((count + 3) // 4, dtype=torch.int64).random_(-(2**63), None).view(torch.int16)
+    bits = bits if count % 4 == 0 else bits[:count]
     return bits.float().add_(32768.5).mul_(1.0 / 65536).view(shape)  # int16 in [-2^15, 2^15) -> (0, 1)
 
 
 def _slot_pixels(
-    boxes: torch.Tensor, capacity: int, width: int, with_box_index: bool
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """Per slot [B, capacity]: the flat pixel it writes and (n = 2) its box; and [B, 1] whether any box exists.
+    boxes: torch.Tensor, capacity: int, width: int, with_box_index: bool, guard_empty: bool = True
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Per slot [B, capacity]: the flat pixel it writes and (n = 2, if asked) its box; [B, 1] whether any box exists.
 
     boxes: [B, n, 4] float, n = 1 or 2. Slot k of box j covers pixel (top + k // bw, left + k % bw),
-    k counted from the start of box j. Slots past the boxes' total area repeat the last slot's pixel;
-    an image without boxes sends every slot to one pixel (the first box's anchor), which the caller
-    restores. Box choice and row split are float arithmetic, far cheaper on CPU than boolean masks,
-    torch.where or int64 division: with u = k + 1/2, floor(u / bw) = k // bw exactly in float32
-    while k < 2^22 (u / bw stays >= 1/(2 bw) away from every integer); larger budgets use float64.
+    k counted from the start of box j. Slots past the boxes' total area repeat the last slot's pixel.
+    With guard_empty, an image without boxes sends every slot to one pixel (the first box's anchor),
+    which the caller restores; without it, every image must have a box (and None is returned for
+    the [B, 1] flags).
+
+    Box choice and row split are float arithmetic, far cheaper on CPU than boolean masks, torch.where
+    or int64 division: with u = k + 1/2, floor(u / bw) = k // bw exactly in float32 while k < 2^22
+    (u / bw stays >= 1/(2 bw) away from every integer); larger budgets use float64. The per-box
+    quantities all come from one matrix product, since at these sizes each op costs mostly its launch.
     """
     exact = torch.float32 if capacity * width < 2**22 else torch.float64
     batch, n = boxes.shape[:2]
     if n not in (1, 2):
         raise ValueError(f"boxes must hold 1 or 2 boxes per image ([B, n, 4]), got n = {n}")
-    # per box, in one product: rows, cols and top*W + left - 1/2
-    weights, bias = _box_terms(width, boxes.device, exact)
-    terms = torch.addmm(bias, boxes.to(exact).reshape(-1, 4), weights).view(batch, n, 3)
-    terms[..., 1].clamp_(min=1)  # an empty box is never sliced, but the no-box slot 0 divides by its width
-    area = terms[..., 0] * terms[..., 1]  # [B, n]
+    weights, bias = _box_terms(n, width, boxes.device, exact)
+    terms = torch.addmm(bias, boxes.to(exact).reshape(batch, 4 * n), weights)  # see _box_terms
+    area = terms[:, : 2 * n].view(batch, n, 2).prod(dim=2)  # [B, n]
     total = area if n == 1 else area.sum(dim=1, keepdim=True)
     # u = min(k, last used slot) + 1/2: slots past the area repeat the last pixel (with a draw of their own);
-    # without any box, slot 0's pixel
-    u = torch.minimum(_half_slots(capacity, boxes.device, exact), total.clamp(min=1).sub_(0.5))
-    box_w, origin = terms[..., 1], terms[..., 2]  # [B, n]
+    # an image without boxes (only possible when guarded) sends them all to slot 0
+    last = (total.clamp(min=1) if guard_empty else total) - 0.5
+    u = torch.minimum(_half_slots(capacity, boxes.device, exact), last)
     box_of_slot = None
     if n == 1:
-        slot_w, slot_origin = box_w, origin
+        slot_w, slot_origin = terms[:, 2:3], terms[:, 3:4]  # [B, 1]
     else:
         first_area = area[:, :1]
         second = torch.sub(u, first_area - 0.5).clamp_(0, 1)  # 1.0 in box 1 (k >= area0), else 0.0
         u = torch.addcmul(u, second, first_area, value=-1)  # counted from the start of its own box
-        # v0 + second * (v1 - v0); addcmul with the broadcast [B, 1] as its input is a slow path on CPU
-        slot_w, slot_origin = ((second * (v[:, 1:] - v[:, :1])).add_(v[:, :1]) for v in (box_w, origin))
+        # box 0's (width, origin) plus second * (box 1's minus box 0's): [B, 2, cap] in two ops
+        slot_w, slot_origin = (second.unsqueeze(1) * terms[:, 6:8, None]).add_(terms[:, 4:6, None]).unbind(1)
         if with_box_index:
             box_of_slot = second.long()
+    if guard_empty:  # the no-box slot 0 may sit in an empty box: no division by its zero width
+        slot_w = slot_w.clamp(min=1)
     row = torch.div(u, slot_w).floor_()
     # top*W + left - 1/2 + u + row*(W - bw)
     pixel = torch.add(u, row, alpha=width).addcmul_(row, slot_w, value=-1).add_(slot_origin)
-    return pixel.int().long(), box_of_slot, total > 0  # float -> int32 -> int64 beats float -> int64
+    pixel = pixel.int().long()  # float -> int32 -> int64 beats float -> int64
+    return pixel, box_of_slot, (total > 0) if guard_empty else None
 
 
 @lru_cache(maxsize=64)
-def _box_terms(width: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """[4, 3] weights and [3] bias mapping (top, bottom, left, right) to (rows, cols, top*W + left - 1/2)."""
-    weights = torch.tensor(
-        [[-1.0, 0.0, float(width)], [1.0, 0.0, 0.0], [0.0, -1.0, 1.0], [0.0, 1.0, 0.0]], device=device, dtype=dtype
-    )
-    return weights, torch.tensor([0.0, 0.0, -0.5], device=device, dtype=dtype)
+def _box_terms(boxes: int, width: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights [4n, m] and bias [m] taking one image's n boxes, flattened (top, bottom, left, right per box),
+    to: rows_j, cols_j for each box j; then cols_0 and top_0*W + left_0 - 1/2; for n = 2 also those two
+    of box 1 minus those of box 0."""
+    def box(j: int, top: float = 0.0, bottom: float = 0.0, left: float = 0.0, right: float = 0.0) -> list[float]:
+        column = [0.0] * (4 * boxes)
+        column[4 * j: 4 * j + 4] = [top, bottom, left, right]
+        return column
+
+    cols = [box(j, left=-1.0, right=1.0) for j in range(boxes)]
+    origin = [box(j, top=float(width), left=1.0) for j in range(boxes)]
+    columns = []
+    for j in range(boxes):
+        columns += [box(j, top=-1.0, bottom=1.0), cols[j]]
+    columns += [cols[0], origin[0]]
+    if boxes == 2:
+        columns += [[a - b for a, b in zip(cols[1], cols[0])], [a - b for a, b in zip(origin[1], origin[0])]]
+    bias = [0.0] * len(columns)
+    bias[2 * boxes + 1] = -0.5
+    weights = torch.tensor(columns, device=device, dtype=dtype).T.contiguous()
+    return weights, torch.tensor(bias, device=device, dtype=dtype)
 
 
 @lru_cache(maxsize=64)

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from sanm_plugin import SANMConfig
 from sanm_plugin import activation, masking
-from sanm_plugin.labels import regularize_soft_targets
+from sanm_plugin.labels import regularize_class_ids, regularize_soft_targets
 
 
 def test_class_activation_map_is_weighted_channel_sum_of_predicted_class():
@@ -130,3 +130,52 @@ def test_extreme_candidates_by_hand():
     # 4 -> 32: samples sit at output positions 3.5, 11.5, 19.5, 27.5
     assert activation.extreme_candidates(4, 32) == (0, 3, 4, 11, 12, 19, 20, 27, 28)
     assert activation.extreme_candidates(4, 4) == (0, 1, 2, 3)
+
+
+@pytest.mark.parametrize("spread", ["all", "others"])
+def test_nlr_on_class_ids_equals_eq7_on_their_one_hot_targets(spread):
+    labels, ratio = torch.tensor([2, 0, 4, 4]), torch.tensor([0.2, 0.0, 1.0, 0.37])
+    one_hot = torch.eye(5)[labels]
+    expected = regularize_soft_targets(one_hot, ratio, spread)
+    assert torch.allclose(regularize_class_ids(labels, ratio, 5, spread), expected, atol=1e-7)
+    # by hand, sample 0 (r = 0.2, c = 5): 'all' gives 1 - r + r/c = 0.84 and r/c = 0.04; 'others' 0.8 and 0.05
+    first = regularize_class_ids(labels, ratio, 5, spread)[0]
+    on, off = (0.84, 0.04) if spread == "all" else (0.8, 0.05)
+    assert torch.allclose(first, torch.tensor([off, off, on, off, off]))
+
+
+def test_fill_values_are_16_bit_midpoints_uniform_in_every_lane():
+    torch.manual_seed(0)
+    values = masking.uniform((400_000,), torch.device("cpu"), torch.float32)
+    assert values.min() > 0 and values.max() < 1
+    cells = values * 65536 - 0.5  # the integer k of (k + 1/2) / 2^16
+    assert torch.equal(cells, cells.round())
+    # each 64-bit draw feeds four values: every position must cover all of (0, 1), sign bit included
+    for lane in range(4):
+        part = values[lane::4]
+        assert abs(part.mean().item() - 0.5) < 0.005 and abs((part > 0.5).float().mean().item() - 0.5) < 0.01
+    histogram = torch.histc(values, bins=16, min=0, max=1) / len(values)
+    assert torch.allclose(histogram, torch.full((16,), 1 / 16), atol=0.002)
+
+
+def test_separate_fill_gives_each_box_a_copy_of_its_own():
+    images = torch.full((2, 3, 6, 6), 7.0)
+    boxes = torch.tensor([[[0, 2, 0, 3], [4, 6, 4, 6]], [[2, 4, 2, 5], [1, 2, 1, 2]]])
+    out = masking.fill_boxes(images, boxes, "pixel", capacity=9, separate=True)
+    assert out.shape == (4, 3, 6, 6)
+    for j in range(2):
+        for i in range(2):
+            top, bottom, left, right = boxes[i, j].tolist()
+            expected = torch.zeros(6, 6, dtype=torch.bool)
+            expected[top:bottom, left:right] = True
+            assert torch.equal((out[j * 2 + i] != 7.0).all(dim=0), expected)  # row j*B + i: image i, box j
+
+
+def test_promised_boxes_skip_the_restore_but_write_the_same_pixels():
+    images = torch.rand(3, 2, 9, 9) + 5.0
+    boxes = torch.tensor([[[0, 3, 0, 3], [5, 9, 6, 9]], [[2, 4, 2, 5], [2, 4, 2, 5]], [[0, 0, 4, 4], [1, 8, 0, 9]]])
+    torch.manual_seed(1)
+    guarded = masking.fill_boxes(images, boxes, "pixel", capacity=80)
+    torch.manual_seed(1)
+    promised = masking.fill_boxes(images, boxes, "pixel", capacity=80, every_image_boxed=True)
+    assert torch.equal(guarded, promised)

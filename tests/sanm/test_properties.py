@@ -114,3 +114,50 @@ def test_fill_capacity_bounds_every_possible_box_pair(variant, h, w, boxes):
             best = torch.maximum(best, (rows * cols).double())
         total = total + best
     assert total.max() <= masking.fill_capacity(config, h, w, boxes)
+
+
+@st.composite
+def boxes_in_images(draw):
+    b, n = draw(st.integers(1, 4)), draw(st.integers(1, 2))
+    h, w = draw(st.integers(1, 24)), draw(st.integers(1, 24))
+    boxes = []
+    for _ in range(b * n):
+        top, left = draw(st.integers(0, h)), draw(st.integers(0, w))
+        bottom = top if draw(st.booleans()) and draw(st.booleans()) else draw(st.integers(top, h))  # some empty
+        boxes.append([top, bottom, left, draw(st.integers(left, w))])
+    boxes = torch.tensor(boxes).view(b, n, 4)
+    return boxes, (b, draw(st.sampled_from([1, 3])), h, w), draw(st.sampled_from(["pixel", "channel"])), draw(st.integers(0, 5))
+
+
+@settings(max_examples=300, deadline=None)
+@given(boxes_in_images())
+def test_fill_writes_exactly_the_union_of_any_boxes(case):
+    """Any boxes, empty, overlapping or whole-image ones, with the tightest slot budget: the fill's own contract."""
+    boxes, (b, c, h, w), fill, spare = case
+    spans = (boxes[..., 1] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 2])
+    capacity = max(1, int(spans.sum(dim=1).max()) + spare)
+    images = torch.rand(b, c, h, w) + 5.0
+    out = masking.fill_boxes(images, boxes, fill, capacity)
+    expected = torch.zeros(b, h, w, dtype=torch.bool)
+    for i in range(b):
+        for top, bottom, left, right in boxes[i].tolist():
+            expected[i, top:bottom, left:right] = True
+    assert torch.equal((out != images).any(dim=1), expected) and torch.equal((out != images).all(dim=1), expected)
+    assert ((out > 0) & (out < 1)).all(dim=1)[expected].all()
+    if fill == "channel":  # a box that no other box overlaps holds one value per channel
+        for i in range(b):
+            for j, (top, bottom, left, right) in enumerate(boxes[i].tolist()):
+                others = [k for k in range(boxes.shape[1]) if k != j]
+                alone = torch.zeros(h, w, dtype=torch.bool)
+                alone[top:bottom, left:right] = True
+                for k in others:
+                    t, bt, lf, rt = boxes[i, k].tolist()
+                    alone[t:bt, lf:rt] = False
+                region = out[i][:, alone]
+                if region.numel():
+                    assert torch.equal(region, region[:, :1].expand_as(region))
+    if (spans > 0).any(dim=1).all():  # every image has a box: the promise changes nothing
+        torch.manual_seed(0)
+        guarded = masking.fill_boxes(images, boxes, fill, capacity)
+        torch.manual_seed(0)
+        assert torch.equal(guarded, masking.fill_boxes(images, boxes, fill, capacity, every_image_boxed=True))
