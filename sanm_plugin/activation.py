@@ -123,8 +123,7 @@ def extreme_pixels(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     weights, pixels = _candidate_matrix((h, w), tuple(size), maps.device)
     batch = maps.shape[0]
     values = torch.mm(maps.reshape(batch, h * w), weights).view(batch, 2, -1)  # [B, 2, R*C]: map, -map
-    first = values.max(dim=2).indices  # max returns the first on ties
-    return pixels.index_select(0, first.view(-1)).view(batch, 2, 2)
+    return pixels[values.max(dim=2).indices]  # max returns the first index on ties
 
 
 def peak_and_trough(maps: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -143,10 +143,9 @@ class SANMAugmenter(nn.Module):
             else:
                 capacity = masking.fill_capacity(cfg, height, width, 1)
                 masked = masking.fill_boxes(images, boxes[:, :1], cfg.fill, capacity, every_image_boxed=boxed)
-        boxes = boxes.long()
-        return MaskedBatch(
-            masked, ratios[:, 0], anchors[:, 0], anchors[:, 1], boxes[:, 0], boxes[:, 1], trough_images, ratios[:, 1]
-        )
+        (peak, trough), (peak_box, trough_box) = anchors.unbind(1), boxes.long().unbind(1)
+        peak_ratio, trough_ratio = ratios.unbind(1)
+        return MaskedBatch(masked, peak_ratio, peak, trough, peak_box, trough_box, trough_images, trough_ratio)
 
     # ------------------------------------------------------------------ SANM[2]: label regularisation
     def regularize_labels(self, targets: torch.Tensor, masked: MaskedBatch) -> torch.Tensor:

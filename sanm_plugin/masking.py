@@ -231,7 +231,7 @@ def _slot_pixels(
         raise ValueError(f"boxes must hold 1 or 2 boxes per image ([B, n, 4]), got n = {n}")
     weights, bias = _box_terms(n, width, boxes.device, exact)
     terms = torch.addmm(bias, boxes.to(exact).reshape(batch, 4 * n), weights)  # see _box_terms
-    area = terms[:, : 2 * n].view(batch, n, 2).prod(dim=2)  # [B, n]
+    area = terms.narrow(1, 0, 2 * n).view(batch, n, 2).prod(dim=2)  # [B, n]
     total = area if n == 1 else area.sum(dim=1, keepdim=True)
     # u = min(k, last used slot) + 1/2: slots past the area repeat the last pixel (with a draw of their own);
     # an image without boxes (only possible when guarded) sends them all to slot 0
@@ -239,13 +239,14 @@ def _slot_pixels(
     u = torch.minimum(_half_slots(capacity, boxes.device, exact), last)
     box_of_slot = None
     if n == 1:
-        slot_w, slot_origin = terms[:, 2:3], terms[:, 3:4]  # [B, 1]
+        slot_w, slot_origin = terms.narrow(1, 2, 1), terms.narrow(1, 3, 1)  # [B, 1]
     else:
-        first_area = area[:, :1]
+        first_area = area.narrow(1, 0, 1)
         second = torch.sub(u, first_area - 0.5).clamp_(0, 1)  # 1.0 in box 1 (k >= area0), else 0.0
         u = torch.addcmul(u, second, first_area, value=-1)  # counted from the start of its own box
         # box 0's (width, origin) plus second * (box 1's minus box 0's): [B, 2, cap] in two ops
-        slot_w, slot_origin = (second.unsqueeze(1) * terms[:, 6:8, None]).add_(terms[:, 4:6, None]).unbind(1)
+        base, change = terms.narrow(1, 4, 2).unsqueeze(2), terms.narrow(1, 6, 2).unsqueeze(2)  # [B, 2, 1]
+        slot_w, slot_origin = (second.unsqueeze(1) * change).add_(base).unbind(1)
         if with_box_index:
             box_of_slot = second.long()
     if guard_empty:  # the no-box slot 0 may sit in an empty box: no division by its zero width
