@@ -99,26 +99,37 @@ def inputs(batch: int, device: str):
 
 def per_sample_us(fn, batch: int, device: str, min_seconds: float = 0.5) -> float:
     """Best-of-5 mean time per call, divided by the batch size."""
-    fn()
+    return interleaved_us([fn], batch, device, min_seconds)[0]
+
+
+def interleaved_us(fns, batch: int, device: str, min_seconds: float = 0.5, rounds: int = 5) -> list[float]:
+    """Best mean time per call of each function, divided by the batch size, timed in alternating rounds.
+
+    Each round times every function once in turn, so a burst of load from elsewhere on a busy machine
+    falls on all of them alike, and the best round of each is kept.
+    """
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    sync()
-    calls = 1
-    while True:
+
+    def timed(fn, calls: int) -> float:
         start = time.perf_counter()
         for _ in range(calls):
             fn()
         sync()
-        if time.perf_counter() - start > min_seconds / 5:
-            break
-        calls *= 2
-    best = math.inf
-    for _ in range(5):
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
+        return time.perf_counter() - start
+
+    counts = []
+    for fn in fns:  # warm up, then double the calls until one window lasts min_seconds / rounds
+        fn()
         sync()
-        best = min(best, (time.perf_counter() - start) / calls)
-    return best / batch * 1e6
+        calls = 1
+        while timed(fn, calls) <= min_seconds / rounds:
+            calls *= 2
+        counts.append(calls)
+    best = [math.inf] * len(fns)
+    for _ in range(rounds):
+        for i, (fn, calls) in enumerate(zip(fns, counts)):
+            best[i] = min(best[i], timed(fn, calls) / calls)
+    return [value / batch * 1e6 for value in best]
 
 
 def breakdown(sanm: SANMAugmenter, tensors, batch: int, device: str) -> str:
@@ -177,8 +188,8 @@ def main() -> None:
             def hooks(aug: SANMAugmenter):
                 return lambda: aug.regularize_labels(labels, aug.modulate_batch(images, feats, logits, quality, weight))
 
-            fast, safe = per_sample_us(hooks(sanm), batch, args.device), per_sample_us(hooks(checked), batch, args.device)
-            slow = per_sample_us(lambda: reference_loop(*tensors, preset()), batch, args.device, min_seconds=1.0)
+            loop = lambda: reference_loop(*tensors, preset())  # noqa: E731
+            fast, safe, slow = interleaved_us([hooks(sanm), hooks(checked), loop], batch, args.device, 1.0, rounds=7)
             print(f"{name:9s} {batch:4d} {fast:15.2f} {safe:8.2f} {slow:15.1f} {slow / fast:8.1f}x {slow / safe:7.1f}x")
             if batch == args.batches[-1]:
                 print(f"          parts at B={batch} (us/sample): {breakdown(sanm, tensors, batch, args.device)}")

@@ -123,7 +123,7 @@ def extreme_pixels(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     weights, pixels = _candidate_matrix((h, w), tuple(size), maps.device)
     batch = maps.shape[0]
     values = torch.mm(maps.reshape(batch, h * w), weights).view(batch, 2, -1)  # [B, 2, R*C]: map, -map
-    return pixels[values.max(dim=2).indices]  # max returns the first index on ties
+    return pixels[values.argmax(dim=2)]  # argmax returns the first index on ties
 
 
 def peak_and_trough(maps: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
