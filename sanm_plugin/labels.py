@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from ._constant import constant
+
 
 def regularize_soft_targets(targets: torch.Tensor, ratio: torch.Tensor, spread: str = "all") -> torch.Tensor:
     """Eq. 7 on probability targets.
@@ -51,8 +53,8 @@ def regularize_class_ids(labels: torch.Tensor, ratio: torch.Tensor, num_classes:
     """
     if ratio.dtype != torch.float32 or ratio.device != labels.device:
         ratio = ratio.to(labels.device, torch.float32)
-    ratio = ratio.unsqueeze(1)
-    share = ratio / (num_classes if spread == "all" else max(num_classes - 1, 1))
-    on_label = (1.0 - ratio) if spread == "all" else (1.0 - ratio - share)  # added on top of the share
+    ratio, one = ratio.unsqueeze(1), constant(1.0, labels.device)
+    share = ratio / constant(float(num_classes if spread == "all" else max(num_classes - 1, 1)), labels.device)
+    on_label = (one - ratio) if spread == "all" else (one - ratio - share)  # added on top of the share
     result = share.expand(-1, num_classes).contiguous()
     return result.scatter_add_(1, (labels if labels.dtype == torch.long else labels.long()).unsqueeze(1), on_label)

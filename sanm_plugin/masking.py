@@ -19,6 +19,7 @@ from functools import lru_cache
 
 import torch
 
+from ._constant import constant
 from .config import SANMConfig
 
 # Official ratio r = U(0.02, 0.07) + 0.03 * (1 - G) (Train_cifar.py, January 2024 form); area 0.5*r*H*W.
@@ -37,7 +38,7 @@ def box_ratios(clean_prob: torch.Tensor, config: SANMConfig) -> torch.Tensor:
     """
     quality = clean_prob.float().unsqueeze(1)
     if config.ratio == "paper":  # mu + G * (-mu) = mu*(1-G) and 0 + G * mu = mu*G, in one op
-        offset, slope = _constants((config.mu, 0.0), quality.device), _constants((-config.mu, config.mu), quality.device)
+        offset, slope = constant((config.mu, 0.0), quality.device), constant((-config.mu, config.mu), quality.device)
         return torch.addcmul(offset, quality, slope)
     noise = torch.rand_like(quality).mul_(OFFICIAL_RATIO_HIGH - OFFICIAL_RATIO_LOW).add_(OFFICIAL_RATIO_LOW)
     ratio = noise.add_(OFFICIAL_RATIO_QUALITY).sub_(quality, alpha=OFFICIAL_RATIO_QUALITY)
@@ -69,8 +70,9 @@ def box_sides(area: torch.Tensor, aspect: torch.Tensor, height: int, width: int)
     """
     squares = torch.stack((area * aspect, area / aspect), dim=-1)
     # fmax drops the NaN of sqrt(negative): such a box is empty like a zero-area one
-    sides = torch.fmax(squares.sqrt_().add_(0.5).floor_(), area.gt(0).unsqueeze(-1))
-    return torch.minimum(sides, _constants((float(height), float(width)), sides.device, sides.dtype))
+    half, zero = constant(0.5, area.device, area.dtype), constant(0.0, area.device, area.dtype)
+    sides = torch.fmax(squares.sqrt_().add_(half).floor_(), area.gt(zero).unsqueeze(-1))
+    return torch.minimum(sides, constant((float(height), float(width)), sides.device, sides.dtype))
 
 
 def box_sizes(area: torch.Tensor, aspect: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,12 +89,12 @@ def place(anchor: torch.Tensor, sides: torch.Tensor, height: int, width: int, mo
     """
     anchor = anchor.to(sides.dtype)
     if mode == "centered":
-        start = anchor - sides.div(2, rounding_mode="floor")
-        zero = _constants((0.0,), sides.device, sides.dtype)
-        bounds = _constants(((float(height),), (float(width),)), sides.device, sides.dtype)  # [2, 1]: rows, cols
+        start = anchor - sides.div(constant(2.0, sides.device, sides.dtype), rounding_mode="floor")
+        zero = constant(0.0, sides.device, sides.dtype)
+        bounds = constant(((float(height),), (float(width),)), sides.device, sides.dtype)  # [2, 1]: rows, cols
         edges = torch.stack((start, start + sides), dim=-1).clamp_(min=zero, max=bounds)
     else:
-        start = torch.minimum(anchor, _constants((float(height), float(width)), sides.device, sides.dtype) - sides)
+        start = torch.minimum(anchor, constant((float(height), float(width)), sides.device, sides.dtype) - sides)
         edges = torch.stack((start, start + sides), dim=-1)
     return edges.flatten(-2)  # (row, col) x (start, end) -> top, bottom, left, right
 
@@ -116,13 +118,13 @@ def make_boxes(
     box; the official trough box copies the peak box's size; trough='off' leaves the trough box empty.
     """
     batch, device = ratios.shape[0], ratios.device
-    area = ratios * (box_area_factor(config) * height * width)
+    area = ratios * constant(box_area_factor(config) * height * width, device)
     if config.ratio == "official":  # one size for both boxes
         sides = box_sides(area[:, :1], sample_aspect((batch, 1), config.delta, device), height, width).expand(-1, 2, -1)
     else:
         sides = box_sides(area, sample_aspect((batch, 2), config.delta, device), height, width)
     if config.trough == "off":
-        sides = sides * _constants(((1.0,), (0.0,)), device)  # [2, 1]: keep the peak box's sides
+        sides = sides * constant(((1.0,), (0.0,)), device)  # [2, 1]: keep the peak box's sides
     return place(anchors, sides, height, width, config.box)
 
 
@@ -206,7 +208,8 @@ def uniform(shape: tuple[int, ...], device: torch.device, dtype: torch.dtype) ->
     # random_(-2**63, None) draws all 64 bits; plain random_() leaves the sign bit (one int16 in four) at 0
     bits = torch.empty((count + 3) // 4, dtype=torch.int64).random_(-(2**63), None).view(torch.int16)
     bits = bits if count % 4 == 0 else bits[:count]
-    return bits.float().add_(32768.5).mul_(1.0 / 65536).view(shape)  # int16 in [-2^15, 2^15) -> (0, 1)
+    offset, scale = constant(32768.5, device), constant(1.0 / 65536, device)
+    return bits.float().add_(offset).mul_(scale).view(shape)  # int16 in [-2^15, 2^15) -> (0, 1)
 
 
 def _slot_pixels(
@@ -231,18 +234,19 @@ def _slot_pixels(
         raise ValueError(f"boxes must hold 1 or 2 boxes per image ([B, n, 4]), got n = {n}")
     weights, bias = _box_terms(n, width, boxes.device, exact)
     terms = torch.addmm(bias, boxes.to(exact).reshape(batch, 4 * n), weights)  # see _box_terms
-    area = terms.narrow(1, 0, 2 * n).view(batch, n, 2).prod(dim=2)  # [B, n]
+    area = terms.narrow(1, 0, n) * terms.narrow(1, n, n)  # [B, n]: rows_j * cols_j
     total = area if n == 1 else area.sum(dim=1, keepdim=True)
     # u = min(k, last used slot) + 1/2: slots past the area repeat the last pixel (with a draw of their own);
     # an image without boxes (only possible when guarded) sends them all to slot 0
-    last = (total.clamp(min=1) if guard_empty else total) - 0.5
+    half = constant(0.5, boxes.device, exact)
+    last = (total.clamp(min=1) if guard_empty else total) - half
     u = torch.minimum(_half_slots(capacity, boxes.device, exact), last)
     box_of_slot = None
     if n == 1:
         slot_w, slot_origin = terms.narrow(1, 2, 1), terms.narrow(1, 3, 1)  # [B, 1]
     else:
         first_area = area.narrow(1, 0, 1)
-        second = torch.sub(u, first_area - 0.5).clamp_(0, 1)  # 1.0 in box 1 (k >= area0), else 0.0
+        second = torch.sub(u, first_area - half).clamp_(0, 1)  # 1.0 in box 1 (k >= area0), else 0.0
         u = torch.addcmul(u, second, first_area, value=-1)  # counted from the start of its own box
         # box 0's (width, origin) plus second * (box 1's minus box 0's): [B, 2, cap] in two ops
         base, change = terms.narrow(1, 4, 2).unsqueeze(2), terms.narrow(1, 6, 2).unsqueeze(2)  # [B, 2, 1]
@@ -261,8 +265,8 @@ def _slot_pixels(
 @lru_cache(maxsize=64)
 def _box_terms(boxes: int, width: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """Weights [4n, m] and bias [m] taking one image's n boxes, flattened (top, bottom, left, right per box),
-    to: rows_j, cols_j for each box j; then cols_0 and top_0*W + left_0 - 1/2; for n = 2 also those two
-    of box 1 minus those of box 0."""
+    to: rows_j for each box j, cols_j for each box j; then cols_0 and top_0*W + left_0 - 1/2; for n = 2
+    also those two of box 1 minus those of box 0."""
     def box(j: int, top: float = 0.0, bottom: float = 0.0, left: float = 0.0, right: float = 0.0) -> list[float]:
         column = [0.0] * (4 * boxes)
         column[4 * j: 4 * j + 4] = [top, bottom, left, right]
@@ -270,10 +274,7 @@ def _box_terms(boxes: int, width: int, device: torch.device, dtype: torch.dtype)
 
     cols = [box(j, left=-1.0, right=1.0) for j in range(boxes)]
     origin = [box(j, top=float(width), left=1.0) for j in range(boxes)]
-    columns = []
-    for j in range(boxes):
-        columns += [box(j, top=-1.0, bottom=1.0), cols[j]]
-    columns += [cols[0], origin[0]]
+    columns = [box(j, top=-1.0, bottom=1.0) for j in range(boxes)] + cols + [cols[0], origin[0]]
     if boxes == 2:
         columns += [[a - b for a, b in zip(cols[1], cols[0])], [a - b for a, b in zip(origin[1], origin[0])]]
     bias = [0.0] * len(columns)
@@ -285,9 +286,3 @@ def _box_terms(boxes: int, width: int, device: torch.device, dtype: torch.dtype)
 @lru_cache(maxsize=64)
 def _half_slots(capacity: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     return torch.arange(capacity, device=device, dtype=dtype).add_(0.5)
-
-
-@lru_cache(maxsize=256)
-def _constants(values: tuple, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """A small constant tensor, built once per device (creating it each call costs as much as an op)."""
-    return torch.tensor(values, device=device, dtype=dtype)
