@@ -145,9 +145,7 @@ def breakdown(sanm: SANMAugmenter, tensors, batch: int, device: str) -> str:
     maps = activation_map()
     anchors = activation.extreme_pixels(maps, (h, w))
     boxes = masking.make_boxes(anchors, masking.box_ratios(quality, cfg), cfg, h, w)
-    separate = cfg.trough == "separate_image"
-    fill_boxes = boxes if cfg.trough != "off" else boxes[:, :1]
-    capacity = masking.fill_capacity(cfg, h, w, 2 if cfg.trough == "same_image" else 1)
+    fill_boxes, capacity, separate = masking.fill_plan(boxes, cfg, h, w)
     copies = 2 if separate else 1
     slot_boxes = fill_boxes.transpose(0, 1).reshape(-1, 1, 4) if separate else fill_boxes
     mb = sanm.modulate_batch(images, feats, logits, quality, weight)
@@ -155,7 +153,8 @@ def breakdown(sanm: SANMAugmenter, tensors, batch: int, device: str) -> str:
         "map": activation_map,
         "peak/trough": lambda: activation.extreme_pixels(maps, (h, w)),
         "boxes": lambda: masking.make_boxes(anchors, masking.box_ratios(quality, cfg), cfg, h, w),
-        "fill": lambda: masking.fill_boxes(images, fill_boxes, cfg.fill, capacity, separate, True),
+        "fill": lambda: masking.fill_boxes(images, fill_boxes, cfg.fill, capacity, separate,
+                                           masking.every_image_boxed(cfg)),
         "(fill: slots": lambda: masking._slot_pixels(slot_boxes, capacity, w, cfg.fill == "channel", False),
         "draws)": lambda: masking.uniform((copies * batch, IMAGE[0], capacity if cfg.fill == "pixel" else 1),
                                           images.device, images.dtype),

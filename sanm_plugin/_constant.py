@@ -16,3 +16,9 @@ import torch
 def constant(values: float | tuple, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """torch.tensor(values) on device: a 0-dim tensor for a number, else the nested tuple's shape."""
     return torch.tensor(values, device=device, dtype=dtype)
+
+
+@lru_cache(maxsize=64)
+def half_steps(count: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """[count] values k + 1/2 for k = 0 .. count - 1 (the masking fill's slot positions)."""
+    return torch.arange(count, device=device, dtype=dtype).add_(0.5)

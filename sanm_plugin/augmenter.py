@@ -128,21 +128,10 @@ class SANMAugmenter(nn.Module):
             anchors = activation.extreme_pixels(maps, (height, width))  # [B, 2, 2]: (peak, trough) x (row, col)
             ratios = masking.box_ratios(clean_prob, cfg)  # [B, 2]
             boxes = masking.make_boxes(anchors, ratios, cfg, height, width)  # [B, 2, 4] float
-            # which configs give every (copy of an) image a non-empty box for any G in [0, 1]:
-            # the paper's two ratios sum to mu (one of them >= mu/2, far from float32 underflow when
-            # mu > 1e-30), the official ratio is at least 0.02
-            boxed = cfg.ratio == "official" or (cfg.trough == "same_image" and cfg.mu > 1e-30)
-            trough_images = None
-            if cfg.trough == "same_image":
-                capacity = masking.fill_capacity(cfg, height, width, 2)
-                masked = masking.fill_boxes(images, boxes, cfg.fill, capacity, every_image_boxed=boxed)
-            elif cfg.trough == "separate_image":  # both copies in one pass, returned as two views
-                capacity = masking.fill_capacity(cfg, height, width, 1)
-                both = masking.fill_boxes(images, boxes, cfg.fill, capacity, separate=True, every_image_boxed=boxed)
-                masked, trough_images = both[: images.shape[0]], both[images.shape[0]:]
-            else:
-                capacity = masking.fill_capacity(cfg, height, width, 1)
-                masked = masking.fill_boxes(images, boxes[:, :1], cfg.fill, capacity, every_image_boxed=boxed)
+            fill_with, capacity, separate = masking.fill_plan(boxes, cfg, height, width)
+            filled = masking.fill_boxes(images, fill_with, cfg.fill, capacity, separate, masking.every_image_boxed(cfg))
+            # separate: both copies were filled in one pass and are returned as two views
+            masked, trough_images = (filled[: images.shape[0]], filled[images.shape[0]:]) if separate else (filled, None)
         (peak, trough), (peak_box, trough_box) = anchors.unbind(1), boxes.long().unbind(1)
         peak_ratio, trough_ratio = ratios.unbind(1)
         return MaskedBatch(masked, peak_ratio, peak, trough, peak_box, trough_box, trough_images, trough_ratio)

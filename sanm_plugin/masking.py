@@ -19,7 +19,7 @@ from functools import lru_cache
 
 import torch
 
-from ._constant import constant
+from ._constant import constant, half_steps
 from .config import SANMConfig
 
 # Official ratio r = U(0.02, 0.07) + 0.03 * (1 - G) (Train_cifar.py, January 2024 form); area 0.5*r*H*W.
@@ -146,6 +146,27 @@ def fill_capacity(config: SANMConfig, height: int, width: int, boxes_per_image: 
     return int(min(boxes_per_image * pixels, math.ceil(bound)))
 
 
+def fill_plan(boxes: torch.Tensor, config: SANMConfig, height: int, width: int) -> tuple[torch.Tensor, int, bool]:
+    """What fill_boxes gets for the config's trough mode: (boxes to fill, slot budget, separate copies).
+
+    'same_image': both boxes in one image; 'separate_image': each box in a copy of its own (official);
+    'off': the peak box alone.
+    """
+    if config.trough == "same_image":
+        return boxes, fill_capacity(config, height, width, 2), False
+    separate = config.trough == "separate_image"
+    return (boxes if separate else boxes[:, :1]), fill_capacity(config, height, width, 1), separate
+
+
+def every_image_boxed(config: SANMConfig) -> bool:
+    """Whether the config gives every image it fills (every copy, if separate) a non-empty box for any G in [0, 1].
+
+    The paper's peak and trough ratios sum to mu, so one of them is at least mu/2 (far from float32
+    underflow when mu > 1e-30); the official ratio is at least 0.02 for each of its boxes.
+    """
+    return config.ratio == "official" or (config.trough == "same_image" and config.mu > 1e-30)
+
+
 def fill_boxes(
     images: torch.Tensor, boxes: torch.Tensor, fill: str, capacity: int, separate: bool = False,
     every_image_boxed: bool = False,
@@ -164,7 +185,6 @@ def fill_boxes(
     which saves restoring the one pixel that an image without boxes has its slots write.
     """
     b, c, h, w = images.shape
-    boxes = boxes.float()
     if separate:
         n = boxes.shape[1]
         out = images.repeat(n, 1, 1, 1)  # the n copies in one pass (always a new tensor, unlike reshape)
@@ -240,7 +260,7 @@ def _slot_pixels(
     # an image without boxes (only possible when guarded) sends them all to slot 0
     half = constant(0.5, boxes.device, exact)
     last = (total.clamp(min=1) if guard_empty else total) - half
-    u = torch.minimum(_half_slots(capacity, boxes.device, exact), last)
+    u = torch.minimum(half_steps(capacity, boxes.device, exact), last)
     box_of_slot = None
     if n == 1:
         slot_w, slot_origin = terms.narrow(1, 2, 1), terms.narrow(1, 3, 1)  # [B, 1]
@@ -281,8 +301,3 @@ def _box_terms(boxes: int, width: int, device: torch.device, dtype: torch.dtype)
     bias[2 * boxes + 1] = -0.5
     weights = torch.tensor(columns, device=device, dtype=dtype).T.contiguous()
     return weights, torch.tensor(bias, device=device, dtype=dtype)
-
-
-@lru_cache(maxsize=64)
-def _half_slots(capacity: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    return torch.arange(capacity, device=device, dtype=dtype).add_(0.5)
