@@ -41,6 +41,7 @@ register_schema("c2d", C2DConfig())
 
 class C2D(DivideMix):
     name = "c2d"
+    schedule = {"reference_epochs": 361, "lr_milestones": [150, 300]}  # train_cifar.py: StepLR(150, 0.1), 361 epochs
     sequential = True
 
     @classmethod

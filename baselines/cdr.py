@@ -48,6 +48,8 @@ register_schema("cdr", CDRConfig())
 class CDR(CE):
     name = "cdr"
     default_warmup_epochs = 2  # plain CDR epochs before SANM starts, as CE (G needs a network that has learned)
+    # main.py: lr x0.1 at the start of epochs 40 and 80 of 200 (0-based; upstream's land one epoch early)
+    schedule = {"reference_epochs": 200, "lr_milestones": [40, 80]}
 
     def build(self) -> None:
         self.noise_rate, self.noise_rate_source = self.ctx.assumed_noise_rate("noise_rate")

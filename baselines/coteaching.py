@@ -45,7 +45,7 @@ from baselines.common.engine import Batch, Method, Network
 from baselines.common.sanm_hook import soft_cross_entropy
 
 # baselines.md 8.2: linear decay from epoch 80 (CIFAR-100: 100) of upstream's 200
-DECAY_START_SHARE = {"cifar10": 80 / 200, "cifar100": 100 / 200}
+DECAY_START = {"cifar10": 80, "cifar100": 100}  # of upstream's 200 epochs
 
 
 @dataclass
@@ -78,9 +78,6 @@ def small_loss_selection(losses: torch.Tensor, keep: int) -> torch.Tensor:
     return torch.argsort(losses, stable=True)[:keep]
 
 
-def linear_decay_start(dataset: str, epochs: int) -> int:
-    """The epoch where lr starts its linear decay and beta1 drops: 80 (CIFAR-100: 100) at 200 epochs."""
-    return int(epochs * DECAY_START_SHARE.get(dataset, DECAY_START_SHARE["cifar10"]))
 
 
 class CoTeaching(Method):
@@ -89,7 +86,8 @@ class CoTeaching(Method):
 
     @classmethod
     def trainer_defaults(cls, cfg: DictConfig) -> dict:
-        return {"lr_decay_start": linear_decay_start(cfg.dataset.name, cfg.trainer.epochs)}
+        # where lr starts its linear decay and beta1 drops, of 200 epochs (scaled to trainer.epochs)
+        return {"reference_epochs": 200, "lr_decay_start": DECAY_START.get(cfg.dataset.name, DECAY_START["cifar10"])}
 
     @classmethod
     def resolve_warmup(cls, cfg: DictConfig) -> int:

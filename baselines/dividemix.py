@@ -75,6 +75,7 @@ def dividemix_defaults(dataset: str, noise_type: str, rate: float) -> dict[str, 
 
 class DivideMix(Method):
     name = "dividemix"
+    schedule = {"reference_epochs": 300, "lr_milestones": [150]}  # Train_cifar.py: lr /10 after 150 of 300
 
     @classmethod
     def resolve_warmup(cls, cfg) -> int:

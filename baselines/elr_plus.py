@@ -115,9 +115,11 @@ def elr_defaults(variant: str, dataset: str, noise_type: str) -> dict[str, Any]:
 
 
 def elr_trainer_defaults(variant: str, dataset: str, noise_type: str) -> dict[str, Any]:
-    """The trainer keys conf/elr_plus.yaml leaves `auto` (baselines.md 6.1, 6.2)."""
+    """The trainer keys conf/elr_plus.yaml leaves `auto` (baselines.md 6.1, 6.2); the milestones are the table's
+    for its own epochs, scaled when trainer.epochs is set."""
     _check_variant(variant)
-    return _row(ELR_TRAINER if variant == "elr" else ELR_PLUS_TRAINER, dataset, noise_type)
+    row = _row(ELR_TRAINER if variant == "elr" else ELR_PLUS_TRAINER, dataset, noise_type)
+    return {**row, "reference_epochs": row["epochs"]}
 
 
 def _check_variant(variant: str) -> None:

@@ -1,28 +1,83 @@
-"""Hydra entry points: `python -m baselines.<method>` composes conf/<method>.yaml and runs the engine."""
+"""Hydra entry points: `python -m baselines.<method>` composes conf/<method>.yaml and runs the engine.
+
+The configs are found in the source checkout's conf/ (editable installs and runs from a clone) or, in a
+regular install or wheel, as the package data `baselines.conf` that setup.cfg maps conf/ to.
+"""
 
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional, Sequence
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
-from .engine import ConfigurationError, Method, report_and_exit, run
+from .engine import ConfigurationError, Method, RunInterrupted, report_and_exit, run
 
-# An absolute path: Hydra would read a relative one as a Python package under `python -m`.
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+_CHECKOUT_CONF = Path(__file__).resolve().parents[2] / "conf"
+
+
+def config_path() -> str:
+    """conf/ of the source checkout when there is one, else the packaged copy (Hydra's pkg:// search path)."""
+    if (_CHECKOUT_CONF / "common.yaml").is_file():
+        return str(_CHECKOUT_CONF)  # absolute: Hydra would read a relative path as a package under `python -m`
+    return "pkg://baselines.conf"
 
 
 def entry_point(method_cls: type[Method], config_name: str) -> Callable[[], None]:
     """A `main()` for `method_cls`; the run directory is Hydra's (deterministic, see conf/common.yaml)."""
 
-    @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)
-    def main(cfg: DictConfig) -> None:
+    @hydra.main(version_base="1.3", config_path=config_path(), config_name=config_name)
+    def compose_and_run(cfg: DictConfig) -> None:
         try:
             run(cfg, method_cls, run_dir=cfg.run_dir or HydraConfig.get().runtime.output_dir)
         except ConfigurationError as error:
             report_and_exit(error)
+        except RunInterrupted as stop:
+            report_interrupt(stop, f"baselines.{config_name}", HydraConfig.get().overrides.task)
+
+    def main() -> None:
+        problem = sanm_keys_without_preset(sys.argv[1:])
+        if problem:
+            report_and_exit(ConfigurationError(problem))
+        try:
+            compose_and_run()
+        except KeyboardInterrupt:  # before a run had started (composing, loading data): nothing was written
+            print("interrupted before training started; nothing to resume", file=sys.stderr)
+            sys.exit(130)
 
     return main
+
+
+def sanm_keys_without_preset(arguments: Sequence[str]) -> Optional[str]:
+    """The one-line error for `sanm.<key>=...` given without a `+sanm=<preset>` (Hydra's own error is a
+    20-line assertion about a None root); None when the command line is fine."""
+    candidates = [a for a in arguments if "=" in a and not a.startswith("-")]
+    try:
+        overrides = OverridesParser.create().parse_overrides(candidates)
+    except Exception:  # Hydra itself reports malformed overrides, with its own message
+        return None
+    keys = [o.key_or_group for o in overrides]
+    if "sanm" in keys:
+        return None
+    for override in overrides:
+        if override.key_or_group.startswith("sanm."):
+            return (f"{override.key_or_group} needs a SANM preset: add +sanm=on (the paper's equations) or "
+                    "+sanm=official (the official code's choices), e.g. +sanm=on " + override.input_line)
+    return None
+
+
+def report_interrupt(stop: RunInterrupted, module: str, overrides: Sequence[str]) -> None:
+    """Ctrl-C: one line that says what is safe and how to continue, instead of a traceback."""
+    kept = [o for o in overrides if o.split("=")[0].lstrip("+~") not in ("resume", "overwrite")]
+    command = " ".join(["python -m", module, *map(shlex.quote, kept), "resume=true"])
+    if stop.completed:
+        state = f"epoch {stop.completed} of {stop.epochs} is checkpointed in {stop.run_dir}"
+    else:
+        state = f"no epoch had finished yet in {stop.run_dir}"
+    print(f"interrupted: {state}; continue with: {command}", file=sys.stderr)
+    sys.exit(130)

@@ -8,12 +8,28 @@ the library and the command line share one set of checks.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
 
 AUTO = "auto"
+
+
+def dataset_dir_name(name: str, root: Optional[str]) -> str:
+    """The dataset's part of a run directory. Image folders are told apart by their folder (its name and a
+    hash of its absolute path), so runs on two different folders never share, or resume, a directory."""
+    if name != "image_folder" or not root:
+        return name
+    folder = Path(root).expanduser().resolve()
+    return f"image_folder-{folder.name}-{hashlib.sha1(str(folder).encode()).hexdigest()[:8]}"
+
+
+# conf/common.yaml names run directories with ${dataset_dir:${dataset.name},${dataset.root}}
+OmegaConf.register_new_resolver("dataset_dir", dataset_dir_name, replace=True)
 
 
 @dataclass
@@ -59,7 +75,7 @@ class TrainerConfig:
     # step: lr *= lr_gamma at each milestone | cosine: to lr_min at the end | cosine_restarts: cosine over
     # lr_restart_period epochs, restarting (ELR) | linear: constant, then linearly to 0 from lr_decay_start (Co-teaching)
     lr_schedule: Any = "step"
-    lr_milestones: Any = field(default_factory=lambda: [150])
+    lr_milestones: Any = field(default_factory=list)  # step only; methods' yamls: auto (scaled, trainer.py)
     lr_gamma: Any = 0.1
     lr_min: Any = None  # floor of the cosine schedules; None = lr * 1e-3
     lr_restart_period: Any = 10
@@ -98,6 +114,34 @@ class SANMGroupConfig:
         keys = ("mu", "delta", "beta", "activation", "ratio", "box", "fill", "trough", "label_spread", "validate")
         values = {key: getattr(self, key) for key in keys if getattr(self, key) is not None}
         return {"preset": self.preset, **values}
+
+
+# One line per key of the `sanm` group, for `--help` (conf/hydra/help/baselines.yaml renders it).
+SANM_KEY_HELP = {
+    "mu": "peak-box ratio scale, r = mu*(1-G) (Eq. 3; 0.2; the paper finds 0.1-0.3 all help)",
+    "delta": "box aspect ~ U(delta, 1/delta) (Eq. 4; 0.8)",
+    "beta": "weight of the reconstruction loss (Eq. 10; on: 1, official: 0.02)",
+    "activation": "cam (class activation map, Eq. 1) | energy (sum of squared channels, official)",
+    "ratio": "paper (r = mu*(1-G)) | official (U(0.02, 0.07) + 0.03*(1-G))",
+    "box": "centered on the peak (Eq. 4) | corner (top-left corner at the peak, official)",
+    "fill": "pixel (i.i.d. U(0,1), Eq. 5) | channel (one U(0,1) per box and channel, official)",
+    "trough": "same_image | separate_image (official) | off",
+    "label_spread": "all (Eq. 7) | others (official): where NLR moves the mass r",
+    "validate": "the hooks' value checks (a host sync per step on CUDA; off in the presets)",
+    "train_on": "auto | masked (replaces the clean view) | clean_and_masked (adds it)",
+    "target": "auto | label (NLR on the method's target) | prediction (on the detached clean prediction)",
+    "warmup_epochs": "auto (when the method's warm-up ends) | epochs before SANM starts",
+    "recon_source": "auto | separate (a forward of the masked views) | mixed (the mixup forward's features)",
+}
+
+
+def sanm_help() -> str:
+    """The `sanm` keys with their one-line descriptions, aligned, for the --help page."""
+    width = max(map(len, SANM_KEY_HELP)) + len("sanm.")
+    return "\n".join(f"  {'sanm.' + key:<{width}}  {text}" for key, text in SANM_KEY_HELP.items())
+
+
+OmegaConf.register_new_resolver("sanm_help", sanm_help, replace=True)
 
 
 @dataclass

@@ -13,6 +13,7 @@ A method (one module in baselines/) subclasses `Method` and writes only what is 
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import shutil
@@ -31,9 +32,9 @@ from sanm_plugin import FeatureTap
 
 from .augment import BatchAugment
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
-from .config import AUTO
+from .config import AUTO, dataset_dir_name
 from .data import DatasetError, ImageDataset, default_cache_dir, load_dataset
-from .metrics import EpochMeans, RunRecorder, epoch_progress
+from .metrics import ConsoleLog, EpochMeans, RunRecorder, epoch_progress, tensorboard_available
 from .models import build_model
 from .noise import NoiseSpec, actual_noise_rate, cached_noisy_labels, method_noise_rate
 from .sanm_hook import SANMHook, SANMSettings
@@ -42,6 +43,20 @@ from .trainer import build_optimizer, lr_at, resolve_trainer
 
 class ConfigurationError(Exception):
     """A run cannot start as configured; the message is one line for the user."""
+
+
+class RunInterrupted(Exception):
+    """Ctrl-C during a run: `completed` epochs are safely checkpointed in `run_dir` (0 = none yet)."""
+
+    def __init__(self, run_dir: Path, completed: int, epochs: int) -> None:
+        super().__init__(f"interrupted after {completed} of {epochs} epochs")
+        self.run_dir, self.completed, self.epochs = run_dir, completed, epochs
+
+
+# Checkpoints since format 2 count epochs from 1 like every other output: "epoch" = epochs completed.
+CHECKPOINT_FORMAT = 2
+# What may change between a run and its resume: how long it trains and how it reports, not what it trains.
+RESUMABLE_KEYS = ("trainer.epochs", "trainer.eval_batch_size")
 
 
 @dataclass
@@ -173,7 +188,7 @@ class RunContext:
         pool = torch.arange(self.num_train) if index is None else index.cpu()
         order = pool[torch.randperm(len(pool))]  # CPU RNG: the same order on every device
         chunks = [c for c in order.split(size) if len(c) > 1]
-        shown = epoch_progress(chunks, total=len(chunks), desc=f"{desc} {epoch}") if self.cfg.progress else chunks
+        shown = epoch_progress(chunks, total=len(chunks), desc=f"{desc} {epoch + 1}") if self.cfg.progress else chunks
         for chunk in shown:
             yield chunk.to(self.device)
 
@@ -220,11 +235,14 @@ class Method:
 
     name = "method"
     default_warmup_epochs = 0  # what method.warmup_epochs=auto means
+    # the trainer keys conf/<method>.yaml leaves `auto`; `reference_epochs` is the run length its lr_milestones
+    # were written for, so that they scale with trainer.epochs (trainer.py)
+    schedule: dict = {}
 
     @classmethod
     def trainer_defaults(cls, cfg: DictConfig) -> dict:
-        """Values for the trainer keys conf/<method>.yaml leaves `auto` (per dataset and noise)."""
-        return {}
+        """Values for the trainer keys conf/<method>.yaml leaves `auto` (per dataset and noise): `schedule`."""
+        return dict(cls.schedule)
 
     @classmethod
     def sanm_requirements(cls, cfg: DictConfig) -> dict[str, tuple[str, str]]:
@@ -312,9 +330,14 @@ def resolve_device(name: str) -> torch.device:
 
 
 def run(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path] = None) -> dict:
-    """Train `method_cls` as `cfg` says, in `run_dir`; returns the summary."""
+    """Train `method_cls` as `cfg` says, in `run_dir`; returns the summary.
+
+    Epochs are counted from 1 in every output (console, metrics.jsonl, summary.json, checkpoints); the
+    methods' own code receives the 0-based index of the epoch in progress.
+    """
     start = time.time()
     run_dir = Path(run_dir or cfg.run_dir or default_run_dir(cfg))
+    given = cfg
     try:
         cfg = resolve_trainer(cfg, method_cls.trainer_defaults(cfg))
     except ValueError as error:
@@ -325,66 +348,139 @@ def run(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path] = Non
         ctx = RunContext(cfg, run_dir, method_cls)
     except (ValueError, FileNotFoundError, DatasetError) as error:
         raise ConfigurationError(str(error)) from error
+    identity = run_identity(given, ctx.data.content_digest())
+    checkpoint = run_dir / "checkpoints" / "last.pt"
+    state = None
+    if cfg.resume and checkpoint.exists():
+        try:
+            state = load_checkpoint(checkpoint, map_location=ctx.device)
+        except RuntimeError as error:
+            raise ConfigurationError(str(error)) from error
+        check_resumable(state, identity, checkpoint, cfg.method.name)
+        if state["epoch"] > cfg.trainer.epochs:
+            raise ConfigurationError(f"resume=true with trainer.epochs={cfg.trainer.epochs}, but the run in {run_dir} "
+                                     f"has completed {state['epoch']} epochs; give trainer.epochs >= {state['epoch']}")
     try:
         method = method_cls(ctx)
     except ValueError as error:
         raise ConfigurationError(str(error)) from error
+    console = ConsoleLog(run_dir / "run.log")
     recorder = RunRecorder(run_dir, tensorboard=cfg.tensorboard)
-    checkpoint = run_dir / "checkpoints" / "last.pt"
-    first_epoch, elapsed = 0, 0.0
-    if cfg.resume and checkpoint.exists():
-        state = load_checkpoint(checkpoint, map_location=ctx.device)
-        if state["method_name"] != method.name:
-            raise ConfigurationError(f"{checkpoint} was written by {state['method_name']}, not {method.name}; "
-                                     "use another run_dir or overwrite=true")
+    completed, elapsed = 0, 0.0
+    if state is not None:
         for name, net in method.networks.items():
             net.load_state_dict(state["networks"][name])
         method.load_extra_state(state["method"])
         restore_rng_state(state["rng"])
-        first_epoch, elapsed = state["epoch"] + 1, state["wall_seconds"]
-        recorder.truncate_after(state["epoch"])
-        print(f"resuming {run_dir} after epoch {state['epoch']}")
+        completed, elapsed = state["epoch"], state["wall_seconds"]
+        recorder.truncate_after(completed)
+        console.say(f"resuming {run_dir} after epoch {completed}")
     _write_resolved(cfg, ctx, run_dir, method.resolved_settings())
-    print(f"{method.name} on {ctx.data.name} ({ctx.num_train} training images, {ctx.noise_rate_actual:.1%} wrong labels)"
-          f", {'SANM ' + cfg.sanm.name if ctx.sanm_settings else 'no SANM'}, device {ctx.device}; writing {run_dir}")
+    console.say(f"{method.name} on {ctx.data.name} ({ctx.num_train} training images, {ctx.noise_rate_actual:.1%} "
+                f"wrong labels), {'SANM ' + cfg.sanm.name if ctx.sanm_settings else 'no SANM'}, device {ctx.device}; "
+                f"writing {run_dir}")
+    console.say("logging to " + _loggers(cfg.tensorboard))
     resumed_at = time.time()
-    for epoch in range(first_epoch, cfg.trainer.epochs):
-        epoch_start = time.time()
-        lr = ctx.lr_at(epoch)
-        for net in method.networks.values():
-            net.set_lr(lr)
-        stats = method.train_epoch(epoch)
+    try:
+        for epoch in range(completed, cfg.trainer.epochs):  # `epoch` is the 0-based index; outputs say epoch + 1
+            epoch_start = time.time()
+            lr = ctx.lr_at(epoch)
+            for net in method.networks.values():
+                net.set_lr(lr)
+            stats = method.train_epoch(epoch)
+            for net in method.networks.values():
+                net.model.eval()
+            test_acc = ctx.test_accuracy(method.predict)
+            record = {"epoch": epoch + 1, "lr": lr, **stats, "test_acc": test_acc, **method.extra_test_metrics()}
+            if ctx.has_validation:
+                record["val_acc"] = ctx.val_accuracy(method.predict)
+            record["epoch_seconds"] = time.time() - epoch_start
+            recorder.log_epoch(record)
+            save_checkpoint(checkpoint, {
+                "format": CHECKPOINT_FORMAT, "epoch": epoch + 1, "method_name": method.name, "identity": identity,
+                "networks": {name: net.state_dict() for name, net in method.networks.items()},
+                "method": method.extra_state(), "rng": capture_rng_state(),
+                "wall_seconds": elapsed + time.time() - resumed_at,
+            })
+            completed = epoch + 1
+            console.say(f"epoch {completed}/{cfg.trainer.epochs}  test_acc {test_acc:.2f}  " + "  ".join(
+                f"{k} {v:.4g}" for k, v in stats.items() if isinstance(v, float) and not math.isnan(v)))
+        summary = _summary(recorder.records(), cfg, ctx, elapsed + time.time() - resumed_at)
         for net in method.networks.values():
             net.model.eval()
-        test_acc = ctx.test_accuracy(method.predict)
-        record = {"epoch": epoch, "lr": lr, **stats, "test_acc": test_acc, **method.extra_test_metrics()}
-        if ctx.has_validation:
-            record["val_acc"] = ctx.val_accuracy(method.predict)
-        record["epoch_seconds"] = time.time() - epoch_start
-        recorder.log_epoch(record)
-        save_checkpoint(checkpoint, {
-            "epoch": epoch, "method_name": method.name,
-            "networks": {name: net.state_dict() for name, net in method.networks.items()},
-            "method": method.extra_state(), "rng": capture_rng_state(),
-            "wall_seconds": elapsed + time.time() - resumed_at,
-        })
-        print(f"epoch {epoch + 1}/{cfg.trainer.epochs}  test_acc {test_acc:.2f}  " + "  ".join(
-            f"{k} {v:.4g}" for k, v in stats.items() if isinstance(v, float) and not math.isnan(v)))
-    summary = _summary(recorder.records(), cfg, ctx, elapsed + time.time() - resumed_at)
-    for net in method.networks.values():
-        net.model.eval()
-    summary.update(ctx.fitted_labels(method.predict))
-    method.on_run_end()
-    recorder.write_summary(summary)
-    recorder.close()
-    print(f"best test_acc {summary['best_test_acc']:.2f}, last {summary['last_test_acc']:.2f} "
-          f"({time.time() - start:.0f} s); summary in {run_dir / 'summary.json'}")
+        summary.update(ctx.fitted_labels(method.predict))
+        method.on_run_end()
+        recorder.write_summary(summary)
+    except KeyboardInterrupt:
+        raise RunInterrupted(run_dir, completed, cfg.trainer.epochs) from None
+    finally:
+        recorder.close()
+    console.say(f"best test_acc {summary['best_test_acc']:.2f}, last {summary['last_test_acc']:.2f} "
+                f"({time.time() - start:.0f} s); summary in {run_dir / 'summary.json'}")
     return summary
+
+
+def run_identity(cfg: DictConfig, dataset_identity: str) -> dict[str, str]:
+    """Everything that determines what a run trains, as {dotted key: JSON value}: the data (by content, not
+    by path), noise, model, method, SANM, trainer (as given, `auto`s unresolved), seed and encoder; without
+    RESUMABLE_KEYS and the run-control options (device, output paths, logging)."""
+    given = OmegaConf.to_container(cfg, resolve=True)
+    identity = {"dataset": dataset_identity, "seed": json.dumps(given["seed"]),
+                "pretrained": json.dumps(given.get("pretrained")), "sanm": json.dumps(given.get("sanm") is not None)}
+    for group in ("noise", "model", "method", "trainer", "sanm"):
+        for key, value in _flatten(given.get(group) or {}, group).items():
+            if key not in RESUMABLE_KEYS and key != "noise.name":
+                identity[key] = json.dumps(value, sort_keys=True)
+    return identity
+
+
+def check_resumable(state: dict, identity: dict[str, str], checkpoint: Path, method_name: str) -> None:
+    """Refuse, in one line naming the keys, to continue a checkpoint under settings it was not trained with."""
+    if state.get("format", 1) != CHECKPOINT_FORMAT:
+        raise ConfigurationError(f"{checkpoint} was written by an older version of this library (epochs counted "
+                                 "from 0); finish it with that version, or start again with overwrite=true")
+    if state["method_name"] != method_name:
+        raise ConfigurationError(f"{checkpoint} was written by {state['method_name']}, not {method_name}; "
+                                 "use another run_dir or overwrite=true")
+    saved = state["identity"]
+    differ = sorted(key for key in saved.keys() | identity.keys() if saved.get(key) != identity.get(key))
+    if differ:
+        shown = ", ".join(f"{key} ({_short(saved.get(key))} -> {_short(identity.get(key))})" for key in differ[:6])
+        more = f" and {len(differ) - 6} more" if len(differ) > 6 else ""
+        raise ConfigurationError(f"resume=true, but this command differs from the run in {checkpoint.parent.parent} "
+                                 f"in {shown}{more}; resume with the run's own settings (see its resolved.yaml), or "
+                                 "use another run_dir= or overwrite=true")
+
+
+def _flatten(tree: dict, prefix: str) -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}.{key}"))
+        else:
+            flat[f"{prefix}.{key}"] = value
+    return flat
+
+
+def _short(value: Optional[str]) -> str:
+    if value is None:
+        return "unset"
+    return value if len(value) <= 40 else value[:18] + "..." + value[-18:]
+
+
+def _loggers(tensorboard: bool) -> str:
+    files = "metrics.jsonl, summary.json, run.log"
+    if not tensorboard:
+        return files + " (TensorBoard off: tensorboard=false)"
+    if not tensorboard_available():
+        return files + " (TensorBoard off: not installed; pip install -e \".[logging]\" adds it)"
+    return files + ", tensorboard/"
 
 
 def default_run_dir(cfg: DictConfig) -> Path:
     sanm = cfg.sanm.name if cfg.get("sanm") is not None else "off"
-    return Path(cfg.output_root) / cfg.method.name / cfg.dataset.name / cfg.noise.name / sanm / f"seed{cfg.seed}"
+    dataset = dataset_dir_name(cfg.dataset.name, cfg.dataset.root)
+    return Path(cfg.output_root) / cfg.method.name / dataset / cfg.noise.name / sanm / f"seed{cfg.seed}"
 
 
 # ---------------------------------------------------------------------- helpers

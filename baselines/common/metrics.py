@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from baselines.common.files import atomic_write
 
-__all__ = ["RunRecorder", "binary_auc", "epoch_progress"]
+__all__ = ["ConsoleLog", "RunRecorder", "binary_auc", "epoch_progress", "tensorboard_available"]
 
 
 def _summary_writer_cls() -> Any:
@@ -30,6 +30,23 @@ def _summary_writer_cls() -> Any:
     except ImportError:
         return None
     return SummaryWriter
+
+
+def tensorboard_available() -> bool:
+    return _summary_writer_cls() is not None
+
+
+class ConsoleLog:
+    """The run's console lines, printed and appended to ``run_dir/run.log`` (kept across resumes), so the
+    record of a run on a cluster or in a closed terminal is in its directory."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def say(self, line: str) -> None:
+        print(line, flush=True)
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
 
 
 def _as_number(value: Any) -> Any:
@@ -91,7 +108,8 @@ class RunRecorder:
         self._writer.flush()
 
     def truncate_after(self, epoch: int) -> list[dict[str, Any]]:
-        """On resume, keeps only the records of epochs ``<= epoch`` (rewritten atomically) and returns them."""
+        """On resume, keeps only the records of epochs ``<= epoch`` (the epochs completed, counted from 1), rewritten
+        atomically, and returns them."""
         kept = [r for r in self.records() if r["epoch"] <= epoch]
         with atomic_write(self.metrics_path, "w") as handle:
             handle.writelines(json.dumps(r, allow_nan=False) + "\n" for r in kept)

@@ -95,10 +95,29 @@ class NoiseSpec:
             raise ValueError(f"noise rate must be in [0, 1], got {self.rate}")
         if self.type == "file" and not self.file:
             raise ValueError("noise type 'file' needs a label file: set noise.file=<path>")
+        self._refuse_ignored_settings()
         # Hydra passes ints and DictConfigs; plain values keep the spec picklable, the key stable.
         object.__setattr__(self, "rate", float(self.rate))
         if self.asym_map is not None:
             object.__setattr__(self, "asym_map", {int(k): int(v) for k, v in self.asym_map.items()})
+
+
+    def _refuse_ignored_settings(self) -> None:
+        """A setting this noise type would not use is an error, not a silent no-op: `noise.rate=0.7` on its
+        own would otherwise train on clean labels under a run directory named `none`."""
+        if self.type == "none" and self.rate != 0.0:
+            raise ValueError(f"noise.rate={self.rate} has no effect with noise type 'none' (clean labels); choose a "
+                             f"type, e.g. noise=sym_{self.rate} or noise.type=sym noise.rate={self.rate}")
+        if self.type == "file" and self.rate != 0.0:
+            raise ValueError(f"noise.rate={self.rate} has no effect with noise type 'file' (the labels come from "
+                             "noise.file); drop noise.rate")
+        if self.asym_map is not None and self.type != "asym":
+            raise ValueError(f"noise.asym_map is used only by noise type 'asym', not {self.type!r}; drop it or "
+                             "choose an asym noise (e.g. noise=asym_0.4)")
+        for key in ("file", "file_key"):
+            if getattr(self, key) is not None and self.type != "file":
+                raise ValueError(f"noise.{key} is used only by noise type 'file', not {self.type!r}; drop it or "
+                                 "choose noise=file")
 
 
 def cifar10_asym_map(class_names: Sequence[str]) -> dict[int, int]:
@@ -184,7 +203,7 @@ def make_noisy_labels(
     """Noisy labels for one training set, by the protocols of the module docstring.
 
     Args:
-        spec: The noise. 'none' or rate 0 returns the true labels ('file' ignores the rate).
+        spec: The noise. 'none' or rate 0 returns the true labels; 'file' reads them (and takes no rate).
         true_labels: Clean labels, [N]; not modified.
         num_classes: C.
         seed: Seeds ``np.random.default_rng``; the same seed gives the same labels.

@@ -2,6 +2,11 @@
 
 Every method optimises through these, so Co-teaching's Adam with its linear decay and ELR's cosine
 restarts are options of the shared step, not copies of it.
+
+Schedules follow `trainer.epochs`: a method's table gives its milestones (and Co-teaching's decay start)
+for `reference_epochs`, the run length they were written for; when the yaml leaves them `auto` they are
+scaled to the epochs of this run (CE's drop at 150 of 300 becomes 30 of 60). Values the user gives
+(`trainer.lr_milestones=[40]`) are used as given. Warm-ups, ramps and ELR's restart period stay in epochs.
 """
 
 from __future__ import annotations
@@ -16,21 +21,38 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from .config import AUTO
 
 SCHEDULES = ("step", "cosine", "cosine_restarts", "linear")
+SCALED_KEYS = ("lr_milestones", "lr_decay_start")  # epochs into the run: scaled with trainer.epochs when auto
 OPTIMIZERS = ("sgd", "adam")
 
 
 def resolve_trainer(cfg: DictConfig, defaults: dict) -> DictConfig:
-    """A copy of `cfg` whose trainer `auto` values are taken from `defaults` (the method's table)."""
+    """A copy of `cfg` whose trainer `auto` values are taken from `defaults` (the method's table), the
+    SCALED_KEYS among them scaled from `defaults["reference_epochs"]` to this run's trainer.epochs."""
     cfg = copy.deepcopy(cfg)  # keeps the structured types (the sanm group is read back as its dataclass)
+    defaults = dict(defaults)
+    reference = defaults.pop("reference_epochs", None)
     with open_dict(cfg):
-        for key, value in cfg.trainer.items():
-            if value == AUTO:
-                if key not in defaults:
-                    raise ValueError(f"trainer.{key}=auto but {cfg.method.name} has no default for it; "
-                                     f"set trainer.{key}=<value>")
-                cfg.trainer[key] = defaults[key]
+        auto = [key for key, value in cfg.trainer.items() if value == AUTO]
+        for key in auto:
+            if key not in defaults:
+                raise ValueError(f"trainer.{key}=auto but {cfg.method.name} has no default for it; "
+                                 f"set trainer.{key}=<value>")
+            cfg.trainer[key] = defaults[key]
+        for key in SCALED_KEYS:
+            if key in auto and reference is not None:
+                cfg.trainer[key] = scale_epochs(defaults[key], reference, cfg.trainer.epochs)
     check_trainer(cfg.trainer)
     return cfg
+
+
+def scale_epochs(value, reference: int, epochs: int):
+    """An epoch (or list of epochs) of a `reference`-epoch schedule, at the same share of an `epochs`-epoch one,
+    rounded half up: 150 of 300 -> 30 of 60, [40, 80] of 200 -> [12, 24] of 60."""
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"trainer.epochs must be an integer >= 1, got {epochs!r}")
+    if OmegaConf.is_list(value) or isinstance(value, (list, tuple)):
+        return [scale_epochs(v, reference, epochs) for v in value]
+    return int(math.floor(value * epochs / reference + 0.5))
 
 
 def check_trainer(trainer: DictConfig) -> None:
@@ -60,6 +82,15 @@ def check_trainer(trainer: DictConfig) -> None:
     milestones = trainer.lr_milestones
     if not OmegaConf.is_list(milestones) and not isinstance(milestones, list):
         raise ValueError(f"trainer.lr_milestones must be a list of epochs, got {milestones!r}")
+    # a schedule key the chosen schedule does not read would be silently ignored: say so instead
+    if trainer.lr_schedule != "step" and len(milestones):
+        raise ValueError(f"trainer.lr_milestones={list(milestones)} is used only by trainer.lr_schedule=step, not "
+                         f"{trainer.lr_schedule}; drop it or set trainer.lr_schedule=step")
+    if trainer.lr_schedule not in ("cosine", "cosine_restarts") and trainer.lr_min is not None:
+        raise ValueError(f"trainer.lr_min is used only by the cosine schedules, not {trainer.lr_schedule}; drop it")
+    if trainer.lr_schedule != "linear" and trainer.lr_decay_start != 0:
+        raise ValueError(f"trainer.lr_decay_start is used only by trainer.lr_schedule=linear, not "
+                         f"{trainer.lr_schedule}; drop it")
     betas = list(trainer.adam_betas)
     if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
         raise ValueError(f"trainer.adam_betas must be two numbers in [0, 1), got {betas}")

@@ -2,6 +2,8 @@
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,6 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+
+from fake_data import write_image_folder
 
 from baselines.common.engine import ConfigurationError, run
 from baselines.registry import BASELINES
@@ -46,6 +50,14 @@ def test_every_registered_method_has_its_diagnostics_listed():
     assert set(DIAGNOSTICS) == set(BASELINES)
 
 
+README_KEYS = set(re.findall(r"`([a-z_0-9/]+)`", (ROOT / "README.md").read_text()))
+
+
+def _documented(key):
+    """The README name of an output key: per-network keys are documented once, without `_net1` / `_net2`."""
+    return re.sub(r"_net[12]$", "", key) if key != "test_acc_net2" else key
+
+
 def run_dir_of(root, method, noise, sanm):
     return root / method / "digits" / noise / (sanm or "off") / "seed0"
 
@@ -55,17 +67,19 @@ def test_smoke_run_writes_the_documented_outputs(tmp_path, method, sanm):
     cli(method, "+experiment=smoke", "noise=sym_0.5", f"output_root={tmp_path}", *([f"+sanm={sanm}"] if sanm else []))
     run_dir = run_dir_of(tmp_path, method, "sym_0.5", sanm)
     records = metrics(run_dir)
-    assert [r["epoch"] for r in records] == [0, 1] and all(0 <= r["test_acc"] <= 100 for r in records)
+    assert [r["epoch"] for r in records] == [1, 2] and all(0 <= r["test_acc"] <= 100 for r in records)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert set(summary) >= {"best_test_acc", "last_test_acc", "mean_last10_test_acc", "epochs", "noise_rate_actual",
                             "wall_seconds"}
     assert 0.3 < summary["noise_rate_actual"] < 0.6  # DivideMix protocol: about 0.45 wrong
     state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
-    assert state["epoch"] == 1
+    assert state["epoch"] == 2  # epochs completed, counted like metrics.jsonl
     assert (run_dir / ".hydra" / "config.yaml").exists()
     resolved = (run_dir / "resolved.yaml").read_text()
     assert "device: cpu" in resolved and "auto" not in resolved.split("\nsanm:")[0].split("trainer:")[1]
     assert DIAGNOSTICS[method] <= set(records[1])
+    undocumented = {key for key in {*records[0], *records[1], *summary} if _documented(key) not in README_KEYS}
+    assert not undocumented, f"add these output keys to README's tables: {sorted(undocumented)}"
     if sanm:  # SANM active in the second epoch, with its diagnostics and resolved engine keys
         suffix = "_net1" if any(key.endswith("_net1") for key in records[1]) else ""
         assert "train_on: clean_and_masked" in resolved and "target: label" in resolved
@@ -136,7 +150,7 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, method):
     cli(method, *args, f"output_root={tmp_path / 'killed'}", "resume=true")
     keys = [key for key in metrics(whole)[0] if key.startswith("test_acc")]
     assert [[r[k] for k in keys] for r in metrics(killed)] == [[r[k] for k in keys] for r in metrics(whole)]
-    assert [r["epoch"] for r in metrics(killed)] == list(range(epochs))
+    assert [r["epoch"] for r in metrics(killed)] == list(range(1, epochs + 1))
 
 
 def test_pretrain_then_c2d_from_its_encoder(tmp_path):
@@ -167,3 +181,108 @@ def test_single_network_elr_runs_from_the_elr_plus_module(tmp_path):
     assert {"target_accuracy", "mask_ratio_clean", "loss/elr"} <= set(records[1])  # one network: no suffix
     resolved = (run_dir / "resolved.yaml").read_text()
     assert "variant: elr\n" in resolved and "beta: 0.9" in resolved and "lambda_elr: 1.0" in resolved  # asym row
+
+
+# ---------------------------------------------------------------------- what a new user runs into
+def test_a_noise_rate_without_a_noise_type_is_an_error_not_a_clean_run(tmp_path):
+    result = cli("ce", "+experiment=smoke", "noise.rate=0.7", f"output_root={tmp_path}", check=False)
+    assert result.returncode == 2 and not list(tmp_path.rglob("metrics.jsonl"))
+    assert result.stderr.strip().splitlines()[-1].startswith("error: noise.rate=0.7 has no effect with noise type 'none'")
+
+
+def _image_folder(root, seed):
+    write_image_folder(root, ["cat", "dog"], n_per_class=8, size=(8, 8), seed=seed)
+    return root
+
+
+def test_image_folders_get_run_directories_of_their_own(tmp_path):
+    roots = [_image_folder(tmp_path / name / "imgs", seed) for seed, name in enumerate(("a", "b"))]
+    for root in roots:
+        cli("ce", "+experiment=smoke", "dataset=image_folder", f"dataset.root={root}", "trainer.epochs=1",
+            f"dataset.cache_dir={tmp_path / 'cache'}", "dataset.train_subset=null", f"output_root={tmp_path / 'out'}")
+    runs = sorted(p.parent.relative_to(tmp_path / "out").parts[1] for p in (tmp_path / "out").rglob("summary.json"))
+    assert len(set(runs)) == 2 and all(r.startswith("image_folder-imgs-") for r in runs)
+
+
+@pytest.mark.parametrize("changed,named", [
+    (["dataset.train_subset=200"], "dataset"), (["+sanm=on"], "sanm"), (["noise=sym_0.2"], "noise.rate"),
+    (["model.width=4"], "model.width"), (["seed=1"], "seed"), (["trainer.lr=0.1"], "trainer.lr"),
+])
+def test_resume_refuses_a_run_trained_with_other_settings(tmp_path, changed, named):
+    run(_cfg("ce", "noise=sym_0.5", "trainer.epochs=1"), BASELINES["ce"], run_dir=tmp_path)
+    resolved = (tmp_path / "resolved.yaml").read_text()
+    with pytest.raises(ConfigurationError, match=rf"differs from the run in .* in .*{named}"):
+        run(_cfg("ce", "noise=sym_0.5", "trainer.epochs=2", "resume=true", *changed), BASELINES["ce"], run_dir=tmp_path)
+    assert (tmp_path / "resolved.yaml").read_text() == resolved and len(metrics(tmp_path)) == 1
+    # more epochs (and a new evaluation batch size) is what resuming is for
+    run(_cfg("ce", "noise=sym_0.5", "trainer.epochs=2", "trainer.eval_batch_size=64", "resume=true"), BASELINES["ce"],
+        run_dir=tmp_path)
+    assert [r["epoch"] for r in metrics(tmp_path)] == [1, 2]
+
+
+def test_resume_refuses_another_image_folder_in_the_same_run_dir(tmp_path):
+    roots = [_image_folder(tmp_path / name, seed) for seed, name in enumerate(("a", "b"))]
+    common = ["dataset=image_folder", "dataset.train_subset=null", f"dataset.cache_dir={tmp_path / 'cache'}"]
+    run(_cfg("ce", *common, f"dataset.root={roots[0]}", "trainer.epochs=1"), BASELINES["ce"], run_dir=tmp_path / "run")
+    with pytest.raises(ConfigurationError, match=r"in dataset \("):
+        run(_cfg("ce", *common, f"dataset.root={roots[1]}", "trainer.epochs=2", "resume=true"), BASELINES["ce"],
+            run_dir=tmp_path / "run")
+    # the same pictures under another path are the same data: the run continues
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    shutil.copytree(roots[0], moved / "a")
+    run(_cfg("ce", *common, f"dataset.root={moved / 'a'}", "trainer.epochs=2", "resume=true"), BASELINES["ce"],
+        run_dir=tmp_path / "run")
+    assert len(metrics(tmp_path / "run")) == 2
+
+
+def test_ctrl_c_says_what_is_checkpointed_and_how_to_continue(tmp_path):
+    args = ["+experiment=smoke", "noise=sym_0.5", "trainer.epochs=12", f"output_root={tmp_path}"]
+    run_dir = run_dir_of(tmp_path, "ce", "sym_0.5", None)
+    proc = subprocess.Popen([sys.executable, "-m", "baselines.ce", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    while not (run_dir / "checkpoints" / "last.pt").exists() and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate()
+    assert proc.returncode == 130, err
+    line, = err.strip().splitlines()  # one line, no traceback
+    done = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])["epoch"]
+    assert line.startswith(f"interrupted: epoch {done} of 12 is checkpointed in {run_dir}; continue with: ")
+    command = line.split("continue with: ")[1].split()
+    assert command[:3] == ["python", "-m", "baselines.ce"] and command[-1] == "resume=true"
+    cli("ce", *command[3:])  # the printed command finishes the run
+    assert [r["epoch"] for r in metrics(run_dir)] == list(range(1, 13))
+
+
+def test_a_sanm_key_without_a_preset_says_to_add_one(tmp_path):
+    result = cli("ce", "+experiment=smoke", "sanm.mu=0.3", f"output_root={tmp_path}", check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: sanm.mu needs a SANM preset: add +sanm=on (the paper's equations) or +sanm=official (the official "
+        "code's choices), e.g. +sanm=on sanm.mu=0.3"]
+
+
+def test_help_names_the_method_and_explains_the_sanm_keys():
+    out = cli("dividemix", "--help").stdout
+    assert out.startswith("dividemix: the dividemix method") and "python -m baselines.dividemix" in out
+    assert "sanm: off, official, on" in out and "cli" not in out.split("== Config (")[0]
+    for key in ("mu", "beta", "train_on", "target", "warmup_epochs", "recon_source"):
+        assert f"sanm.{key} " in out
+
+
+def test_bare_module_lists_the_methods_and_runs_one():
+    listing = subprocess.run([sys.executable, "-m", "baselines"], cwd=ROOT, capture_output=True, text=True)
+    assert listing.returncode == 0 and all(f"  {name} " in listing.stdout for name in BASELINES)
+    unknown = subprocess.run([sys.executable, "-m", "baselines", "dividemixx"], cwd=ROOT, capture_output=True, text=True)
+    assert unknown.returncode == 2 and "unknown method 'dividemixx'" in unknown.stderr
+    assert all(f"  {name} " in unknown.stderr for name in BASELINES)
+
+
+def test_the_console_log_is_written_to_run_log(tmp_path):
+    result = cli("ce", "+experiment=smoke", f"output_root={tmp_path}", "tensorboard=false")
+    run_dir = run_dir_of(tmp_path, "ce", "none", None)
+    log = (run_dir / "run.log").read_text().splitlines()
+    assert log == [line for line in result.stdout.splitlines() if line in log] and len(log) >= 4
+    assert "logging to metrics.jsonl, summary.json, run.log (TensorBoard off: tensorboard=false)" in log
+    assert not list(run_dir.glob("*.log"))[1:] and not (run_dir / "cli.log").exists()

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 
 from baselines.common.checkpoint import load_checkpoint
-from baselines.common.engine import Batch, RunContext, run
+from baselines.common.engine import Batch, RunContext, RunInterrupted, run
 from baselines.common.trainer import resolve_trainer
 from baselines.coteaching import CoTeaching, forget_rate, remembered_count, small_loss_selection
 
@@ -126,7 +126,7 @@ def test_lr_and_beta1_schedule_at_chosen_epochs(tmp_path):
 
 
 @pytest.mark.parametrize("dataset,epochs,start", [("cifar10", 200, 80), ("cifar100", 200, 100), ("digits", 200, 80),
-                                                  ("cifar10", 100, 40), ("digits", 2, 0)])
+                                                  ("cifar10", 100, 40), ("digits", 2, 1), ("cifar10", 3, 1)])  # 0.8, 1.2 round
 def test_decay_start_per_dataset(tmp_path, dataset, epochs, start):
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(config_name="coteaching", overrides=[f"dataset={dataset}", f"trainer.epochs={epochs}"])
@@ -188,7 +188,7 @@ def test_first_epoch_keeps_everything(tmp_path):
     """rho(0) = 0: each network hands its peer the whole batch, so precision = the share of right labels."""
     method = _method(tmp_path)
     stats = method.train_epoch(0)
-    assert stats["forget_rate"] == 0.0 and stats["adam_beta1"] == 0.1  # smoke: 2 epochs, decay from epoch 0
+    assert stats["forget_rate"] == 0.0 and stats["adam_beta1"] == 0.9  # smoke: 2 epochs, decay from the second
     for k in (1, 2):
         assert stats[f"selection_precision_net{k}"] == pytest.approx(method.ctx.is_clean.float().mean().item())
         assert stats[f"selection_recall_net{k}"] == 1.0
@@ -220,18 +220,18 @@ def test_resume_after_a_kill_is_bit_identical(tmp_path):
     The decay start at epoch 1 makes the resumed epoch switch beta1, and SANM starts in it."""
     overrides = ["+sanm=on", "dataset.train_subset=96", "trainer.lr_decay_start=1"]
     run(_cfg(tmp_path, *overrides), CoTeaching, run_dir=tmp_path / "whole")
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(RunInterrupted):  # the engine's form of Ctrl-C
         run(_cfg(tmp_path, *overrides), _KilledInSecondEpoch, run_dir=tmp_path / "killed")
     run(_cfg(tmp_path, *overrides, "resume=true"), CoTeaching, run_dir=tmp_path / "killed")
 
     whole, resumed = (load_checkpoint(tmp_path / d / "checkpoints" / "last.pt") for d in ("whole", "killed"))
-    assert whole["epoch"] == resumed["epoch"] == 1
+    assert whole["epoch"] == resumed["epoch"] == 2  # epochs completed
     for name in ("net1", "net2"):
         _assert_identical(whole["networks"][name], resumed["networks"][name])
     assert whole["networks"]["net1"]["optimizer"]["param_groups"][0]["betas"] == (0.1, 0.999)
     records = [[{k: v for k, v in json.loads(line).items() if k != "epoch_seconds"}
                 for line in (tmp_path / d / "metrics.jsonl").read_text().splitlines()] for d in ("whole", "killed")]
-    assert records[0] == records[1] and [r["epoch"] for r in records[0]] == [0, 1]
+    assert records[0] == records[1] and [r["epoch"] for r in records[0]] == [1, 2]
     assert {"test_acc_net2", "selection_precision_net1", "mask_ratio_clean_net2"} <= set(records[0][1])
     resolved = (tmp_path / "whole" / "resolved.yaml").read_text()
     assert "forget_rate: 0.45" in resolved and "forget_rate_source: expected" in resolved

@@ -229,7 +229,7 @@ def test_resume_continues_exactly(tmp_path, variant, networks, steps):
     run(_cfg(tmp_path, *args, "trainer.epochs=1"), ELRPlus, run_dir=tmp_path / "split")
     run(_cfg(tmp_path, *args, "trainer.epochs=2", "resume=true"), ELRPlus, run_dir=tmp_path / "split")
     whole, split = (load_checkpoint(tmp_path / name / "checkpoints" / "last.pt") for name in ("whole", "split"))
-    assert whole["epoch"] == split["epoch"] == 1 and whole["method_name"] == variant
+    assert whole["epoch"] == split["epoch"] == 2 and whole["method_name"] == variant
     # ELR+: two epochs of network 1's steps (150 images in batches of 64); ELR keeps no step counter
     assert whole["method"]["global_step"] == split["method"]["global_step"] == steps
     assert set(whole["networks"]) == set(networks)

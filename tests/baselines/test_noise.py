@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 
 import numpy as np
 import pytest
@@ -357,7 +358,7 @@ def test_cache_key_covers_everything(tmp_path):
         noise_cache_key(NoiseSpec("sym", 0.4), "cifar10", 1, 10),
         noise_cache_key(NoiseSpec("asym", 0.5), "cifar10", 1, 10),
         noise_cache_key(NoiseSpec("sym", 0.5, protocol="exclude_true"), "cifar10", 1, 10),
-        noise_cache_key(NoiseSpec("sym", 0.5, asym_map={1: 2}), "cifar10", 1, 10),
+        noise_cache_key(NoiseSpec("asym", 0.5, asym_map={1: 2}), "cifar10", 1, 10),
         noise_cache_key(NoiseSpec("sym", 0.5), "cifar100", 1, 10),
         noise_cache_key(NoiseSpec("sym", 0.5), "cifar10", 2, 10),
         noise_cache_key(NoiseSpec("sym", 0.5), "cifar10", 1, 100),
@@ -433,3 +434,22 @@ def test_exclude_true_is_selectable_for_every_type_and_meets_the_expected_rate(l
         assert np.all(noisy[~sources] == labels[~sources]) and abs(actual - rate * sources.mean()) < 0.015
     else:
         assert abs(actual - noise.expected_noise_rate(spec, C, actual)) < 0.015
+
+
+@pytest.mark.parametrize("spec,named", [
+    (dict(type="none", rate=0.7), "noise.rate=0.7 has no effect with noise type 'none'"),
+    (dict(type="file", rate=0.2, file="labels.npy"), "noise.rate=0.2 has no effect with noise type 'file'"),
+    (dict(type="sym", rate=0.5, asym_map={0: 1}), "noise.asym_map is used only by noise type 'asym'"),
+    (dict(type="sym", rate=0.5, file="labels.npy"), "noise.file is used only by noise type 'file'"),
+    (dict(type="none", file_key="worse_label"), "noise.file_key is used only by noise type 'file'"),
+])
+def test_a_setting_the_noise_would_ignore_is_an_error(spec, named):
+    with pytest.raises(ValueError, match=re.escape(named)):
+        NoiseSpec(**spec)
+
+
+def test_settings_each_type_uses_are_accepted():
+    NoiseSpec("none")
+    NoiseSpec("asym", 0.4, asym_map={0: 1})
+    NoiseSpec("file", file="labels.npy", file_key="worse_label")
+    NoiseSpec("pairflip", 0.45, protocol="exclude_true")  # the protocol holds for every type (see above)

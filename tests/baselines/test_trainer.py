@@ -1,6 +1,7 @@
 """The shared trainer options: `auto` values from a method's table, lr schedules, optimisers, validation split."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,8 @@ from omegaconf import OmegaConf
 from baselines.common.config import RunConfig
 from baselines.common.engine import validation_split
 from baselines.common.trainer import build_optimizer, lr_at, resolve_trainer
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
 def _cfg(**trainer):
@@ -90,3 +93,47 @@ def test_validation_split_is_seeded_disjoint_and_complete():
     assert len(held) == 0 and np.array_equal(keep, np.arange(50))
     with pytest.raises(ValueError, match="val_fraction"):
         validation_split(10, 0.99, seed=0)
+
+
+# ---------------------------------------------------------------------- schedules follow trainer.epochs
+def _method_cfg(method, *overrides):
+    from hydra import compose, initialize_config_dir
+
+    from baselines.registry import BASELINES
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name=method, overrides=["noise=sym_0.5", *overrides])
+    return resolve_trainer(cfg, BASELINES[method].trainer_defaults(cfg)).trainer
+
+
+@pytest.mark.parametrize("method,epochs,milestones", [
+    ("ce", 60, [30]), ("dividemix", 60, [30]), ("c2d", 60, [25, 50]), ("cdr", 60, [12, 24]), ("elr_plus", 20, [15]),
+    ("ce", 300, [150]), ("c2d", 361, [150, 300]), ("cdr", 200, [40, 80]), ("elr_plus", 200, [150]), ("ce", 7, [4]),
+])
+def test_default_milestones_keep_their_share_of_the_run(method, epochs, milestones):
+    """Hand-computed: 150 of 300 -> 30 of 60; C2D's 150, 300 of 361 -> 24.9, 49.9 -> 25, 50; 3.5 rounds up."""
+    trainer = _method_cfg(method, f"trainer.epochs={epochs}")
+    assert list(trainer.lr_milestones) == milestones
+
+
+@pytest.mark.parametrize("method", ["ce", "dividemix", "c2d", "cdr", "elr_plus"])
+def test_milestones_the_user_gives_are_used_unchanged(method):
+    assert list(_method_cfg(method, "trainer.epochs=60", "trainer.lr_milestones=[36]").lr_milestones) == [36]
+    assert list(_method_cfg(method, "trainer.lr_milestones=[]").lr_milestones) == []
+
+
+def test_co_teachings_decay_start_scales_and_warm_ups_stay_in_epochs():
+    assert _method_cfg("coteaching", "trainer.epochs=60").lr_decay_start == 24
+    assert _method_cfg("coteaching", "trainer.epochs=60", "trainer.lr_decay_start=50").lr_decay_start == 50
+    elr = _method_cfg("elr_plus", "method.variant=elr", "trainer.epochs=30")
+    assert elr.lr_schedule == "cosine_restarts" and elr.lr_restart_period == 10  # a period, not a point in the run
+
+
+@pytest.mark.parametrize("trainer,match", [
+    (dict(lr_schedule="cosine", lr_milestones=[10]), "lr_milestones=.10. is used only by trainer.lr_schedule=step"),
+    (dict(lr_min=0.001), "lr_min is used only by the cosine schedules"),
+    (dict(lr_schedule="cosine", lr_decay_start=5), "lr_decay_start is used only by trainer.lr_schedule=linear"),
+])
+def test_a_schedule_key_the_schedule_does_not_read_is_an_error(trainer, match):
+    with pytest.raises(ValueError, match=match):
+        resolve_trainer(_cfg(**trainer), {})

@@ -57,7 +57,7 @@ def test_accuracy_benchmark_writes_its_table_and_resumes(tmp_path):
     assert "| CE |" in table and "| SANM(CE) clean_and_masked |" in table and "3 epochs" in table
     metrics = sorted((tmp_path / "out").rglob("metrics.jsonl"))
     epochs = [[json.loads(line)["epoch"] for line in m.read_text().splitlines()] for m in metrics]
-    assert epochs == [[0, 1, 2], [0, 1, 2]]
+    assert epochs == [[1, 2, 3], [1, 2, 3]]
     # SANM(CE) starts after CE's 2 warm-up epochs: the resumed third epoch is a SANM one
     sanm_epochs = [json.loads(line) for line in metrics[1].read_text().splitlines()]
     assert "mask_ratio_noisy" in sanm_epochs[2] and "mask_ratio_noisy" not in sanm_epochs[1]

@@ -77,3 +77,12 @@ def test_smoke_preset_is_small_and_on_cpu():
     cfg = _compose("ce", ["+experiment=smoke", "+sanm=on"])
     assert cfg.device == "cpu" and cfg.trainer.epochs == 2 and cfg.method.warmup_epochs == 1
     assert OmegaConf.select(cfg, "dataset.train_subset") <= 500
+
+
+def test_image_folders_name_their_run_directory_by_folder():
+    dirs = [_compose("ce", ["dataset=image_folder", f"dataset.root=/data/{name}/cifar"]).hydra.run.dir
+            for name in ("a", "b")]
+    parts = [d.split("/")[-4] for d in dirs]
+    assert parts[0] != parts[1] and all(p.startswith("image_folder-cifar-") for p in parts)
+    same = _compose("ce", ["dataset=image_folder", "dataset.root=/data/a/cifar/"]).hydra.run.dir
+    assert same == dirs[0]  # the folder, however it is spelled

@@ -1,0 +1,1 @@
+"""Hydra config groups of the baselines; installed as the package `baselines.conf` (see setup.cfg)."""
