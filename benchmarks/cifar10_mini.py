@@ -12,6 +12,12 @@ wrong label: plain CE drifts towards memorising it; SANM should hold it down).
     python benchmarks/cifar10_mini.py --runs dividemix sanm_dividemix --noise asym_0.4   # (GPU: also sym_0.8)
     python benchmarks/cifar10_mini.py --runs elr_plus sanm_elr_plus cdr sanm_cdr coteaching sanm_coteaching
     python benchmarks/cifar10_mini.py --runs elr_plus sanm_elr_plus --resume   # continue after a kill
+    python benchmarks/cifar10_mini.py --protocol memorisation --seeds 0 1 --runs ce sanm_ce sanm_ce_fill_input
+
+`--protocol memorisation` is the regime where plain CE demonstrably memorises the noise (issue 14): 60
+epochs, batch 64, lr /10 after 36 (60%), the same 5k subset and width 16; the table then gives each
+seed's best and last, their mean, the best-minus-last drop and the share of wrong labels fitted. The
+`sanm_ce_*` rows are the ablations of SANM(CE), one option each on top of `+sanm=on`.
 
 Each run checkpoints every epoch; `--resume` continues interrupted runs and only re-reads finished ones.
 The wall column is each run's own training time (summed over its resumed parts).
@@ -41,6 +47,14 @@ RUNS = {
     "ce": ("CE", "ce", []),
     "sanm_ce": ("SANM(CE) clean_and_masked", "ce", ["+sanm=on", "sanm.train_on=clean_and_masked"]),
     "sanm_ce_masked": ("SANM(CE) masked", "ce", ["+sanm=on", "sanm.train_on=masked"]),
+    # ablations of SANM(CE), one option each on top of +sanm=on
+    "sanm_ce_fill_input": ("SANM(CE) fill in normalised units", "ce", ["+sanm=on", "sanm.fill_space=input"]),
+    "sanm_ce_recon_pixel": ("SANM(CE) reconstruct pixels", "ce", ["+sanm=on", "sanm.recon_target=pixel"]),
+    "sanm_ce_linear_decoder": ("SANM(CE) linear decoder", "ce", ["+sanm=on", "sanm.decoder=linear"]),
+    "sanm_ce_beta002": ("SANM(CE) beta 0.02", "ce", ["+sanm=on", "sanm.beta=0.02"]),
+    "sanm_ce_prediction": ("SANM(CE) target prediction", "ce", ["+sanm=on", "sanm.target=prediction"]),
+    "sanm_ce_mu01": ("SANM(CE) mu 0.1", "ce", ["+sanm=on", "sanm.mu=0.1"]),
+    "sanm_ce_mu03": ("SANM(CE) mu 0.3", "ce", ["+sanm=on", "sanm.mu=0.3"]),
     "dividemix": ("DivideMix", "dividemix", []),
     "sanm_dividemix": ("SANM(DivideMix)", "dividemix", ["+sanm=on"]),
     "elr_plus": ("ELR+", "elr_plus", []),
@@ -50,7 +64,12 @@ RUNS = {
     "coteaching": ("Co-teaching (9-layer CNN)", "coteaching", []),
     "sanm_coteaching": ("SANM(Co-teaching) (9-layer CNN)", "coteaching", ["+sanm=on"]),
 }
-DEFAULT_RUNS = list(RUNS)
+DEFAULT_RUNS = [key for key in RUNS if not key.startswith("sanm_ce_") or key == "sanm_ce_masked"]
+# the settings each protocol fixes; every other flag keeps its default
+PROTOCOLS = {
+    "short": {"epochs": 20},
+    "memorisation": {"epochs": 60, "batch_size": 64, "lr_milestones": [36]},
+}
 
 
 def unpack(archive: Path, cache: Path) -> Path:
@@ -71,7 +90,10 @@ def main() -> None:
     parser.add_argument("--archive", type=Path, default=DEFAULT_ARCHIVE)
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "sanm_plugin" / "cifar10-jpg")
     parser.add_argument("--subset", type=int, default=5000, help="class-balanced training subset; 0 = all 50k")
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--protocol", choices=list(PROTOCOLS), default="short",
+                        help="short: 20 epochs, each method's own batch and schedule; memorisation: see above")
+    parser.add_argument("--epochs", type=int, default=None, help="overrides the protocol's")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--noise", default="sym_0.5")
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--device", default="cpu")
@@ -82,46 +104,70 @@ def main() -> None:
                         help="continue interrupted runs from their last checkpoint (finished ones are only re-read) "
                              "instead of starting every run again")
     args = parser.parse_args()
+    protocol = {**PROTOCOLS[args.protocol], **({"epochs": args.epochs} if args.epochs else {})}
     folder = unpack(args.archive, args.cache)
     common = [
         "dataset=image_folder", f"dataset.root={folder}", f"noise={args.noise}", f"model.width={args.width}",
-        f"trainer.epochs={args.epochs}", f"device={args.device}", "resume=true" if args.resume else "overwrite=true",
-        "progress=false",
-    ] + ([f"dataset.train_subset={args.subset}"] if args.subset else [])
+        f"trainer.epochs={protocol['epochs']}", f"device={args.device}",
+        "resume=true" if args.resume else "overwrite=true", "progress=false",
+    ] + ([f"dataset.train_subset={args.subset}"] if args.subset else []) + (
+        [f"trainer.batch_size={protocol['batch_size']}"] if "batch_size" in protocol else []) + (
+        [f"trainer.lr_milestones=[{','.join(map(str, protocol['lr_milestones']))}]"] if "lr_milestones" in protocol
+        else [])
     rows = []
     for key in args.runs:
         label, method, extra = RUNS[key]
-        # one output root per run: variants such as sanm.train_on would otherwise share a run directory
-        command = [sys.executable, "-m", f"baselines.{method}", *common, *extra, f"output_root={args.output / key}"]
-        print(f"== {label}: {' '.join(command[2:])}", flush=True)
-        out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-        if out.returncode != 0:
-            sys.exit(f"{label} failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
-        summary_path = out.stdout.strip().splitlines()[-1].split("summary in ")[-1]
-        summary = json.loads(Path(summary_path).read_text())
-        seconds = summary["wall_seconds"]  # the run's own training time, summed over resumed parts
-        rows.append((label, summary, seconds))
-        print(f"   best {summary['best_test_acc']:.2f}  last {summary['last_test_acc']:.2f}  "
-              f"fitted wrong labels {summary['fitted_wrong_labels']:.1%}  ({seconds:.0f} s)", flush=True)
+        summaries = []
+        for seed in args.seeds:
+            # one output root per run: variants such as sanm.train_on would otherwise share a run directory
+            command = [sys.executable, "-m", f"baselines.{method}", *common, *extra, f"seed={seed}",
+                       f"output_root={args.output / key}"]
+            print(f"== {label}, seed {seed}: {' '.join(command[2:])}", flush=True)
+            out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+            if out.returncode != 0:
+                sys.exit(f"{label} failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+            summary_path = out.stdout.strip().splitlines()[-1].split("summary in ")[-1]
+            summary = json.loads(Path(summary_path).read_text())
+            summaries.append(summary)  # wall_seconds: the run's own training time, summed over resumed parts
+            print(f"   best {summary['best_test_acc']:.2f}  last {summary['last_test_acc']:.2f}  "
+                  f"fitted wrong labels {summary['fitted_wrong_labels']:.1%}  ({summary['wall_seconds']:.0f} s)",
+                  flush=True)
+        rows.append((label, summaries))
     subset = f"{args.subset} images" if args.subset else "all 50k"
+    schedule = (f", batch {protocol['batch_size']}, lr /10 after epoch {protocol['lr_milestones']}"
+                if args.protocol == "memorisation" else "")
     lines = [
         f"CIFAR-10 JPEG copy, {subset} (class-balanced), {args.noise}, PreAct ResNet-18 width {args.width}, "
-        f"{args.epochs} epochs, {args.device}; test on all 10k.",
+        f"{protocol['epochs']} epochs{schedule}, {args.device}, seeds {' '.join(map(str, args.seeds))}; "
+        "test on all 10k. With several seeds a cell is the mean, then each seed's value.",
         "",
-        "| run | best test acc | last test acc | at best val | wrong labels fitted at the end | right labels fitted "
-        "| wall |",
-        "|---|---|---|---|---|---|---|",
-    ] + [
-        f"| {label} | {s['best_test_acc']:.2f} | {s['last_test_acc']:.2f} | "
-        f"{format(s['test_acc_at_best_val'], '.2f') if 'test_acc_at_best_val' in s else '-'} | "
-        f"{s['fitted_wrong_labels']:.1%} | {s['fitted_right_labels']:.1%} | {seconds / 60:.1f} min |"
-        for label, s, seconds in rows
-    ]
+        "| run | best test acc | last test acc | best - last | at best val | wrong labels fitted at the end "
+        "| right labels fitted | wall |",
+        "|---|---|---|---|---|---|---|---|",
+    ] + [row_line(label, summaries) for label, summaries in rows]
     table = args.table or args.output / "table.md"
     table.parent.mkdir(parents=True, exist_ok=True)
     table.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"\nwritten to {table}")
+
+
+def cell(values: list[float], spec: str = ".2f", scale: float = 1.0) -> str:
+    """The mean, then each seed's value when there are several: `54.70 (54.10 / 55.30)`."""
+    shown = [format(v * scale, spec) for v in values]
+    mean = format(sum(values) * scale / len(values), spec)
+    return mean if len(values) == 1 else f"{mean} ({' / '.join(shown)})"
+
+
+def row_line(label: str, summaries: list[dict]) -> str:
+    best = [s["best_test_acc"] for s in summaries]
+    last = [s["last_test_acc"] for s in summaries]
+    at_val = ([s["test_acc_at_best_val"] for s in summaries] if all("test_acc_at_best_val" in s for s in summaries)
+              else None)
+    minutes = sum(s["wall_seconds"] for s in summaries) / 60 / len(summaries)
+    return (f"| {label} | {cell(best)} | {cell(last)} | {cell([b - l for b, l in zip(best, last)])} | "
+            f"{cell(at_val) if at_val else '-'} | {cell([s['fitted_wrong_labels'] for s in summaries], '.1f', 100)}% | "
+            f"{cell([s['fitted_right_labels'] for s in summaries], '.1f', 100)}% | {minutes:.1f} min |")
 
 
 if __name__ == "__main__":

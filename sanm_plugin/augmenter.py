@@ -14,7 +14,7 @@ from __future__ import annotations
 import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -60,6 +60,8 @@ class SANMAugmenter(nn.Module):
         image_shape: (C, H, W) of the training images.
         config: SANMConfig; None -> SANMConfig.paper().
         feature_size: (h, w) of the feature map, when known, to size the decoder's upsampling.
+        input_normalization: (mean, std) per channel, in [0, 1] pixel units, that the images were normalised
+            with; fill_space='pixel' and recon_target='pixel' use it (None = the images are raw pixels).
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class SANMAugmenter(nn.Module):
         image_shape: tuple[int, int, int],
         config: SANMConfig | None = None,
         feature_size: tuple[int, int] | None = None,
+        input_normalization: tuple[Sequence[float], Sequence[float]] | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(num_classes, int) or num_classes < 2:
@@ -85,7 +88,14 @@ class SANMAugmenter(nn.Module):
         self.num_classes = num_classes
         self.feature_channels = feature_channels
         self.image_shape = tuple(int(v) for v in image_shape)
-        self.decoder = ReconstructionDecoder(feature_channels, self.image_shape, feature_size)
+        self.decoder = ReconstructionDecoder(feature_channels, self.image_shape, feature_size, self.config.decoder)
+        mean, std = _normalization(input_normalization, self.image_shape[0])
+        # not persistent: they follow from the data, and checkpoints of earlier versions still load
+        self.register_buffer("pixel_mean", mean, persistent=False)
+        self.register_buffer("pixel_std", std, persistent=False)
+        self.register_buffer("_fill_scale", 1.0 / std, persistent=False)  # U(0,1) pixels -> normalised units
+        self.register_buffer("_fill_shift", -mean / std, persistent=False)
+        self._normalised_input = input_normalization is not None
         self._warned_energy = False
 
     # ------------------------------------------------------------------ SANM[1]: adversarial masking
@@ -129,7 +139,10 @@ class SANMAugmenter(nn.Module):
             ratios = masking.box_ratios(clean_prob, cfg)  # [B, 2]
             boxes = masking.make_boxes(anchors, ratios, cfg, height, width)  # [B, 2, 4] float
             fill_with, capacity, separate = masking.fill_plan(boxes, cfg, height, width)
-            filled = masking.fill_boxes(images, fill_with, cfg.fill, capacity, separate, masking.every_image_boxed(cfg))
+            pixel_fill = cfg.fill_space == "pixel" and self._normalised_input
+            value_map = (self._fill_scale, self._fill_shift) if pixel_fill else None
+            filled = masking.fill_boxes(images, fill_with, cfg.fill, capacity, separate, masking.every_image_boxed(cfg),
+                                        value_map)
             # separate: both copies were filled in one pass and are returned as two views
             masked, trough_images = (filled[: images.shape[0]], filled[images.shape[0]:]) if separate else (filled, None)
         (peak, trough), (peak_box, trough_box) = anchors.unbind(1), boxes.long().unbind(1)
@@ -190,7 +203,10 @@ class SANMAugmenter(nn.Module):
                 f"expected {' or '.join(f'{k}x' for k in allowed)} the batch (trough={self.config.trough!r})"
             )
         reconstruction = self.decoder(masked_feature_maps).float()
-        target = images.detach().float().repeat(copies, 1, 1, 1)
+        target = images.detach().float()
+        if self.config.recon_target == "pixel":  # the image itself: undo the input's normalisation
+            target = torch.addcmul(self.pixel_mean.view(1, -1, 1, 1), target, self.pixel_std.view(1, -1, 1, 1))
+        target = target.repeat(copies, 1, 1, 1)
         return self.config.beta * copies * F.mse_loss(reconstruction, target)
 
     # ------------------------------------------------------------------ input checks
@@ -219,6 +235,17 @@ class SANMAugmenter(nn.Module):
             low, high = torch.aminmax(clean_prob)  # (no_grad here) NaN propagates into both and fails the test
             if not (float(low) >= 0.0 and float(high) <= 1.0):
                 raise ValueError("clean_prob must lie in [0, 1] with no NaN (it is a probability that the label is clean)")
+
+
+def _normalization(value, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, std) float32 [C] tensors; none given = the identity (the images are raw pixels)."""
+    if value is None:
+        return torch.zeros(channels), torch.ones(channels)
+    mean, std = (torch.as_tensor(v, dtype=torch.float32).flatten() for v in value)
+    if mean.numel() != channels or std.numel() != channels or bool((std <= 0).any()):
+        raise ValueError(f"input_normalization must be (mean, std) with {channels} values each and std > 0, "
+                         f"got {value!r}")
+    return mean, std
 
 
 def _autocast_on(device_type: str) -> bool:

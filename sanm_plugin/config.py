@@ -18,6 +18,9 @@ _CHOICES = {
     "fill": ("pixel", "channel"),
     "trough": ("same_image", "separate_image", "off"),
     "label_spread": ("all", "others"),
+    "fill_space": ("pixel", "input"),
+    "recon_target": ("input", "pixel"),
+    "decoder": ("bn", "linear"),
 }
 
 
@@ -38,6 +41,13 @@ class SANMConfig:
         trough: mask the trough in the 'same_image', in a 'separate_image' (official), or 'off'.
         label_spread: NLR moves mass r from the arg-max to 'all' c classes (Eq. 7) or the 'others' (c-1).
         validate: check values (clean_prob range, NaN, label range); costs one host sync on CUDA.
+        fill_space: where the U(0,1) fill is drawn: 'pixel' = as pixel intensities of the image, then normalised
+            like it (Eq. 5 masks the image; needs the augmenter's input_normalization, else the input is taken
+            to be raw pixels) or 'input' = into the tensor as given (official: normalised units).
+        recon_target: what the decoder reconstructs: the 'input' tensor as given (official: normalised) or the
+            'pixel' image (the input with its normalisation undone).
+        decoder: 'bn' = 2x transposed-convolution stages with BN and ReLU; 'linear' = transposed convolutions
+            only, no normalisation or activation (the official decoder's kind).
     """
 
     mu: float = 0.2
@@ -50,6 +60,9 @@ class SANMConfig:
     trough: str = "same_image"
     label_spread: str = "all"
     validate: bool = True
+    fill_space: str = "pixel"
+    recon_target: str = "input"
+    decoder: str = "bn"
 
     def __post_init__(self) -> None:
         for name, choices in _CHOICES.items():
@@ -89,6 +102,8 @@ class SANMConfig:
             fill="channel",
             trough="separate_image",
             label_spread="others",
+            fill_space="input",  # one U(0,1) constant per box and channel "in normalised units" (S6)
+            decoder="linear",  # resnetc2d.py Decoder: three ConvTranspose2d, no BN, no activation
         )
         settings.update(overrides)
         return cls(**settings)

@@ -29,30 +29,39 @@ def upsampling_stages(feature_size: tuple[int, int] | None, image_size: tuple[in
     return int(min(MAX_STAGES, max(0, round(math.log2(max(stride, 1.0))))))
 
 
+DECODER_KINDS = ("bn", "linear")
+
+
 class ReconstructionDecoder(nn.Module):
     """[B, K, h, w] features -> [B, C, H, W] image, for any h, w.
 
-    Each stage is a 4x4 stride-2 transposed convolution (exact 2x upsampling) with BN and ReLU,
-    halving the channels; a 3x3 convolution maps to the image channels; a bilinear resize fixes any
-    remaining size mismatch.
+    kind='bn': each stage is a 4x4 stride-2 transposed convolution (exact 2x upsampling) with BN and ReLU,
+    halving the channels, and a 3x3 convolution maps to the image channels. kind='linear': the same
+    transposed convolutions with biases and nothing between them, the last one producing the image
+    channels (a linear map, like the official decoder). Either way a bilinear resize fixes any remaining
+    size mismatch.
     """
 
     def __init__(
-        self, feature_channels: int, image_shape: tuple[int, int, int], feature_size: tuple[int, int] | None = None
+        self, feature_channels: int, image_shape: tuple[int, int, int], feature_size: tuple[int, int] | None = None,
+        kind: str = "bn",
     ) -> None:
         super().__init__()
+        if kind not in DECODER_KINDS:
+            raise ValueError(f"decoder kind must be one of {DECODER_KINDS}, got {kind!r}")
         self.image_shape = tuple(int(v) for v in image_shape)
         layers: list[nn.Module] = []
         channels = feature_channels
-        for _ in range(upsampling_stages(feature_size, self.image_shape[1:])):
-            out = max(MIN_CHANNELS, channels // 2)
-            layers += [
-                nn.ConvTranspose2d(channels, out, kernel_size=4, stride=2, padding=1, bias=False),
-                nn.BatchNorm2d(out),
-                nn.ReLU(inplace=True),
-            ]
+        stages = upsampling_stages(feature_size, self.image_shape[1:])
+        for stage in range(stages):
+            last = kind == "linear" and stage == stages - 1
+            out = self.image_shape[0] if last else max(MIN_CHANNELS, channels // 2)
+            layers.append(nn.ConvTranspose2d(channels, out, kernel_size=4, stride=2, padding=1, bias=kind == "linear"))
+            if kind == "bn":
+                layers += [nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
             channels = out
-        layers.append(nn.Conv2d(channels, self.image_shape[0], kernel_size=3, padding=1))
+        if kind == "bn" or stages == 0:
+            layers.append(nn.Conv2d(channels, self.image_shape[0], kernel_size=3, padding=1))
         self.layers = nn.Sequential(*layers)
 
     def forward(self, feature_maps: torch.Tensor) -> torch.Tensor:

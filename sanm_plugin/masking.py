@@ -169,7 +169,7 @@ def every_image_boxed(config: SANMConfig) -> bool:
 
 def fill_boxes(
     images: torch.Tensor, boxes: torch.Tensor, fill: str, capacity: int, separate: bool = False,
-    every_image_boxed: bool = False,
+    every_image_boxed: bool = False, value_map: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Copy of images [B, C, H, W] with the boxes [B, n, 4] of each image replaced by U(0, 1) noise.
 
@@ -183,6 +183,9 @@ def fill_boxes(
 
     every_image_boxed=True promises that every image (every copy, if separate) has a non-empty box,
     which saves restoring the one pixel that an image without boxes has its slots write.
+
+    value_map=(scale, shift), each [C], writes u * scale + shift instead of the draw u: U(0, 1) pixel
+    intensities put into normalised units (scale = 1/std, shift = -mean/std).
     """
     b, c, h, w = images.shape
     if separate:
@@ -200,6 +203,9 @@ def fill_boxes(
             values = per_box.expand(b, c, capacity)
         else:
             values = per_box.gather(2, box_of_slot.unsqueeze(1).expand(b, c, capacity))
+    if value_map is not None:
+        scale, shift = value_map
+        values = torch.addcmul(shift.view(1, c, 1), values, scale.view(1, c, 1)).to(images.dtype)
     flat = out.view(b, c, h * w)
     if every_image_boxed:
         flat.scatter_(2, pixel.unsqueeze(1).expand(b, c, capacity), values)

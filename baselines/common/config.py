@@ -105,13 +105,17 @@ class SANMGroupConfig:
     trough: Optional[str] = None
     label_spread: Optional[str] = None
     validate: Optional[bool] = None
+    fill_space: Optional[str] = None
+    recon_target: Optional[str] = None
+    decoder: Optional[str] = None
     train_on: str = AUTO  # auto | masked | clean_and_masked
     target: str = AUTO  # auto | label | prediction
     warmup_epochs: Any = AUTO  # auto | int: epochs before SANM starts (G needs a trained network)
     recon_source: str = AUTO  # methods that mix inputs: separate (a forward of the masked views) | mixed (the mixup forward's)
 
     def hook_settings(self) -> Dict[str, Any]:
-        keys = ("mu", "delta", "beta", "activation", "ratio", "box", "fill", "trough", "label_spread", "validate")
+        keys = ("mu", "delta", "beta", "activation", "ratio", "box", "fill", "trough", "label_spread", "validate",
+                "fill_space", "recon_target", "decoder")
         values = {key: getattr(self, key) for key in keys if getattr(self, key) is not None}
         return {"preset": self.preset, **values}
 
@@ -128,6 +132,9 @@ SANM_KEY_HELP = {
     "trough": "same_image | separate_image (official) | off",
     "label_spread": "all (Eq. 7) | others (official): where NLR moves the mass r",
     "validate": "the hooks' value checks (a host sync per step on CUDA; off in the presets)",
+    "fill_space": "pixel (U(0,1) pixel values, normalised like the image; on) | input (U(0,1) in normalised units; official)",
+    "recon_target": "input (reconstruct the normalised tensor) | pixel (the image in [0, 1])",
+    "decoder": "bn (transposed convs + BN + ReLU; on) | linear (transposed convs only; official)",
     "train_on": "auto | masked (replaces the clean view) | clean_and_masked (adds it)",
     "target": "auto | label (NLR on the method's target) | prediction (on the detached clean prediction)",
     "warmup_epochs": "auto (when the method's warm-up ends) | epochs before SANM starts",

@@ -85,7 +85,7 @@ class Network:
         if ctx.sanm_settings is not None:
             channels, size = _feature_shape(self.model, ctx.image_shape, ctx.device)
             self.sanm = SANMHook(ctx.sanm_settings, ctx.num_classes, channels, ctx.image_shape, size,
-                                 ctx.is_clean).to(ctx.device)
+                                 ctx.is_clean, (ctx.data.mean, ctx.data.std)).to(ctx.device)
         params = [*self.model.parameters(), *(self.sanm.parameters() if self.sanm is not None else [])]
         self.optimizer = build_optimizer(params, cfg.trainer)
         self.grad_clip = cfg.trainer.grad_clip

@@ -94,6 +94,7 @@ class SANMHook(torch.nn.Module):
         settings: resolved SANM settings.
         num_classes, feature_channels, image_shape, feature_size: as SANMAugmenter's.
         is_clean: [N] bool, whether each training label is truly right (diagnostics only).
+        input_normalization: (mean, std) the engine normalised the images with (for fill_space / recon_target).
     """
 
     def __init__(
@@ -104,10 +105,12 @@ class SANMHook(torch.nn.Module):
         image_shape: tuple[int, int, int],
         feature_size: Optional[tuple[int, int]],
         is_clean: torch.Tensor,
+        input_normalization: Optional[tuple] = None,
     ) -> None:
         super().__init__()
         self.settings = settings
-        self.augmenter = SANMAugmenter(num_classes, feature_channels, image_shape, settings.config, feature_size)
+        self.augmenter = SANMAugmenter(num_classes, feature_channels, image_shape, settings.config, feature_size,
+                                       input_normalization)
         self.register_buffer("clean_prob", torch.ones(len(is_clean), device=is_clean.device))
         self.register_buffer("is_clean", is_clean.bool(), persistent=False)
         self.loss_history: list = []  # normalised GMM losses, for averaging over epochs (DivideMix at 90%)

@@ -65,3 +65,22 @@ def test_accuracy_benchmark_writes_its_table_and_resumes(tmp_path):
     _run(tmp_path, *args, "--epochs", "3", "--resume")  # finished runs are only re-read, not trained again
     assert [m.read_text() for m in metrics] == before
     assert (tmp_path / "out" / "table.md").read_text() == table
+
+
+def test_memorisation_protocol_runs_every_seed_and_reports_mean_and_each(tmp_path):
+    folder = tmp_path / "jpg" / "cifar10"
+    write_image_folder(folder, ["cat", "dog", "eel"], n_per_class=6, fmt="jpg")
+    archive = tmp_path / "tiny.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname="cifar10")
+    _run(tmp_path, "benchmarks/cifar10_mini.py", "--archive", str(archive), "--cache", str(tmp_path / "unpacked"),
+         "--subset", "0", "--width", "4", "--runs", "ce", "--protocol", "memorisation", "--epochs", "2",
+         "--seeds", "0", "1", "--output", str(tmp_path / "out"))
+    table = (tmp_path / "out" / "table.md").read_text()
+    assert "batch 64, lr /10 after epoch [36]" in table and "seeds 0 1" in table
+    row = next(line for line in table.splitlines() if line.startswith("| CE |"))
+    best = re.match(r"\| CE \| ([\d.]+) \(([\d.]+) / ([\d.]+)\) \|", row)
+    assert best and abs(float(best[1]) - (float(best[2]) + float(best[3])) / 2) < 0.006
+    resolved = sorted((tmp_path / "out").rglob("resolved.yaml"))
+    assert [p.parent.name for p in resolved] == ["seed0", "seed1"]
+    assert all("batch_size: 64" in p.read_text() and "- 36" in p.read_text() for p in resolved)

@@ -24,6 +24,8 @@ def test_presets_set_every_switch():
             official.label_spread, official.beta) == ("energy", "official", "corner", "channel", "separate_image",
                                                       "others", 0.02)
     assert SANMConfig() == paper
+    assert (paper.fill_space, paper.recon_target, paper.decoder) == ("pixel", "input", "bn")
+    assert (official.fill_space, official.recon_target, official.decoder) == ("input", "input", "linear")
     assert SANMConfig.from_mapping({"preset": "official", "mu": 0.3}) == SANMConfig.official(mu=0.3)
 
 
@@ -231,3 +233,57 @@ def test_state_dict_round_trip():
     feats = torch.randn(2, 16, 4, 4)
     a.eval(), b.eval()
     assert torch.equal(a.decoder(feats), b.decoder(feats))
+
+
+# ---------------------------------------------------------------------- where the fill and the target live
+MEAN, STD = (0.5, 0.4, 0.3), (0.25, 0.2, 0.1)
+
+
+def _filled_values(fill_space, normalization):
+    """Values written into the peak box of a zero image whose box covers a quarter of it (G = 0, mu = 0.25)."""
+    config = SANMConfig(mu=0.25, trough="off", fill_space=fill_space, activation="energy", validate=False)
+    sanm = SANMAugmenter(10, 16, (3, 32, 32), config, input_normalization=normalization)
+    images, feats, logits, _ = _batch(b=64)
+    images = torch.full_like(images, -7.0)  # a value no fill can take: the changed pixels are the box
+    masked = sanm.modulate_batch(images, feats, logits, torch.zeros(64)).images
+    return [masked[:, c][masked[:, c] != -7.0] for c in range(3)]
+
+
+def test_pixel_fill_draws_pixel_intensities_and_normalises_them_like_the_image():
+    for c, values in enumerate(_filled_values("pixel", (MEAN, STD))):
+        pixels = values * STD[c] + MEAN[c]  # back in pixel units they are U(0, 1)
+        assert values.numel() > 10000 and pixels.min() > 0 and pixels.max() < 1
+        assert abs(pixels.mean().item() - 0.5) < 0.01 and abs(pixels.var().item() - 1 / 12) < 0.005
+
+
+def test_input_fill_writes_u01_into_the_tensor_as_given():
+    for values in _filled_values("input", (MEAN, STD)):
+        assert values.min() > 0 and values.max() < 1 and abs(values.mean().item() - 0.5) < 0.01
+    # without a normalisation the input is raw pixels: both spaces are the same
+    for pixel, given in zip(_filled_values("pixel", None), _filled_values("input", None)):
+        assert pixel.min() > 0 and pixel.max() < 1 and given.min() > 0
+
+
+def test_pixel_reconstruction_target_is_the_image_with_its_normalisation_undone():
+    images, feats, _, _ = _batch()
+    sanm = SANMAugmenter(10, 16, (3, 32, 32), SANMConfig(recon_target="pixel", beta=0.5), feature_size=(4, 4),
+                         input_normalization=(MEAN, STD))
+    pixels = images * torch.tensor(STD).view(1, 3, 1, 1) + torch.tensor(MEAN).view(1, 3, 1, 1)
+    expected = 0.5 * torch.mean((sanm.decoder(feats) - pixels) ** 2)
+    assert torch.allclose(sanm.reconstruction_loss(feats, images), expected)
+
+
+def test_linear_decoder_is_transposed_convolutions_only():
+    sanm = SANMAugmenter(10, 16, (3, 32, 32), SANMConfig(decoder="linear"), feature_size=(4, 4))
+    kinds = {type(m).__name__ for m in sanm.decoder.layers}
+    assert kinds == {"ConvTranspose2d"} and len(sanm.decoder.layers) == 3
+    feats = torch.randn(2, 16, 4, 4)
+    zero = sanm.decoder(torch.zeros_like(feats))
+    assert torch.allclose(sanm.decoder(3 * feats) - zero, 3 * (sanm.decoder(feats) - zero), atol=1e-5)  # affine
+    assert sanm.decoder(feats).shape == (2, 3, 32, 32)
+
+
+@pytest.mark.parametrize("bad", [((0.5,), (0.2,)), ((0.5, 0.5, 0.5), (0.2, 0.0, 0.2))])
+def test_bad_input_normalization_is_refused(bad):
+    with pytest.raises(ValueError, match="input_normalization"):
+        SANMAugmenter(10, 16, (3, 32, 32), input_normalization=bad)

@@ -1,0 +1,46 @@
+"""SANM's ablation options (fill space, reconstruction target, decoder) reach the hooks of every network."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from baselines.common.engine import RunContext
+from baselines.common.trainer import resolve_trainer
+from baselines.registry import BASELINES
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _method(tmp_path, name, *overrides):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name=name, overrides=["+experiment=smoke", "noise=sym_0.5", "tensorboard=false",
+                                                   "progress=false", f"dataset.cache_dir={tmp_path}", *overrides])
+    cls = BASELINES[name]
+    cfg = resolve_trainer(cfg, cls.trainer_defaults(cfg))
+    return cls(RunContext(cfg, tmp_path, cls))
+
+
+@pytest.mark.parametrize("name", ["ce", "dividemix"])
+@pytest.mark.parametrize("preset,expected", [
+    ("on", ("pixel", "input", "bn")), ("official", ("input", "input", "linear")),
+])
+def test_presets_and_overrides_reach_every_networks_hooks(tmp_path, name, preset, expected):
+    for overrides, want in [([], expected),
+                            (["sanm.fill_space=input", "sanm.recon_target=pixel", "sanm.decoder=linear"],
+                             ("input", "pixel", "linear"))]:
+        method = _method(tmp_path, name, f"+sanm={preset}", *overrides)
+        for net in method.networks.values():
+            augmenter = net.sanm.augmenter
+            assert (augmenter.config.fill_space, augmenter.config.recon_target, augmenter.config.decoder) == want
+            # the engine tells the hooks how it normalised the images, so 'pixel' means the image's pixels
+            assert torch.allclose(augmenter.pixel_mean, torch.tensor(method.ctx.data.mean))
+            assert torch.allclose(augmenter.pixel_std, torch.tensor(method.ctx.data.std))
+            has_bn = any(isinstance(m, torch.nn.BatchNorm2d) for m in augmenter.decoder.modules())
+            assert has_bn == (want[2] == "bn")
+
+
+def test_a_bad_option_value_names_the_key(tmp_path):
+    with pytest.raises(ValueError, match="fill_space"):
+        _method(tmp_path, "ce", "+sanm=on", "sanm.fill_space=raw")
