@@ -42,12 +42,18 @@ def test_overhead_benchmark_covers_every_method(tmp_path):
                          rf"official [\d.]+ ms \([\d.]+x\)", stdout), (method, stdout)
 
 
-def test_accuracy_benchmark_writes_its_table_and_resumes(tmp_path):
+def _tiny_archive(tmp_path):
+    """A three-class JPEG folder packed like the CIFAR-10 copy the accuracy benchmark unpacks."""
     folder = tmp_path / "jpg" / "cifar10"
     write_image_folder(folder, ["cat", "dog", "eel"], n_per_class=6, fmt="jpg")
     archive = tmp_path / "tiny.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(folder, arcname="cifar10")
+    return archive
+
+
+def test_accuracy_benchmark_writes_its_table_and_resumes(tmp_path):
+    archive = _tiny_archive(tmp_path)
     args = ["benchmarks/cifar10_mini.py", "--archive", str(archive), "--cache", str(tmp_path / "unpacked"),
             "--subset", "0", "--width", "4", "--noise", "sym_0.5", "--runs", "ce", "sanm_ce",
             "--output", str(tmp_path / "out")]
@@ -68,11 +74,7 @@ def test_accuracy_benchmark_writes_its_table_and_resumes(tmp_path):
 
 
 def test_memorisation_protocol_runs_every_seed_and_reports_mean_and_each(tmp_path):
-    folder = tmp_path / "jpg" / "cifar10"
-    write_image_folder(folder, ["cat", "dog", "eel"], n_per_class=6, fmt="jpg")
-    archive = tmp_path / "tiny.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        tar.add(folder, arcname="cifar10")
+    archive = _tiny_archive(tmp_path)
     _run(tmp_path, "benchmarks/cifar10_mini.py", "--archive", str(archive), "--cache", str(tmp_path / "unpacked"),
          "--subset", "0", "--width", "4", "--runs", "ce", "--protocol", "memorisation", "--epochs", "2",
          "--seeds", "0", "1", "--output", str(tmp_path / "out"))
