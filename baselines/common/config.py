@@ -9,12 +9,14 @@ the library and the command line share one set of checks.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
+
+from sanm_plugin import SANMConfig
 
 AUTO = "auto"
 
@@ -114,8 +116,8 @@ class SANMGroupConfig:
     recon_source: str = AUTO  # methods that mix inputs: separate (a forward of the masked views) | mixed (the mixup forward's)
 
     def hook_settings(self) -> Dict[str, Any]:
-        keys = ("mu", "delta", "beta", "activation", "ratio", "box", "fill", "trough", "label_spread", "validate",
-                "fill_space", "recon_target", "decoder")
+        """The SANMConfig fields this group sets (its other keys are the engine's), on top of the preset."""
+        keys = [f.name for f in fields(SANMConfig)]  # one list: a new hook switch needs no edit here
         values = {key: getattr(self, key) for key in keys if getattr(self, key) is not None}
         return {"preset": self.preset, **values}
 
