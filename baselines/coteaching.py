@@ -14,7 +14,7 @@ Our reading, where upstream is not followed to the letter:
 - Upstream divides the (already averaged) loss by k once more. We drop that rescale: with Adam it is
   nearly a no-op, and without it the SANM terms keep the weight they have in every other method.
 - The engine normalises the inputs (upstream feeds [0, 1] pixels); no augmentation by default, as
-  upstream (`trainer.augment=true` adds crop + flip). The last, smaller batch of an epoch is kept (its k
+  upstream (`augment=weak` adds crop + flip). The last, smaller batch of an epoch is kept (its k
   scales with its size) and k is at least 1.
 - The decay start `auto` is 80 of 200 epochs (CIFAR-10 and other datasets) or 100 of 200 (CIFAR-100),
   scaled to `trainer.epochs` so that shorter runs keep the schedule's shape.

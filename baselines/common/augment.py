@@ -1,20 +1,64 @@
-"""Batched training augmentation: random crop with zero padding, horizontal flip, normalisation.
+"""Batched training augmentation: random crop with zero padding, horizontal flip, an optional per-sample
+policy (AutoAugment / RandAugment, policies.py), normalisation.
 
 The CIFAR recipe of every baseline (DivideMix, C2D, ELR+, CDR ``dataloader_cifar.py``-style loaders) is
 ``RandomCrop(32, padding=4)``, ``RandomHorizontalFlip()``, ``ToTensor()``, ``Normalize(mean, std)``, run per image
 through PIL in loader workers. Here the same distribution is drawn for a whole uint8 batch on the training device
 (design.md section 5): the batch is padded once and each sample's window, mirrored or not, is read with one
 ``torch.gather``. A mirrored crop is the same window read with its column indices reversed, so flipping is free.
+
+The presets are what `augment=<name>` selects (conf/augment/): `weak` (crop + flip, every baseline's CIFAR recipe),
+`none` (Co-teaching's un-augmented inputs), `autoaugment` and `randaugment` (crop + flip, then the policy, in the
+order of the official SANM's `dataloader_cifar.py`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["BatchAugment"]
+from .policies import PolicyAugment
+
+__all__ = ["AUGMENT_PRESETS", "BatchAugment", "augment_settings", "build_augment"]
+
+# Each preset's settings; a key given in the `augment` group (not None) replaces the preset's value.
+AUGMENT_PRESETS: dict[str, dict[str, Any]] = {
+    "none": {"crop_padding": 0, "flip": False, "policy": None},
+    "weak": {"crop_padding": 4, "flip": True, "policy": None},
+    "autoaugment": {"crop_padding": 4, "flip": True, "policy": "autoaugment", "fill": 128},
+    "randaugment": {"crop_padding": 4, "flip": True, "policy": "randaugment", "num_ops": 2, "magnitude": 10,
+                    "cutout": 16, "fill": 0},
+}
+_POLICY_KEYS = ("num_ops", "magnitude", "cutout", "fill")
+
+
+def augment_settings(name: str, overrides: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
+    """The preset `name` with the keys of `overrides` that are not None on top; one-line error for a bad name."""
+    if name not in AUGMENT_PRESETS:
+        raise ValueError(f"augment={name!r} is not a preset; choose one of {', '.join(AUGMENT_PRESETS)}")
+    settings = dict(AUGMENT_PRESETS[name])
+    for key, value in (overrides or {}).items():
+        if key == "name" or value is None:
+            continue
+        if key in _POLICY_KEYS and settings["policy"] is None:
+            raise ValueError(f"augment.{key} has no effect with augment={name} (it sets a policy's parameter); "
+                             "drop it or pick augment=autoaugment / randaugment")
+        settings[key] = value
+    return settings
+
+
+def build_augment(name: str, mean: Sequence[float], std: Sequence[float],
+                  overrides: Optional[Mapping[str, Any]] = None,
+                  device: torch.device | str | None = None) -> "BatchAugment":
+    """The BatchAugment of preset `name` (with `overrides`), normalising with `mean` / `std`."""
+    s = augment_settings(name, overrides)
+    policy = None
+    if s["policy"] is not None:
+        policy = PolicyAugment(s["policy"], **{key: s[key] for key in _POLICY_KEYS if key in s})
+    return BatchAugment(mean, std, crop_padding=s["crop_padding"], flip=s["flip"], policy=policy, device=device)
 
 
 def _crop_flip_indices(
@@ -63,6 +107,7 @@ class BatchAugment:
         crop_padding: Zero padding (black, in pixel space) around each image before the random crop; 0 turns the
             crop off. 4 is the CIFAR recipe of every baseline.
         flip: Mirror each sample left-right with p = 0.5; Co-teaching trains with neither crop nor flip.
+        policy: Applied to the uint8 crops before normalising, each sample its own draw (None = none).
         device: Where to keep mean/std up front; they follow the images' device otherwise.
     """
 
@@ -72,6 +117,7 @@ class BatchAugment:
         std: Sequence[float],
         crop_padding: int = 4,
         flip: bool = True,
+        policy: Optional[PolicyAugment] = None,
         device: torch.device | str | None = None,
     ) -> None:
         if len(mean) != len(std):
@@ -82,6 +128,7 @@ class BatchAugment:
         self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
         self.crop_padding = int(crop_padding)
         self.flip = bool(flip)
+        self.policy = policy
 
     def __call__(
         self, images_uint8: torch.Tensor, train: bool = True, generator: torch.Generator | None = None
@@ -90,6 +137,9 @@ class BatchAugment:
         self._check(images_uint8)
         if train and (self.crop_padding > 0 or self.flip):
             images_uint8 = self._crop_flip(images_uint8, generator)
+        if train and self.policy is not None:
+            images_uint8 = self.policy(images_uint8, generator if generator is None or generator.device.type == "cpu"
+                                       else None)
         return self.normalize(images_uint8)
 
     def normalize(self, images_uint8: torch.Tensor) -> torch.Tensor:

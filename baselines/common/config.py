@@ -62,6 +62,20 @@ class ModelConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """`augment=none|weak|autoaugment|randaugment`: the training views (augment.py AUGMENT_PRESETS); a key
+    left None keeps the preset's value."""
+
+    name: str = "weak"
+    crop_padding: Optional[int] = None  # zero padding of the random crop (4; 0 = no crop)
+    flip: Optional[bool] = None  # horizontal flip with p 0.5
+    num_ops: Optional[int] = None  # randaugment: ops per image (2)
+    magnitude: Optional[int] = None  # randaugment: each op's level ~ U{1..magnitude-1} (10)
+    cutout: Optional[int] = None  # randaugment: side of the grey square after the ops (16; 0 = none)
+    fill: Optional[int] = None  # pixel value the geometric ops fill with (autoaugment 128, randaugment 0)
+
+
+@dataclass
 class TrainerConfig:
     """How the networks are optimised. Keys a method tunes per dataset and noise may be `auto` in its
     conf/<method>.yaml: the engine then fills them from `Method.trainer_defaults` (baselines.md tables)
@@ -82,7 +96,6 @@ class TrainerConfig:
     lr_min: Any = None  # floor of the cosine schedules; None = lr * 1e-3
     lr_restart_period: Any = 10
     lr_decay_start: Any = 0
-    augment: bool = True  # random crop (4-pixel padding) + horizontal flip, batched on the device
     eval_batch_size: int = 512
     grad_clip: Optional[float] = None  # max gradient norm, None = off
     # share of the (noisy) training set held out, seeded, as a noisy validation split: its accuracy
@@ -169,6 +182,7 @@ class RunConfig:
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     sanm: Optional[SANMGroupConfig] = None  # absent = plain baseline; +sanm=on adds it
     seed: int = 0
     device: str = AUTO  # auto | cpu | cuda | cuda:N

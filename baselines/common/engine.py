@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sanm_plugin import FeatureTap
 
-from .augment import BatchAugment
+from .augment import build_augment
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .config import AUTO, dataset_dir_name
 from .data import DatasetError, ImageDataset, default_cache_dir, load_dataset
@@ -153,8 +153,8 @@ class RunContext:
         self.val_labels = torch.from_numpy(noisy[held_out]).to(self.device)
         self.test_images = torch.from_numpy(self.data.test_images).to(self.device)
         self.test_labels = torch.from_numpy(self.data.test_labels).to(self.device)
-        self.augment = BatchAugment(self.data.mean, self.data.std, crop_padding=4 if cfg.trainer.augment else 0,
-                                    flip=cfg.trainer.augment)
+        self.augment = build_augment(cfg.augment.name, self.data.mean, self.data.std,
+                                     OmegaConf.to_container(cfg.augment), device=self.device)
         self.sanm_settings = _sanm_settings(cfg, self.warmup_epochs, method_cls.sanm_requirements(cfg))
         self.pretrained: Optional[str] = None if cfg.pretrained in (None, AUTO) else cfg.pretrained
 
@@ -422,12 +422,12 @@ def run(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path] = Non
 
 def run_identity(cfg: DictConfig, dataset_identity: str) -> dict[str, str]:
     """Everything that determines what a run trains, as {dotted key: JSON value}: the data (by content, not
-    by path), noise, model, method, SANM, trainer (as given, `auto`s unresolved), seed and encoder; without
-    RESUMABLE_KEYS and the run-control options (device, output paths, logging)."""
+    by path), noise, model, method, SANM, trainer (as given, `auto`s unresolved), augmentation, seed and
+    encoder; without RESUMABLE_KEYS and the run-control options (device, output paths, logging)."""
     given = OmegaConf.to_container(cfg, resolve=True)
     identity = {"dataset": dataset_identity, "seed": json.dumps(given["seed"]),
                 "pretrained": json.dumps(given.get("pretrained")), "sanm": json.dumps(given.get("sanm") is not None)}
-    for group in ("noise", "model", "method", "trainer", "sanm"):
+    for group in ("noise", "model", "method", "trainer", "augment", "sanm"):
         for key, value in _flatten(given.get(group) or {}, group).items():
             if key not in RESUMABLE_KEYS and key != "noise.name":
                 identity[key] = json.dumps(value, sort_keys=True)

@@ -207,6 +207,7 @@ def test_image_folders_get_run_directories_of_their_own(tmp_path):
 @pytest.mark.parametrize("changed,named", [
     (["dataset.train_subset=200"], "dataset"), (["+sanm=on"], "sanm"), (["noise=sym_0.2"], "noise.rate"),
     (["model.width=4"], "model.width"), (["seed=1"], "seed"), (["trainer.lr=0.1"], "trainer.lr"),
+    (["augment=randaugment"], "augment.name"),
 ])
 def test_resume_refuses_a_run_trained_with_other_settings(tmp_path, changed, named):
     run(_cfg("ce", "noise=sym_0.5", "trainer.epochs=1"), BASELINES["ce"], run_dir=tmp_path)

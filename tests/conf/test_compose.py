@@ -73,6 +73,25 @@ def test_sanm_overrides_reach_the_hook_config():
         SANMSettings.resolve(_compose("ce", ["+sanm=on", "sanm.mu=1.5"]).sanm, cfg.method, 2)
 
 
+AUGMENTS = sorted(p.stem for p in (CONF / "augment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("augment", AUGMENTS)
+def test_every_augment_option_composes_and_builds(augment):
+    from baselines.common.augment import AUGMENT_PRESETS, build_augment
+
+    cfg = _compose("dividemix", [f"augment={augment}"])
+    assert cfg.augment.name == augment and set(AUGMENTS) == set(AUGMENT_PRESETS)
+    built = build_augment(cfg.augment.name, (0.5,) * 3, (0.5,) * 3, OmegaConf.to_container(cfg.augment))
+    assert (built.policy.policy if built.policy else None) == AUGMENT_PRESETS[augment]["policy"]
+
+
+def test_methods_train_on_their_upstream_views_by_default():
+    assert {m: _compose(m).augment.name for m in BASELINES} == {
+        m: "none" if m == "coteaching" else "weak" for m in BASELINES}
+    assert _compose("ce", ["augment=randaugment", "augment.magnitude=5"]).augment.magnitude == 5
+
+
 def test_smoke_preset_is_small_and_on_cpu():
     cfg = _compose("ce", ["+experiment=smoke", "+sanm=on"])
     assert cfg.device == "cpu" and cfg.trainer.epochs == 2 and cfg.method.warmup_epochs == 1
