@@ -126,6 +126,19 @@ def extreme_pixels(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return pixels[values.argmax(dim=2)]  # argmax returns the first index on ties
 
 
+def quantised_extreme_pixels(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Like `extreme_pixels`, but as the official code reads them: the whole upsampled map rescaled to
+    0..255 per sample and floored to integers, then the first (row-major) arg-max and arg-min. Every pixel
+    within 1/255 of the range above the minimum ties with it, so the trough moves towards the top-left; only
+    the maximum itself reaches 255, so the peak stays the exact arg-max."""
+    upsampled = upsample_bilinear(maps.float(), size).flatten(1)  # [B, H*W]
+    low = upsampled.amin(dim=1, keepdim=True)
+    span = upsampled.amax(dim=1, keepdim=True) - low
+    levels = torch.floor(255 * (upsampled - low) / (span + 1e-12))
+    flat = torch.stack((levels.argmax(dim=1), levels.argmin(dim=1)), dim=1)  # first index on ties
+    return torch.stack((flat // size[1], flat % size[1]), dim=-1)
+
+
 def peak_and_trough(maps: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows and columns [B, 2] of each upsampled map's (arg-max, arg-min) pixel, int64 (extreme_pixels)."""
     rows, cols = extreme_pixels(maps, size).unbind(dim=-1)

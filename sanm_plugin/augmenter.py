@@ -135,7 +135,8 @@ class SANMAugmenter(nn.Module):
                     )
                     self._warned_energy = True
                 maps = activation.energy_map(feature_maps)
-            anchors = activation.extreme_pixels(maps, (height, width))  # [B, 2, 2]: (peak, trough) x (row, col)
+            read = activation.extreme_pixels if cfg.extremes == "exact" else activation.quantised_extreme_pixels
+            anchors = read(maps, (height, width))  # [B, 2, 2]: (peak, trough) x (row, col)
             ratios = masking.box_ratios(clean_prob, cfg)  # [B, 2]
             boxes = masking.make_boxes(anchors, ratios, cfg, height, width)  # [B, 2, 4] float
             fill_with, capacity, separate = masking.fill_plan(boxes, cfg, height, width)

@@ -21,6 +21,7 @@ _CHOICES = {
     "fill_space": ("pixel", "input"),
     "recon_target": ("input", "pixel"),
     "decoder": ("bn", "linear"),
+    "extremes": ("exact", "uint8"),
 }
 
 
@@ -48,6 +49,9 @@ class SANMConfig:
             'pixel' image (the input with its normalisation undone).
         decoder: 'bn' = 2x transposed-convolution stages with BN and ReLU; 'linear' = transposed convolutions
             only, no normalisation or activation (the official decoder's kind).
+        extremes: how the peak and trough pixels are read off the upsampled map: 'exact' arg-max / arg-min, or
+            'uint8' = the official rescale to 0..255 and floor first, so pixels within 1/255 of the range of
+            the minimum tie and the first in row-major order wins (it moves the trough, never the peak).
     """
 
     mu: float = 0.2
@@ -63,6 +67,7 @@ class SANMConfig:
     fill_space: str = "pixel"
     recon_target: str = "input"
     decoder: str = "bn"
+    extremes: str = "exact"
 
     def __post_init__(self) -> None:
         for name, choices in _CHOICES.items():
@@ -104,6 +109,7 @@ class SANMConfig:
             label_spread="others",
             fill_space="input",  # one U(0,1) constant per box and channel "in normalised units" (S6)
             decoder="linear",  # resnetc2d.py Decoder: three ConvTranspose2d, no BN, no activation
+            extremes="uint8",  # attention_erase_map: np.uint8(np.floor(255 * min-max rescaled map)), argmax/argmin
         )
         settings.update(overrides)
         return cls(**settings)

@@ -123,6 +123,7 @@ class SANMGroupConfig:
     fill_space: Optional[str] = None
     recon_target: Optional[str] = None
     decoder: Optional[str] = None
+    extremes: Optional[str] = None
     train_on: str = AUTO  # auto | masked | clean_and_masked
     target: str = AUTO  # auto | label | prediction
     warmup_epochs: Any = AUTO  # auto | int: epochs before SANM starts (G needs a trained network)
@@ -150,6 +151,7 @@ SANM_KEY_HELP = {
     "fill_space": "pixel (U(0,1) pixel values, normalised like the image; on) | input (U(0,1) in normalised units; official)",
     "recon_target": "input (reconstruct the normalised tensor) | pixel (the image in [0, 1])",
     "decoder": "bn (transposed convs + BN + ReLU; on) | linear (transposed convs only; official)",
+    "extremes": "exact (arg-max/min of the map; on) | uint8 (rescaled to 0..255 and floored first; official)",
     "train_on": "auto | masked (replaces the clean view) | clean_and_masked (adds it)",
     "target": "auto | label (NLR on the method's target) | prediction (on the detached clean prediction)",
     "warmup_epochs": "auto (when the method's warm-up ends) | epochs before SANM starts",

@@ -1,4 +1,4 @@
-"""SANM's ablation options (fill space, reconstruction target, decoder) reach the hooks of every network."""
+"""SANM's ablation options (fill space, reconstruction target, decoder, extremes) reach every network's hooks."""
 
 from pathlib import Path
 
@@ -24,16 +24,17 @@ def _method(tmp_path, name, *overrides):
 
 @pytest.mark.parametrize("name", ["ce", "dividemix"])
 @pytest.mark.parametrize("preset,expected", [
-    ("on", ("pixel", "input", "bn")), ("official", ("input", "input", "linear")),
+    ("on", ("pixel", "input", "bn", "exact")), ("official", ("input", "input", "linear", "uint8")),
 ])
 def test_presets_and_overrides_reach_every_networks_hooks(tmp_path, name, preset, expected):
     for overrides, want in [([], expected),
-                            (["sanm.fill_space=input", "sanm.recon_target=pixel", "sanm.decoder=linear"],
-                             ("input", "pixel", "linear"))]:
+                            (["sanm.fill_space=input", "sanm.recon_target=pixel", "sanm.decoder=linear",
+                              "sanm.extremes=uint8"], ("input", "pixel", "linear", "uint8"))]:
         method = _method(tmp_path, name, f"+sanm={preset}", *overrides)
         for net in method.networks.values():
             augmenter = net.sanm.augmenter
-            assert (augmenter.config.fill_space, augmenter.config.recon_target, augmenter.config.decoder) == want
+            config = augmenter.config
+            assert (config.fill_space, config.recon_target, config.decoder, config.extremes) == want
             # the engine tells the hooks how it normalised the images, so 'pixel' means the image's pixels
             assert torch.allclose(augmenter.pixel_mean, torch.tensor(method.ctx.data.mean))
             assert torch.allclose(augmenter.pixel_std, torch.tensor(method.ctx.data.std))

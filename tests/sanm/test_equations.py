@@ -1,5 +1,6 @@
 """The paper's equations against hand-computed values (design.md section 1)."""
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -124,6 +125,27 @@ def test_peak_and_trough_on_candidate_pixels_equal_the_whole_map(src, dst):
     rows, cols = activation.peak_and_trough(maps, dst)
     full_rows, full_cols = _full_extremes(maps, dst)
     assert torch.equal(rows, full_rows) and torch.equal(cols, full_cols)
+
+
+def test_uint8_extremes_tie_near_the_minimum_as_the_official_code():
+    """[5, 0.001, 0, 9] (1x4, no upsampling): exact trough at column 2; after 255 * (a - min) / range floored,
+    0.001 -> 0 ties with 0 and the first of them, column 1, wins; the peak (column 3) stays."""
+    maps = torch.tensor([[[5.0, 0.001, 0.0, 9.0]]])
+    assert activation.extreme_pixels(maps, (1, 4)).tolist() == [[[0, 3], [0, 2]]]
+    assert activation.quantised_extreme_pixels(maps, (1, 4)).tolist() == [[[0, 3], [0, 1]]]
+    # on upsampled maps: the official reading, in numpy float32 as attention_erase_map does it
+    smooth = torch.randn(64, 4, 4, generator=torch.Generator().manual_seed(0)) ** 2
+    up = activation.upsample_bilinear(smooth, (32, 32)).numpy()  # equal to F.interpolate's up to float rounding
+    expected = []
+    for am in up:
+        am = np.uint8(np.floor(255 * (am - np.min(am)) / (np.max(am) - np.min(am) + 1e-12)))
+        expected.append([divmod(int(np.argmax(am)), 32), divmod(int(np.argmin(am)), 32)])
+    ours = activation.quantised_extreme_pixels(smooth, (32, 32))
+    assert ours.tolist() == [[list(p) for p in pair] for pair in expected]
+    exact = activation.extreme_pixels(smooth, (32, 32))
+    assert torch.equal(ours[:, 0], exact[:, 0])  # only the maximum reaches 255: the peak never moves
+    assert not torch.equal(ours[:, 1], exact[:, 1])  # the ties near the minimum do move troughs
+    assert SANMConfig.official().extremes == "uint8" and SANMConfig.paper().extremes == "exact"
 
 
 def test_extreme_candidates_by_hand():
