@@ -42,11 +42,17 @@ register_schema("c2d", C2DConfig())
 class C2D(DivideMix):
     name = "c2d"
     schedule = {"reference_epochs": 361, "lr_milestones": [150, 300]}  # train_cifar.py: StepLR(150, 0.1), 361 epochs
-    sequential = True
+    @property
+    def sequential(self) -> bool:
+        """C2D fits each GMM just before it is used; the official SANM script co-divides as DivideMix."""
+        return self.ctx.cfg.method.recipe != "official"
 
     @classmethod
     def resolve_warmup(cls, cfg) -> int:
-        return 5 if cfg.method.warmup_epochs == AUTO else super().resolve_warmup(cfg)
+        """5 epochs after the self-supervised start; the official recipe keeps its 10 / 20 (DivideMix's rule)."""
+        if cfg.method.warmup_epochs == AUTO and cfg.method.recipe != "official":
+            return 5
+        return super().resolve_warmup(cfg)
 
     def build(self) -> None:
         cfg = self.ctx.cfg
@@ -58,7 +64,10 @@ class C2D(DivideMix):
         super().build()
 
     def threshold(self, prob: torch.Tensor) -> float:
-        """tau clipped into (min w, max w) so that neither the labeled nor the unlabeled set is empty."""
+        """tau clipped into (min w, max w) so that neither the labeled nor the unlabeled set is empty (the
+        official SANM script uses tau as it is)."""
+        if self.ctx.cfg.method.recipe == "official":
+            return self.settings["p_threshold"]
         low, high = prob.min().item() + 1e-5, prob.max().item() - 1e-5
         return min(max(self.settings["p_threshold"], low), high) if low < high else self.settings["p_threshold"]
 

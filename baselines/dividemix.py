@@ -14,12 +14,19 @@ batch as extra labeled / unlabeled rows (the official code's wiring). SANM[3] re
 separate forward of the un-mixed masked views (`sanm.recon_source=separate`, as the official code) or
 from the MixMatch forward itself, each mixed row's clean mixture being the target (`mixed`, one forward
 fewer; mixing is linear in the inputs).
+
+`+recipe=official` (`method.recipe=official`) follows the official SANM `Train_cifar.py` instead of DivideMix's
+paper settings: lambda_u 25 and tau 0.5 for every noise, warm-up 10 / 20 epochs (CIFAR-10 / -100) with the
+gradient norm clipped at 1, 361 epochs with lr /10 from epoch 150, AutoAugment views for co-guessing and
+masking, fresh views for the MixMatch rows (`method.mix_views`: two AutoAugment and two RandAugment per
+sample, so with SANM's two masked images per sample the mixed batch is 12B rows), and C2D's colour-jitter +
+affine views in the warm-up (`method.warmup_augment=c2d_warmup`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 import numpy as np
 import torch
@@ -40,6 +47,10 @@ LAMBDA_U = {
     "cifar100": {"sym": {0.2: 25.0, 0.5: 150.0, 0.8: 150.0, 0.9: 150.0}},
 }
 WARMUP_EPOCHS = {"cifar10": 10, "cifar100": 30}  # code and paper
+RECIPES = ("paper", "official")
+OFFICIAL_WARMUP_EPOCHS = {"cifar10": 10, "cifar100": 20}  # SANM Train_cifar.py
+OFFICIAL_SETTINGS = {"lambda_u": 25.0, "p_threshold": 0.5}  # SANM Train_cifar.py's argparse defaults, every noise
+OFFICIAL_SCHEDULE = {"epochs": 361, "reference_epochs": 361, "lr_milestones": [150]}  # epochs 0..360, /10 from 150
 HIGH_NOISE = 0.9  # at 90% noise: tau 0.6 and the GMM fits the mean of the last 5 epochs' losses
 
 
@@ -55,22 +66,31 @@ class DivideMixConfig(MethodConfig):
     rampup_epochs: float = 16.0  # lambda_u ramps up linearly over this many epochs after warm-up
     warmup_grad_clip: Optional[float] = None  # C2D clips the warm-up gradient norm at 1.0
     drop_unlabeled: bool = False  # C2D: with lambda_u = 0, keep only the labeled rows of the mixed batch
+    recipe: str = "paper"  # paper | official: the auto values (lambda_u, tau, warm-up, schedule) of SANM's script
+    # augment presets of fresh per-sample views that form the MixMatch rows; null = the two co-guessing
+    # views (DivideMix); the official recipe: [autoaugment, autoaugment, randaugment, randaugment]
+    mix_views: Optional[List[str]] = None
+    warmup_augment: Optional[str] = None  # augment preset of the warm-up batches; null = the run's `augment`
 
 
 register_schema("dividemix", DivideMixConfig())
 
 
-def dividemix_defaults(dataset: str, noise_type: str, rate: float) -> dict[str, Any]:
-    """The table of baselines.md 4.3; other datasets and noises take the CIFAR-10 row nearest in rate."""
+def dividemix_defaults(dataset: str, noise_type: str, rate: float, recipe: str = "paper") -> dict[str, Any]:
+    """The table of baselines.md 4.3 (other datasets and noises take the CIFAR-10 row nearest in rate), or the
+    official SANM script's fixed lambda_u / tau; both average the GMM's losses over 5 epochs at 90% noise."""
     table = LAMBDA_U.get(dataset, LAMBDA_U["cifar10"])
     rows = table.get(noise_type) or table["sym"]
     nearest = min(rows, key=lambda r: abs(r - rate))
     high = noise_type == "sym" and rate >= HIGH_NOISE
-    return {
-        "lambda_u": rows[nearest],
-        "p_threshold": 0.6 if high else 0.5,
-        "gmm_history": 5 if high else 1,
-    }
+    paper = {"lambda_u": rows[nearest], "p_threshold": 0.6 if high else 0.5}
+    return {**(OFFICIAL_SETTINGS if recipe == "official" else paper), "gmm_history": 5 if high else 1}
+
+
+def check_recipe(method_cfg) -> str:
+    if method_cfg.recipe not in RECIPES:
+        raise ValueError(f"method.recipe must be one of {', '.join(RECIPES)}, got {method_cfg.recipe!r}")
+    return method_cfg.recipe
 
 
 class DivideMix(Method):
@@ -79,24 +99,33 @@ class DivideMix(Method):
 
     @classmethod
     def resolve_warmup(cls, cfg) -> int:
-        """Cross-entropy epochs before co-divide: 10 on CIFAR-10 (and other datasets), 30 on CIFAR-100."""
+        """Cross-entropy epochs before co-divide: 10 on CIFAR-10 (and other datasets), 30 on CIFAR-100
+        (official recipe: 20)."""
         if cfg.method.warmup_epochs == AUTO:
-            return WARMUP_EPOCHS.get(cfg.dataset.name, WARMUP_EPOCHS["cifar10"])
+            table = OFFICIAL_WARMUP_EPOCHS if check_recipe(cfg.method) == "official" else WARMUP_EPOCHS
+            return table.get(cfg.dataset.name, table["cifar10"])
         return super().resolve_warmup(cfg)
+
+    @classmethod
+    def trainer_defaults(cls, cfg) -> dict:
+        return dict(OFFICIAL_SCHEDULE) if check_recipe(cfg.method) == "official" else super().trainer_defaults(cfg)
 
     def build(self) -> None:
         cfg = self.ctx.cfg
-        defaults = dividemix_defaults(cfg.dataset.name, cfg.noise.type, cfg.noise.rate)
+        defaults = dividemix_defaults(cfg.dataset.name, cfg.noise.type, cfg.noise.rate, check_recipe(cfg.method))
         self.settings = {key: defaults[key] if cfg.method[key] == AUTO else cfg.method[key] for key in defaults}
         if not 0.0 <= self.settings["p_threshold"] <= 1.0:
             raise ValueError(f"method.p_threshold must be in [0, 1], got {self.settings['p_threshold']}")
+        self.mix_augments = [self.ctx.make_augment(name) for name in (cfg.method.mix_views or [])]
+        self.warmup_augment = self.ctx.make_augment(cfg.method.warmup_augment) if cfg.method.warmup_augment else None
         self.nets = [self.add_network("net1"), self.add_network("net2")]
         self.loss_history: list[list[np.ndarray]] = [[], []]
         settings = self.ctx.sanm_settings
         self.recon_source = settings.recon_source if settings is not None else cfg.method.sanm_recon_source
 
     def resolved_settings(self) -> dict:
-        return {**self.settings, "warmup_epochs": self.ctx.warmup_epochs, "sanm_recon_source": self.recon_source}
+        return {**self.settings, "warmup_epochs": self.ctx.warmup_epochs, "sanm_recon_source": self.recon_source,
+                "recipe": self.ctx.cfg.method.recipe}
 
     # ------------------------------------------------------------------ epochs
     def train_epoch(self, epoch: int) -> dict:
@@ -143,9 +172,11 @@ class DivideMix(Method):
         penalty = self.ctx.cfg.noise.type == "asym"
         clip = self.ctx.cfg.method.warmup_grad_clip
         means = EpochMeans()
-        for batch in self.ctx.batches(epoch, batch_size=2 * self.ctx.cfg.trainer.batch_size, desc="warmup"):
-            logits = net.model(batch.images)
-            loss = F.cross_entropy(logits, batch.labels) + (negative_entropy(logits) if penalty else 0.0)
+        for idx in self.ctx.index_batches(epoch, batch_size=2 * self.ctx.cfg.trainer.batch_size, desc="warmup"):
+            views = (self.warmup_augment or self.ctx.augment)(self.ctx.train_images[idx], train=True)
+            logits = net.model(views)
+            labels = self.ctx.labels[idx]
+            loss = F.cross_entropy(logits, labels) + (negative_entropy(logits) if penalty else 0.0)
             net.step(loss, grad_clip=clip)
             means.add({"loss": loss})
         return means.means().get("loss", 0.0)
@@ -188,9 +219,13 @@ class DivideMix(Method):
                 targets_u = sharpen(guessed, cfg.temperature)
             else:
                 logits_u, feats_u, targets_u = logits_x[:0], feats_x[:0], targets_x[:0]
-        parts_x, parts_u = [x, x2], [u, u2]
-        targets_lx, targets_lu = [targets_x, targets_x], [targets_u, targets_u]
-        clean_x, clean_u = [x, x2], [u, u2]  # what each row shows unmasked (for recon_source=mixed)
+        if self.mix_augments:  # the official recipe: fresh views of each sample form the mixed rows
+            parts_x = [view(images[lab]) for view in self.mix_augments]
+            parts_u = [view(images[unl]) for view in self.mix_augments] if has_unl else [x[:0]] * len(parts_x)
+        else:  # DivideMix: the co-guessing views themselves
+            parts_x, parts_u = [x, x2], [u, u2]
+        targets_lx, targets_lu = [targets_x] * len(parts_x), [targets_u] * len(parts_u)
+        clean_x, clean_u = list(parts_x), list(parts_u)  # what each row shows unmasked (for recon_source=mixed)
         use_sanm = net.sanm is not None and net.sanm.active(epoch)
         reconstruction = torch.zeros((), device=ctx.device)
         if use_sanm:  # SANM[1] + SANM[2] on [x; u], from the forward above

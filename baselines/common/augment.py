@@ -9,18 +9,19 @@ through PIL in loader workers. Here the same distribution is drawn for a whole u
 
 The presets are what `augment=<name>` selects (conf/augment/): `weak` (crop + flip, every baseline's CIFAR recipe),
 `none` (Co-teaching's un-augmented inputs), `autoaugment` and `randaugment` (crop + flip, then the policy, in the
-order of the official SANM's `dataloader_cifar.py`).
+order of the official SANM's `dataloader_cifar.py`), `c2d_warmup` (its warm-up views; there the colour jitter
+comes before the crop, so the zero padding stays black, a difference confined to the border).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
 
-from .policies import PolicyAugment
+from .policies import PolicyAugment, c2d_warmup
 
 __all__ = ["AUGMENT_PRESETS", "BatchAugment", "augment_settings", "build_augment"]
 
@@ -31,8 +32,12 @@ AUGMENT_PRESETS: dict[str, dict[str, Any]] = {
     "autoaugment": {"crop_padding": 4, "flip": True, "policy": "autoaugment", "fill": 128},
     "randaugment": {"crop_padding": 4, "flip": True, "policy": "randaugment", "num_ops": 2, "magnitude": 10,
                     "cutout": 16, "fill": 0},
+    # the official recipe's warm-up views (per image: continuous draws cannot be grouped)
+    "c2d_warmup": {"crop_padding": 4, "flip": True, "policy": "c2d_warmup"},
 }
 _POLICY_KEYS = ("num_ops", "magnitude", "cutout", "fill")
+# the policy keys each policy reads; any other one given would be ignored, so it is refused instead
+_READS = {"autoaugment": ("fill",), "randaugment": _POLICY_KEYS}
 
 
 def augment_settings(name: str, overrides: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
@@ -43,9 +48,10 @@ def augment_settings(name: str, overrides: Optional[Mapping[str, Any]] = None) -
     for key, value in (overrides or {}).items():
         if key == "name" or value is None:
             continue
-        if key in _POLICY_KEYS and settings["policy"] is None:
-            raise ValueError(f"augment.{key} has no effect with augment={name} (it sets a policy's parameter); "
-                             "drop it or pick augment=autoaugment / randaugment")
+        if key in _POLICY_KEYS and key not in _READS.get(settings["policy"], ()):
+            users = [p for p, keys in _READS.items() if key in keys]
+            raise ValueError(f"augment.{key} has no effect with augment={name}; drop it or pick augment="
+                             f"{' / '.join(users)}")
         settings[key] = value
     return settings
 
@@ -56,7 +62,9 @@ def build_augment(name: str, mean: Sequence[float], std: Sequence[float],
     """The BatchAugment of preset `name` (with `overrides`), normalising with `mean` / `std`."""
     s = augment_settings(name, overrides)
     policy = None
-    if s["policy"] is not None:
+    if s["policy"] == "c2d_warmup":
+        policy = c2d_warmup()
+    elif s["policy"] is not None:
         policy = PolicyAugment(s["policy"], **{key: s[key] for key in _POLICY_KEYS if key in s})
     return BatchAugment(mean, std, crop_padding=s["crop_padding"], flip=s["flip"], policy=policy, device=device)
 
@@ -107,7 +115,8 @@ class BatchAugment:
         crop_padding: Zero padding (black, in pixel space) around each image before the random crop; 0 turns the
             crop off. 4 is the CIFAR recipe of every baseline.
         flip: Mirror each sample left-right with p = 0.5; Co-teaching trains with neither crop nor flip.
-        policy: Applied to the uint8 crops before normalising, each sample its own draw (None = none).
+        policy: Applied to the uint8 crops before normalising, each sample its own draw (None = none):
+            a PolicyAugment or a PerImageAugment.
         device: Where to keep mean/std up front; they follow the images' device otherwise.
     """
 
@@ -117,7 +126,7 @@ class BatchAugment:
         std: Sequence[float],
         crop_padding: int = 4,
         flip: bool = True,
-        policy: Optional[PolicyAugment] = None,
+        policy: Optional[Callable[..., torch.Tensor]] = None,
         device: torch.device | str | None = None,
     ) -> None:
         if len(mean) != len(std):

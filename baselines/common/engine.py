@@ -158,6 +158,11 @@ class RunContext:
         self.sanm_settings = _sanm_settings(cfg, self.warmup_epochs, method_cls.sanm_requirements(cfg))
         self.pretrained: Optional[str] = None if cfg.pretrained in (None, AUTO) else cfg.pretrained
 
+    def make_augment(self, name: str):
+        """Another `augment` preset (with its own defaults) on this run's normalisation, for methods that draw
+        several kinds of view per sample (DivideMix's official recipe)."""
+        return build_augment(name, self.data.mean, self.data.std, device=self.device)
+
     @property
     def num_train(self) -> int:
         return len(self.labels)
@@ -241,8 +246,12 @@ class Method:
 
     @classmethod
     def trainer_defaults(cls, cfg: DictConfig) -> dict:
-        """Values for the trainer keys conf/<method>.yaml leaves `auto` (per dataset and noise): `schedule`."""
-        return dict(cls.schedule)
+        """Values for the trainer keys conf/<method>.yaml leaves `auto` (per dataset and noise): `schedule`,
+        whose `reference_epochs` is also what `trainer.epochs: auto` means."""
+        defaults = dict(cls.schedule)
+        if "reference_epochs" in defaults:
+            defaults.setdefault("epochs", defaults["reference_epochs"])
+        return defaults
 
     @classmethod
     def sanm_requirements(cls, cfg: DictConfig) -> dict[str, tuple[str, str]]:

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import torch
 import torchvision.transforms.v2.functional as TF
 
-__all__ = ["AUTOAUGMENT_CIFAR10", "RANDAUGMENT_POOL", "PolicyAugment", "apply_op", "cutout"]
+__all__ = ["AUTOAUGMENT_CIFAR10", "RANDAUGMENT_POOL", "PerImageAugment", "PolicyAugment", "apply_op", "c2d_warmup",
+           "cutout"]
 
 # The 25 sub-policies of AutoAugment's CIFAR-10 policy (Cubuk et al. 2019, Table 8 of the appendix):
 # (op, probability, magnitude index 0..9) twice; ops without a magnitude carry None.
@@ -243,3 +244,31 @@ class PolicyAugment:
                 ops.append(op); values.append(float(value))
             draws.append(_Draw(ops, values, [c < 0.5 for c in coin]))
         return draws
+
+
+class PerImageAugment:
+    """uint8 [B, C, H, W] -> uint8: a torchvision v2 transform applied to each image on its own.
+
+    For policies with continuous per-sample parameters, which cannot be grouped into a few calls: one call
+    per image, so keep it to short phases (the official recipe's warm-up). Its draws come from torch's
+    global RNG, which the engine seeds and checkpoints.
+    """
+
+    def __init__(self, transform: Callable[[torch.Tensor], torch.Tensor], policy: str = "per_image") -> None:
+        self.transform, self.policy = transform, policy
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError(f"expected uint8 [B, C, H, W], got {images.dtype} {list(images.shape)}")
+        return torch.stack([self.transform(image) for image in images]) if len(images) else images
+
+
+def c2d_warmup() -> PerImageAugment:
+    """The warm-up views of the official SANM (C2D's): ColorJitter(0.4, 0.4, 0.4, hue 0.4) and RandomAffine
+    (15 degrees, shifts up to 10%, scale 2/3..3/2, shear 0.1 degrees on each axis), after crop and flip."""
+    from torchvision.transforms import v2
+
+    return PerImageAugment(v2.Compose([
+        v2.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.4),
+        v2.RandomAffine(degrees=15.0, translate=(0.1, 0.1), scale=(2 / 3, 3 / 2), shear=(-0.1, 0.1, -0.1, 0.1)),
+    ]), policy="c2d_warmup")

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from fake_data import write_image_folder
 
@@ -287,3 +288,14 @@ def test_the_console_log_is_written_to_run_log(tmp_path):
     assert log == [line for line in result.stdout.splitlines() if line in log] and len(log) >= 4
     assert "logging to metrics.jsonl, summary.json, run.log (TensorBoard off: tensorboard=false)" in log
     assert not list(run_dir.glob("*.log"))[1:] and not (run_dir / "cli.log").exists()
+
+
+@pytest.mark.parametrize("method", ["dividemix", "c2d"])
+def test_official_recipe_runs_in_the_smoke_setting(tmp_path, method):
+    """README's `+sanm=on +recipe=official noise=sym_0.9 +experiment=smoke` (c2d: its tiny pre-training first)."""
+    run(_cfg(method, "+sanm=on", "+recipe=official", "noise=sym_0.9", "method.warmup_epochs=1", "pretrained=auto"
+             if method == "c2d" else "pretrained=null"), BASELINES[method], run_dir=tmp_path)
+    resolved = OmegaConf.load(tmp_path / "resolved.yaml")
+    assert resolved.method.recipe == "official" and resolved.augment.name == "autoaugment"
+    assert resolved.method.lambda_u == 25 and resolved.method.p_threshold == 0.5
+    assert [r["epoch"] for r in metrics(tmp_path)] == [1, 2] and "loss/reconstruction_net1" in metrics(tmp_path)[-1]

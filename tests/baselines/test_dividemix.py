@@ -95,8 +95,68 @@ def test_split_threshold_by_hand(tmp_path):
     method = DivideMix(_ctx(tmp_path))
     assert method.threshold(prob) == 0.5 and not (prob > method.threshold(prob)).any()
     c2d = object.__new__(C2D)  # only the threshold rule, no networks
+    c2d.ctx = method.ctx  # its recipe (paper) decides the rule
     c2d.settings = {"p_threshold": 0.5}
     assert c2d.threshold(prob) == pytest.approx(0.3 - 1e-5)
     assert (prob > c2d.threshold(prob)).tolist() == [False, False, True]
     c2d.settings = {"p_threshold": 0.05}
     assert (prob > c2d.threshold(prob)).tolist() == [False, True, True]
+
+
+@pytest.mark.parametrize("sanm,extra_views", [(None, 0), ("on", 1), ("official", 2)])
+def test_official_recipe_mixes_fresh_views_12b_rows_with_official_sanm(tmp_path, monkeypatch, sanm, extra_views):
+    """[xp, xp2 (AA), xs1, xs2 (RA), masked x..., the same for u]: 12B rows with the official two masked images."""
+    import baselines.dividemix as dm
+
+    method = DivideMix(_ctx(tmp_path, "+recipe=official", *([f"+sanm={sanm}"] if sanm else [])))
+    assert [a.policy.policy for a in method.mix_augments] == ["autoaugment"] * 2 + ["randaugment"] * 2
+    assert method.ctx.augment.policy.policy == "autoaugment"  # the co-guessing views and what SANM masks
+    spy = _Spy()
+    monkeypatch.setattr(dm, "mix", spy)
+    prob = torch.rand(method.ctx.num_train, device=method.ctx.device)
+    lab, unl = torch.arange(0, 8), torch.arange(8, 16)
+    method._mixmatch_step(method.nets[0], method.nets[1], lab, unl, prob, lambda_u=1.0, epoch=5)
+    assert len(spy.inputs) == 2 * (4 + extra_views) * 8
+    views = spy.inputs[:32].view(4, 8, *spy.inputs.shape[1:])
+    assert not torch.equal(views[0], views[1]) and not torch.equal(views[2], views[3])  # independent draws
+
+
+def test_official_recipe_settings(tmp_path):
+    from baselines.c2d import C2D
+    from baselines.common.trainer import resolve_trainer
+
+    ctx = _ctx(tmp_path, "+recipe=official", "noise=sym_0.9", "method.warmup_epochs=auto", "trainer.epochs=auto")
+    method = DivideMix(ctx)
+    assert (method.settings["lambda_u"], method.settings["p_threshold"], method.settings["gmm_history"]) == (25, 0.5, 5)
+    assert ctx.warmup_epochs == 10 and ctx.cfg.method.warmup_grad_clip == 1.0
+    assert method.warmup_augment.policy.policy == "c2d_warmup"
+    assert method._warmup(method.nets[0], 0) > 0  # an epoch of clipped CE on the per-image warm-up views
+    assert dividemix_defaults("cifar10", "sym", 0.9)["lambda_u"] == 50  # the paper's table stays the default
+    for epochs, expected in [("auto", (361, [150])), (60, (60, [25]))]:
+        cfg = ctx.cfg.copy()
+        cfg.trainer.epochs, cfg.trainer.lr_milestones = epochs, "auto"
+        trainer = resolve_trainer(cfg, DivideMix.trainer_defaults(cfg)).trainer
+        assert (trainer.epochs, list(trainer.lr_milestones)) == expected
+    cfg.method.recipe, cfg.trainer.epochs = "paper", "auto"
+    assert resolve_trainer(cfg, DivideMix.trainer_defaults(cfg)).trainer.epochs == 300
+    cfg = ctx.cfg.copy()
+    cfg.dataset.name = "cifar100"
+    assert DivideMix.resolve_warmup(cfg) == 20 and C2D.resolve_warmup(cfg) == 20
+    cfg.method.recipe = "paper"
+    assert DivideMix.resolve_warmup(cfg) == 30 and C2D.resolve_warmup(cfg) == 5
+    cfg.method.recipe = "offical"
+    with pytest.raises(ValueError, match="method.recipe must be one of paper, official"):
+        DivideMix.resolve_warmup(cfg)
+
+
+def test_c2d_under_the_official_recipe_co_divides_as_dividemix_with_tau_unclipped(tmp_path):
+    from types import SimpleNamespace
+
+    from baselines.c2d import C2D
+
+    method = C2D.__new__(C2D)  # the two rules read only the config and the resolved settings
+    method.settings = {"p_threshold": 0.5}
+    prob = torch.tensor([0.6, 0.7, 0.9])
+    for recipe, sequential, tau in [("paper", True, 0.6 + 1e-5), ("official", False, 0.5)]:
+        method.ctx = SimpleNamespace(cfg=SimpleNamespace(method=SimpleNamespace(recipe=recipe)))
+        assert method.sequential == sequential and method.threshold(prob) == pytest.approx(tau)

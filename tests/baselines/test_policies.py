@@ -139,9 +139,27 @@ def test_presets_and_overrides():
         augment_settings("strong")
     with pytest.raises(ValueError, match="no effect with augment=weak"):
         augment_settings("weak", {"num_ops": 3})
+    with pytest.raises(ValueError, match="magnitude has no effect with augment=autoaugment; .* augment=randaugment"):
+        augment_settings("autoaugment", {"magnitude": 3})
+    assert augment_settings("autoaugment", {"fill": 0})["fill"] == 0
     none = build_augment("none", MEAN, STD)
     assert none.crop_padding == 0 and not none.flip and none.policy is None
     strong = build_augment("randaugment", MEAN, STD)
     out = strong(batch(8), train=True)
     assert out.dtype == torch.float32 and out.shape == (8, 3, 32, 32)
     assert torch.equal(strong(batch(8), train=False), build_augment("weak", MEAN, STD).normalize(batch(8)))
+
+
+def test_warmup_views_are_per_image_and_seeded():
+    from baselines.common.policies import PerImageAugment, c2d_warmup
+
+    x = batch(1).expand(16, -1, -1, -1).contiguous()
+    torch.manual_seed(0)
+    first = c2d_warmup()(x)
+    torch.manual_seed(0)
+    assert torch.equal(first, c2d_warmup()(x))  # the engine seeds (and checkpoints) the global RNG
+    assert first.dtype == torch.uint8 and first.shape == x.shape
+    assert len({bytes(row.flatten().tolist()) for row in first}) == 16  # each image its own draw
+    assert PerImageAugment(lambda image: image)(x[:0]).shape == (0, 3, 32, 32)
+    views = build_augment("c2d_warmup", MEAN, STD)
+    assert views.crop_padding == 4 and views(x, train=True).shape == x.shape

@@ -32,6 +32,14 @@ def test_masking_benchmark_prints_both_presets_against_the_loop(tmp_path):
     assert stdout.count("parts at B=4") == 2
 
 
+def test_augment_cost_benchmark_prints_every_preset(tmp_path):
+    stdout = _run(tmp_path, "benchmarks/augment_cost.py", "--batches", "8", "--repeats", "1")
+    for preset in ("none", "weak"):
+        assert re.search(rf"^{preset}\s+8\s+[\d.]+\s+-\s+-$", stdout, flags=re.M), stdout
+    for preset in ("autoaugment", "randaugment"):  # ours, the per-image loop and the speed-up
+        assert re.search(rf"^{preset}\s+8\s+[\d.]+\s+[\d.]+\s+[\d.]+x$", stdout, flags=re.M), stdout
+
+
 def test_overhead_benchmark_covers_every_method(tmp_path):
     stdout = _run(tmp_path, "benchmarks/overhead.py", "--widths", "4", "--batch", "8", "--repeats", "1",
                   "--steps", "2", "--threads", "1")

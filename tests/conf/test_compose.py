@@ -92,6 +92,19 @@ def test_methods_train_on_their_upstream_views_by_default():
     assert _compose("ce", ["augment=randaugment", "augment.magnitude=5"]).augment.magnitude == 5
 
 
+@pytest.mark.parametrize("method", ["dividemix", "c2d"])
+def test_official_recipe_composes_its_pipeline(method):
+    cfg = _compose(method, ["+sanm=official", "+recipe=official", "noise=sym_0.9"])
+    assert cfg.augment.name == "autoaugment" and cfg.method.recipe == "official"
+    assert list(cfg.method.mix_views) == ["autoaugment", "autoaugment", "randaugment", "randaugment"]
+    assert cfg.method.warmup_grad_clip == 1.0 and cfg.method.gmm_max_iter == 10
+    assert cfg.method.warmup_augment == "c2d_warmup"
+    for order in (["+recipe=official", "+experiment=smoke"], ["+experiment=smoke", "+recipe=official"]):
+        assert _compose(method, order).trainer.epochs == 2  # the recipe leaves the run length to its auto
+    with pytest.raises(ConfigCompositionException):  # a method without the recipe's keys says so at composition
+        _compose("ce", ["+recipe=official"])
+
+
 def test_smoke_preset_is_small_and_on_cpu():
     cfg = _compose("ce", ["+experiment=smoke", "+sanm=on"])
     assert cfg.device == "cpu" and cfg.trainer.epochs == 2 and cfg.method.warmup_epochs == 1
