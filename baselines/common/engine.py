@@ -451,7 +451,7 @@ def check_resumable(state: dict, identity: dict[str, str], checkpoint: Path, met
     if state["method_name"] != method_name:
         raise ConfigurationError(f"{checkpoint} was written by {state['method_name']}, not {method_name}; "
                                  "use another run_dir or overwrite=true")
-    saved = state["identity"]
+    saved = upgrade_identity(state["identity"])
     differ = sorted(key for key in saved.keys() | identity.keys() if saved.get(key) != identity.get(key))
     if differ:
         shown = ", ".join(f"{key} ({_short(saved.get(key))} -> {_short(identity.get(key))})" for key in differ[:6])
@@ -459,6 +459,29 @@ def check_resumable(state: dict, identity: dict[str, str], checkpoint: Path, met
         raise ConfigurationError(f"resume=true, but this command differs from the run in {checkpoint.parent.parent} "
                                  f"in {shown}{more}; resume with the run's own settings (see its resolved.yaml), or "
                                  "use another run_dir= or overwrite=true")
+
+
+# Keys added to the config after checkpoint format 2, with the value that trains as the code before them did:
+# a checkpoint that lacks one was trained that way, so it still resumes (its progress is never lost).
+ADDED_KEYS = {"method.recipe": '"paper"', "method.mix_views": "null", "method.warmup_augment": "null"}
+_AUGMENT_KEYS = ("crop_padding", "flip", "num_ops", "magnitude", "cutout", "fill")
+
+
+def upgrade_identity(saved: dict[str, str]) -> dict[str, str]:
+    """A checkpoint's identity in today's keys: `trainer.augment` true / false became `augment=weak` / `none`;
+    ADDED_KEYS take their old behaviour; `sanm.extremes` did not exist while every preset read the map
+    exactly, which is the paper preset's reading still (the official preset's is now uint8, so it is left
+    missing there and such a run is refused)."""
+    saved = dict(saved)
+    if "trainer.augment" in saved and "augment.name" not in saved:
+        saved["augment.name"] = json.dumps("weak" if json.loads(saved.pop("trainer.augment")) else "none")
+        saved.update({f"augment.{key}": "null" for key in _AUGMENT_KEYS})
+    if saved.get("method.name") in ('"dividemix"', '"c2d"'):  # the methods those keys were added to
+        for key, value in ADDED_KEYS.items():
+            saved.setdefault(key, value)
+    if saved.get("sanm.preset") == '"paper"' and "sanm.extremes" not in saved:
+        saved["sanm.extremes"] = "null"
+    return saved
 
 
 def _flatten(tree: dict, prefix: str) -> dict:

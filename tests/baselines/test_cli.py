@@ -299,3 +299,22 @@ def test_official_recipe_runs_in_the_smoke_setting(tmp_path, method):
     assert resolved.method.recipe == "official" and resolved.augment.name == "autoaugment"
     assert resolved.method.lambda_u == 25 and resolved.method.p_threshold == 0.5
     assert [r["epoch"] for r in metrics(tmp_path)] == [1, 2] and "loss/reconstruction_net1" in metrics(tmp_path)[-1]
+
+
+@pytest.mark.parametrize("preset,resumes", [("on", True), ("official", False)])
+def test_checkpoints_from_before_the_augment_group_still_resume(tmp_path, preset, resumes):
+    """A run trained with `trainer.augment=true` (and no `sanm.extremes`) continues under `augment=weak`, unless
+    the key that appeared changes how it trains (the official preset now reads its map as uint8)."""
+    run(_cfg("ce", f"+sanm={preset}", "trainer.epochs=1"), BASELINES["ce"], run_dir=tmp_path)
+    path = tmp_path / "checkpoints" / "last.pt"
+    state = torch.load(path, weights_only=True)
+    identity = {k: v for k, v in state["identity"].items() if not k.startswith("augment.") and k != "sanm.extremes"}
+    state["identity"] = {**identity, "trainer.augment": "true"}
+    torch.save(state, path)
+    again = _cfg("ce", f"+sanm={preset}", "trainer.epochs=2", "resume=true")
+    if resumes:
+        run(again, BASELINES["ce"], run_dir=tmp_path)
+        assert [r["epoch"] for r in metrics(tmp_path)] == [1, 2]
+    else:
+        with pytest.raises(ConfigurationError, match="sanm.extremes"):
+            run(again, BASELINES["ce"], run_dir=tmp_path)
