@@ -172,11 +172,10 @@ class DivideMix(Method):
         penalty = self.ctx.cfg.noise.type == "asym"
         clip = self.ctx.cfg.method.warmup_grad_clip
         means = EpochMeans()
-        for idx in self.ctx.index_batches(epoch, batch_size=2 * self.ctx.cfg.trainer.batch_size, desc="warmup"):
-            views = (self.warmup_augment or self.ctx.augment)(self.ctx.train_images[idx], train=True)
-            logits = net.model(views)
-            labels = self.ctx.labels[idx]
-            loss = F.cross_entropy(logits, labels) + (negative_entropy(logits) if penalty else 0.0)
+        for batch in self.ctx.batches(epoch, batch_size=2 * self.ctx.cfg.trainer.batch_size, desc="warmup",
+                                      augment=self.warmup_augment):
+            logits = net.model(batch.images)
+            loss = F.cross_entropy(logits, batch.labels) + (negative_entropy(logits) if penalty else 0.0)
             net.step(loss, grad_clip=clip)
             means.add({"loss": loss})
         return means.means().get("loss", 0.0)
@@ -220,8 +219,10 @@ class DivideMix(Method):
             else:
                 logits_u, feats_u, targets_u = logits_x[:0], feats_x[:0], targets_x[:0]
         if self.mix_augments:  # the official recipe: fresh views of each sample form the mixed rows
-            parts_x = [view(images[lab]) for view in self.mix_augments]
-            parts_u = [view(images[unl]) for view in self.mix_augments] if has_unl else [x[:0]] * len(parts_x)
+            # one draw per kind of view over [lab; unl]: a policy's cost is per (op, magnitude) group, not per image
+            pool = images[torch.cat([lab, unl]) if has_unl else lab]
+            views = [view(pool) for view in self.mix_augments]
+            parts_x, parts_u = [v[:len(lab)] for v in views], [v[len(lab):] for v in views]
         else:  # DivideMix: the co-guessing views themselves
             parts_x, parts_u = [x, x2], [u, u2]
         targets_lx, targets_lu = [targets_x] * len(parts_x), [targets_u] * len(parts_u)

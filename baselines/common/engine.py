@@ -181,10 +181,12 @@ class RunContext:
                                  key=f"method.{key}")
 
     def batches(self, epoch: int, batch_size: Optional[int] = None, index: Optional[torch.Tensor] = None,
-                desc: str = "train") -> Iterator[Batch]:
-        """Shuffled, augmented batches of the training set (or of `index`)."""
+                desc: str = "train", augment: Optional[Callable[..., torch.Tensor]] = None) -> Iterator[Batch]:
+        """Shuffled, augmented batches of the training set (or of `index`); `augment` replaces the run's views
+        (e.g. `make_augment(...)` for a warm-up of its own)."""
+        views = augment or self.augment
         for idx in self.index_batches(epoch, batch_size, index, desc):
-            yield Batch(epoch, idx, self.augment(self.train_images[idx], train=True), self.labels[idx])
+            yield Batch(epoch, idx, views(self.train_images[idx], train=True), self.labels[idx])
 
     def index_batches(self, epoch: int, batch_size: Optional[int] = None, index: Optional[torch.Tensor] = None,
                       desc: str = "train") -> Iterator[torch.Tensor]:

@@ -135,6 +135,38 @@ def cutout(images: torch.Tensor, size: int, value: int, generator: torch.Generat
     return images.masked_fill(box[:, None], value)
 
 
+def _flags(names: list[str], members: set[str]) -> torch.Tensor:
+    return torch.tensor([name in members for name in names])
+
+
+def _autoaugment_tables() -> list[dict]:
+    """Per stage, each sub-policy's op, probability and unsigned value, as lookups a batch draws from at once."""
+    tables = []
+    for stage in range(2):
+        ops = [sub[stage] for sub in AUTOAUGMENT_CIFAR10]
+        names = [op for op, _, _ in ops]
+        base = [_AA_RANGES[op](index) if index is not None and op in _AA_RANGES else 0.0 for op, _, index in ops]
+        tables.append({"names": names, "prob": torch.tensor([p for _, p, _ in ops], dtype=torch.float64),
+                       "base": torch.tensor(base, dtype=torch.float64), "signed": _flags(names, _AA_SIGNED),
+                       "enhance": _flags(names, _ENHANCE), "tx": _flags(names, {"TranslateX"}),
+                       "ty": _flags(names, {"TranslateY"})})
+    return tables
+
+
+def _randaugment_table() -> dict:
+    names = [op for op, _, _ in RANDAUGMENT_POOL]
+    return {"names": names, "has_value": torch.tensor([m is not None for _, m, _ in RANDAUGMENT_POOL]),
+            "max_v": torch.tensor([m or 0.0 for _, m, _ in RANDAUGMENT_POOL], dtype=torch.float64),
+            "bias": torch.tensor([b or 0.0 for _, _, b in RANDAUGMENT_POOL], dtype=torch.float64),
+            "integer": _flags(names, _RA_INTEGER), "signed": _flags(names, _RA_SIGNED),
+            "tx": _flags(names, {"TranslateX"}), "ty": _flags(names, {"TranslateY"}),
+            "solarize": _flags(names, {"Solarize"})}
+
+
+_AA_TABLES = _autoaugment_tables()
+_RA_TABLE = _randaugment_table()
+
+
 @dataclass(frozen=True)
 class _Draw:
     """One stage of a batch: the op, value and whether to apply it, per sample (all on the CPU)."""
@@ -197,52 +229,38 @@ class PolicyAugment:
 
     def _autoaugment_draws(self, shape: torch.Size, generator: torch.Generator | None) -> list[_Draw]:
         b, side_h, side_w = shape[0], shape[-2], shape[-1]
-        chosen = torch.randint(len(AUTOAUGMENT_CIFAR10), (b,), generator=generator).tolist()
+        chosen = torch.randint(len(AUTOAUGMENT_CIFAR10), (b,), generator=generator)
         draws = []
-        for stage in range(2):
-            coin = torch.rand(b, generator=generator).tolist()
-            signs = torch.where(torch.rand(b, generator=generator) < 0.5, -1.0, 1.0).tolist()
-            ops, values, applied = [], [], []
-            for i in range(b):
-                op, prob, index = AUTOAUGMENT_CIFAR10[chosen[i]][stage]
-                value = _AA_RANGES[op](index) if index is not None and op in _AA_RANGES else 0.0
-                if op in _AA_SIGNED:
-                    value *= signs[i]
-                if op in _ENHANCE:
-                    value = 1.0 + value
-                elif op == "TranslateX":
-                    value *= side_w
-                elif op == "TranslateY":
-                    value *= side_h
-                ops.append(op); values.append(float(value)); applied.append(coin[i] < prob)
-            draws.append(_Draw(ops, values, applied))
+        for table in _AA_TABLES:  # one per stage, indexed by the sub-policy each sample drew
+            coin = torch.rand(b, generator=generator)
+            signs = torch.where(torch.rand(b, generator=generator) < 0.5, -1.0, 1.0).double()
+            value = table["base"][chosen]
+            value = torch.where(table["signed"][chosen], value * signs, value)
+            value = torch.where(table["enhance"][chosen], 1.0 + value, value)
+            value = torch.where(table["tx"][chosen], value * side_w, torch.where(table["ty"][chosen], value * side_h,
+                                                                                 value))
+            draws.append(_Draw([table["names"][k] for k in chosen.tolist()], value.tolist(),
+                               (coin < table["prob"][chosen]).tolist()))
         return draws
 
     def _randaugment_draws(self, shape: torch.Size, generator: torch.Generator | None) -> list[_Draw]:
         b, side_h, side_w = shape[0], shape[-2], shape[-1]
+        t = _RA_TABLE
         draws = []
         for _ in range(self.num_ops):
-            chosen = torch.randint(len(RANDAUGMENT_POOL), (b,), generator=generator).tolist()
-            levels = torch.randint(1, self.magnitude, (b,), generator=generator).tolist()
-            coin = torch.rand(b, generator=generator).tolist()
-            signs = torch.where(torch.rand(b, generator=generator) < 0.5, -1.0, 1.0).tolist()
-            ops, values = [], []
-            for i in range(b):
-                op, max_v, bias = RANDAUGMENT_POOL[chosen[i]]
-                value = 0.0
-                if max_v is not None:
-                    scaled = levels[i] * max_v / 10
-                    value = (int(scaled) if op in _RA_INTEGER else scaled) + bias
-                    if op in _RA_SIGNED:
-                        value *= signs[i]
-                    if op == "TranslateX":  # FixMatch shifts by whole pixels: int(v * side)
-                        value = float(int(value * side_w))
-                    elif op == "TranslateY":
-                        value = float(int(value * side_h))
-                    elif op == "Solarize":
-                        value = 256 - value
-                ops.append(op); values.append(float(value))
-            draws.append(_Draw(ops, values, [c < 0.5 for c in coin]))
+            chosen = torch.randint(len(RANDAUGMENT_POOL), (b,), generator=generator)
+            levels = torch.randint(1, self.magnitude, (b,), generator=generator)
+            coin = torch.rand(b, generator=generator)
+            signs = torch.where(torch.rand(b, generator=generator) < 0.5, -1.0, 1.0).double()
+            scaled = levels.double() * t["max_v"][chosen] / 10
+            value = torch.where(t["integer"][chosen], scaled.trunc(), scaled) + t["bias"][chosen]
+            value = torch.where(t["signed"][chosen], value * signs, value)
+            # FixMatch shifts by whole pixels, int(v * side), and solarizes above 256 - v
+            value = torch.where(t["tx"][chosen], (value * side_w).trunc(), value)
+            value = torch.where(t["ty"][chosen], (value * side_h).trunc(), value)
+            value = torch.where(t["solarize"][chosen], 256 - value, value)
+            value = torch.where(t["has_value"][chosen], value, torch.zeros_like(value))
+            draws.append(_Draw([t["names"][k] for k in chosen.tolist()], value.tolist(), (coin < 0.5).tolist()))
         return draws
 
 
