@@ -26,6 +26,7 @@ register_schema("ce", MethodConfig(name="ce"))
 class CE(Method):
     name = "ce"
     default_warmup_epochs = 2  # plain CE epochs before SANM starts (G needs a network that has learned)
+    distributed = True  # torchrun: each rank its slice of every batch
     schedule = {"reference_epochs": 300, "lr_milestones": [150]}  # DivideMix's: lr /10 half-way
 
     def build(self) -> None:

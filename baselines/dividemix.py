@@ -96,6 +96,7 @@ def check_recipe(method_cfg) -> str:
 class DivideMix(Method):
     name = "dividemix"
     schedule = {"reference_epochs": 300, "lr_milestones": [150]}  # Train_cifar.py: lr /10 after 150 of 300
+    distributed = True  # torchrun: one co-divide over the gathered losses, each rank its slice of every batch
 
     @classmethod
     def resolve_warmup(cls, cfg) -> int:
@@ -270,10 +271,12 @@ class DivideMix(Method):
         if len(pool) < 2:  # a single unlabeled sample cannot pass BN in train mode
             return iter(())
 
+        ctx, ranks = self.ctx, self.ctx.world.size
+
         def generate():
             while True:
-                order = pool.cpu()[torch.randperm(len(pool))].to(pool.device)
-                yield from (chunk for chunk in order.split(batch_size) if len(chunk) > 1)
+                order = ctx.shuffled(pool).to(pool.device)  # over N processes: one global order, each its slice
+                yield from (ctx.shard(chunk) for chunk in order.split(batch_size) if len(chunk) // ranks > 1)
 
         return generate()
 

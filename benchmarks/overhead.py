@@ -79,8 +79,8 @@ def make_net(reference: torch.nn.Module, device: str, preset=None, train_on: str
     params = [*model.parameters(), *(hook.parameters() if hook is not None else [])]
     optimizer = torch.optim.SGD(params, lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
     # Network.step reads only these attributes; calling it unbound keeps the step the engine's own.
-    return SimpleNamespace(model=model, tap=FeatureTap(model), sanm=hook, optimizer=optimizer,
-                           grad_edit=None, grad_clip=None)
+    return SimpleNamespace(model=model, module=model, tap=FeatureTap(model), sanm=hook, optimizer=optimizer,
+                           grad_edit=None, grad_clip=None, scaler=None)
 
 
 def ce_step(net, x, y, index) -> None:

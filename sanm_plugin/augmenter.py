@@ -14,7 +14,7 @@ from __future__ import annotations
 import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -182,7 +182,8 @@ class SANMAugmenter(nn.Module):
         return regularize_soft_targets(soft, masked.ratio.to(soft.device), self.config.label_spread)
 
     # ------------------------------------------------------------------ SANM[3]: reconstruction
-    def reconstruction_loss(self, masked_feature_maps: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    def reconstruction_loss(self, masked_feature_maps: torch.Tensor, images: torch.Tensor,
+                            decoder: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> torch.Tensor:
         """beta * MSE(decoder(F(x_m)), x) (Eq. 9-10), a scalar with gradients to the decoder and features.
 
         Args:
@@ -190,6 +191,8 @@ class SANMAugmenter(nn.Module):
                 trough='separate_image', [2B, K, h, w] (peak-masked then trough-masked), and the two
                 MSEs are summed as in the official code.
             images: [B, C, H, W] the unmasked images.
+            decoder: a wrapper of `self.decoder` to call instead (DistributedDataParallel, so that its
+                gradients are averaged over processes); None calls the decoder itself.
         """
         if masked_feature_maps.dim() != 4 or masked_feature_maps.shape[1] != self.feature_channels:
             raise ValueError(
@@ -203,7 +206,7 @@ class SANMAugmenter(nn.Module):
                 f"masked_feature_maps has {masked_feature_maps.shape[0]} rows for {images.shape[0]} images; "
                 f"expected {' or '.join(f'{k}x' for k in allowed)} the batch (trough={self.config.trough!r})"
             )
-        reconstruction = self.decoder(masked_feature_maps).float()
+        reconstruction = (decoder or self.decoder)(masked_feature_maps).float()
         target = images.detach().float()
         if self.config.recon_target == "pixel":  # the image itself: undo the input's normalisation
             target = torch.addcmul(self.pixel_mean.view(1, -1, 1, 1), target, self.pixel_std.view(1, -1, 1, 1))

@@ -6,6 +6,7 @@ regular install or wheel, as the package data `baselines.conf` that setup.cfg ma
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -41,9 +42,11 @@ def entry_point(method_cls: type[Method], config_name: str) -> Callable[[], None
             report_interrupt(stop, f"baselines.{config_name}", HydraConfig.get().overrides.task)
 
     def main() -> None:
-        problem = sanm_keys_without_preset(sys.argv[1:])
+        problem = sanm_keys_without_preset(sys.argv[1:]) or multirun_under_torchrun(sys.argv[1:])
         if problem:
             report_and_exit(ConfigurationError(problem))
+        if int(os.environ.get("RANK", 0)) > 0:  # one run directory, written by rank 0 alone (Hydra's copy too)
+            sys.argv.append("hydra.output_subdir=null")
         try:
             compose_and_run()
         except KeyboardInterrupt:  # before a run had started (composing, loading data): nothing was written
@@ -68,6 +71,14 @@ def sanm_keys_without_preset(arguments: Sequence[str]) -> Optional[str]:
         if override.key_or_group.startswith("sanm."):
             return (f"{override.key_or_group} needs a SANM preset: add +sanm=on (the paper's equations) or "
                     "+sanm=official (the official code's choices), e.g. +sanm=on " + override.input_line)
+    return None
+
+
+def multirun_under_torchrun(arguments: Sequence[str]) -> Optional[str]:
+    """torchrun starts one run over N processes; a Hydra sweep would start the whole sweep in each."""
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1 and any(a in ("-m", "--multirun") for a in arguments):
+        return ("a multirun (-m) cannot run under torchrun: sweep without torchrun, or launch one torchrun per "
+                "combination (README: several GPUs)")
     return None
 
 

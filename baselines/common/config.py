@@ -101,6 +101,12 @@ class TrainerConfig:
     # share of the (noisy) training set held out, seeded, as a noisy validation split: its accuracy
     # selects the epoch, and summary.json reports test_acc_at_best_val (CDR's protocol); 0 = none
     val_fraction: Any = 0.0
+    # how fast, not what, it trains (a run may resume under other values): auto (bf16 on CUDA devices that
+    # support it, else 32) | 32 | bf16 | fp16 (with loss scaling); channels_last memory format; torch.compile of the
+    # networks' forwards: false | true (inductor) | a backend name (eager: the wiring without code generation)
+    precision: Any = AUTO
+    channels_last: bool = False
+    compile: Any = False
 
 
 @dataclass

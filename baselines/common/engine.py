@@ -30,6 +30,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from sanm_plugin import FeatureTap
 
+from . import distributed
+from .acceleration import Acceleration, routed_model
 from .augment import build_augment
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .config import AUTO, dataset_dir_name
@@ -56,7 +58,8 @@ class RunInterrupted(Exception):
 # Checkpoints since format 2 count epochs from 1 like every other output: "epoch" = epochs completed.
 CHECKPOINT_FORMAT = 2
 # What may change between a run and its resume: how long it trains and how it reports, not what it trains.
-RESUMABLE_KEYS = ("trainer.epochs", "trainer.eval_batch_size")
+RESUMABLE_KEYS = ("trainer.epochs", "trainer.eval_batch_size", "trainer.precision", "trainer.channels_last",
+                  "trainer.compile")
 
 
 @dataclass
@@ -77,29 +80,45 @@ class Network:
     def __init__(self, ctx: "RunContext", name: str) -> None:
         cfg = ctx.cfg
         self.name = name
-        self.model = build_model(cfg.model.name, ctx.num_classes, **_model_kwargs(cfg.model)).to(ctx.device)
+        module = build_model(cfg.model.name, ctx.num_classes, **_model_kwargs(cfg.model)).to(ctx.device)
         if ctx.pretrained is not None:
-            load_encoder(self.model, ctx.pretrained, cfg.model)
+            load_encoder(module, ctx.pretrained, cfg.model)
+        self.module = ctx.acceleration.place_model(module)  # the network itself: weights, state_dict
+        # what the methods call: the network itself, or its forwards through DDP / torch.compile
+        self.model = routed_model(self.module, ctx.acceleration, ctx.world, ctx.device)
         self.tap = FeatureTap(self.model)
         self.sanm: Optional[SANMHook] = None
         if ctx.sanm_settings is not None:
-            channels, size = _feature_shape(self.model, ctx.image_shape, ctx.device)
+            channels, size = _feature_shape(self.module, ctx.image_shape, ctx.device)
             self.sanm = SANMHook(ctx.sanm_settings, ctx.num_classes, channels, ctx.image_shape, size,
                                  ctx.is_clean, (ctx.data.mean, ctx.data.std)).to(ctx.device)
-        params = [*self.model.parameters(), *(self.sanm.parameters() if self.sanm is not None else [])]
+            if ctx.world.active:  # the decoder trains on every rank's masked views: its gradients are averaged too
+                self.sanm.wrap_decoder(distributed.wrap(self.sanm.augmenter.decoder, ctx.world, ctx.device))
+        params = [*self.module.parameters(), *(self.sanm.parameters() if self.sanm is not None else [])]
         self.optimizer = build_optimizer(params, cfg.trainer)
+        self.scaler = ctx.acceleration.grad_scaler()
         self.grad_clip = cfg.trainer.grad_clip
         self.grad_edit: Optional[Callable[[torch.nn.Module], dict]] = None  # CDR edits gradients here
 
     def step(self, loss: torch.Tensor, grad_clip: Optional[float] = None) -> dict:
-        """Backward and update; `grad_clip` overrides trainer.grad_clip for this step (C2D's warm-up)."""
+        """Backward and update; `grad_clip` overrides trainer.grad_clip for this step (C2D's warm-up).
+
+        Under fp16 the loss is scaled, and the gradients unscaled before the edit and the clipping, which so
+        see the true gradients; under DDP they are already averaged over the ranks when backward returns."""
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        stats = self.grad_edit(self.model) if self.grad_edit is not None else {}
+        with torch.autocast(loss.device.type, enabled=False):  # backward runs in the forward's dtypes anyway
+            (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        stats = self.grad_edit(self.module) if self.grad_edit is not None else {}
         clip = grad_clip or self.grad_clip
         if clip:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-        self.optimizer.step()
+            torch.nn.utils.clip_grad_norm_(self.module.parameters(), clip)
+        if self.scaler is None:
+            self.optimizer.step()
+        else:  # skips the update when the scaled gradients overflowed, and adapts the scale
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         return stats
 
     def set_lr(self, lr: float) -> None:
@@ -107,15 +126,19 @@ class Network:
             group["lr"] = lr
 
     def state_dict(self) -> dict:
-        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+        state = {"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict()}
+        if self.scaler is not None:
+            state["grad_scaler"] = self.scaler.state_dict()
         if self.sanm is not None:
             state["sanm"] = self.sanm.state_dict()
             state["sanm_extra"] = self.sanm.extra_state()
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
+        self.module.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler is not None and "grad_scaler" in state:  # a run resumed in fp16 from 32 starts a fresh scale
+            self.scaler.load_state_dict(state["grad_scaler"])
         if self.sanm is not None:
             self.sanm.load_state_dict(state["sanm"])
             self.sanm.load_extra_state(state["sanm_extra"])
@@ -124,10 +147,13 @@ class Network:
 class RunContext:
     """Everything a method may use: config, device, data, noisy labels, augmentation, evaluation."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path, method_cls: type["Method"]) -> None:
+    def __init__(self, cfg: DictConfig, run_dir: Path, method_cls: type["Method"],
+                 world: distributed.World = distributed.World()) -> None:
         self.cfg = cfg
         self.run_dir = run_dir
-        self.device = resolve_device(cfg.device)
+        self.world = world
+        self.device = distributed.start(world, resolve_device(cfg.device))
+        self.acceleration = Acceleration.from_trainer(cfg.trainer, self.device)
         self.warmup_epochs = method_cls.resolve_warmup(cfg)
         self.data = _load_data(cfg)
         self.cache_dir = Path(cfg.dataset.cache_dir) if cfg.dataset.cache_dir else default_cache_dir()
@@ -153,15 +179,22 @@ class RunContext:
         self.val_labels = torch.from_numpy(noisy[held_out]).to(self.device)
         self.test_images = torch.from_numpy(self.data.test_images).to(self.device)
         self.test_labels = torch.from_numpy(self.data.test_labels).to(self.device)
-        self.augment = build_augment(cfg.augment.name, self.data.mean, self.data.std,
-                                     OmegaConf.to_container(cfg.augment), device=self.device)
+        self.augment = self._placed(build_augment(cfg.augment.name, self.data.mean, self.data.std,
+                                                  OmegaConf.to_container(cfg.augment), device=self.device))
         self.sanm_settings = _sanm_settings(cfg, self.warmup_epochs, method_cls.sanm_requirements(cfg))
         self.pretrained: Optional[str] = None if cfg.pretrained in (None, AUTO) else cfg.pretrained
 
     def make_augment(self, name: str):
         """Another `augment` preset (with its own defaults) on this run's normalisation, for methods that draw
         several kinds of view per sample (DivideMix's official recipe)."""
-        return build_augment(name, self.data.mean, self.data.std, device=self.device)
+        return self._placed(build_augment(name, self.data.mean, self.data.std, device=self.device))
+
+    def _placed(self, augment: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        """The views in the networks' memory format (channels_last)."""
+        if not self.acceleration.channels_last:
+            return augment
+        place = self.acceleration.place_images
+        return lambda images, *args, **kwargs: place(augment(images, *args, **kwargs))
 
     @property
     def num_train(self) -> int:
@@ -190,27 +223,40 @@ class RunContext:
 
     def index_batches(self, epoch: int, batch_size: Optional[int] = None, index: Optional[torch.Tensor] = None,
                       desc: str = "train") -> Iterator[torch.Tensor]:
-        """Shuffled index batches on the device; a batch of one sample is dropped (BN needs two)."""
+        """Shuffled index batches on the device; a batch of one sample is dropped (BN needs two). Over N
+        processes each rank gets its slice of every global batch."""
         size = batch_size or self.cfg.trainer.batch_size
-        pool = torch.arange(self.num_train) if index is None else index.cpu()
-        order = pool[torch.randperm(len(pool))]  # CPU RNG: the same order on every device
-        chunks = [c for c in order.split(size) if len(c) > 1]
-        shown = epoch_progress(chunks, total=len(chunks), desc=f"{desc} {epoch + 1}") if self.cfg.progress else chunks
+        pool = torch.arange(self.num_train) if index is None else index
+        chunks = [c for c in self.shuffled(pool).split(size) if len(c) // self.world.size > 1]
+        shown = (epoch_progress(chunks, total=len(chunks), desc=f"{desc} {epoch + 1}")
+                 if self.cfg.progress and self.world.is_main else chunks)
         for chunk in shown:
-            yield chunk.to(self.device)
+            yield distributed.shard(chunk, self.world).to(self.device)
+
+    def shuffled(self, pool: torch.Tensor) -> torch.Tensor:
+        """`pool` (indices) in a random order drawn from the CPU RNG, so that the order is the same on every
+        device; over N processes rank 0's order, so that all ranks slice the same global batches."""
+        order = pool.cpu()[torch.randperm(len(pool))]
+        return distributed.broadcast(order, self.world) if self.world.active else order
+
+    def shard(self, chunk: torch.Tensor) -> torch.Tensor:
+        """This rank's slice of a global batch of indices (the whole batch in one process)."""
+        return distributed.shard(chunk, self.world)
 
     @torch.no_grad()
     def per_sample_losses(self, model: torch.nn.Module) -> torch.Tensor:
         """[N] cross-entropy against the noisy labels, un-augmented, in eval mode (for the GMM)."""
-        return torch.cat([F.cross_entropy(logits.float(), self.labels[idx], reduction="none")
-                          for idx, logits in self._predict_all(model, self.train_images)])
+        local = torch.cat([F.cross_entropy(logits.float(), self.labels[idx], reduction="none")
+                           for idx, logits in self._predict_all(model, self.train_images)])
+        return distributed.gather_rows(local, self.num_train, self.world)
 
     @torch.no_grad()
     def fitted_labels(self, predict: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, float]:
         """How much of the noise the model has memorised: on the un-augmented training set, the share of
         wrongly-labelled samples predicted as their wrong label, and of the others predicted correctly."""
-        hits = torch.cat([logits.argmax(dim=1) == self.labels[idx] for idx, logits in
-                          self._predict_all(predict, self.train_images)])
+        hits = distributed.gather_rows(torch.cat([logits.argmax(dim=1) == self.labels[idx] for idx, logits in
+                                                  self._predict_all(predict, self.train_images)]),
+                                       self.num_train, self.world)
         wrong = ~self.is_clean
 
         def share(mask: torch.Tensor) -> float:
@@ -230,11 +276,15 @@ class RunContext:
         correct = torch.zeros((), device=self.device)
         for idx, logits in self._predict_all(predict, images):
             correct += (logits.argmax(dim=1) == labels[idx]).sum()
-        return 100.0 * correct.item() / max(len(labels), 1)
+        return 100.0 * distributed.sum_over_ranks(correct, self.world).item() / max(len(labels), 1)
 
     def _predict_all(self, predict, images: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for idx in torch.arange(len(images), device=self.device).split(self.cfg.trainer.eval_batch_size):
-            yield idx, predict(self.augment(images[idx], train=False))
+        """(indices, predictions) over `images` in eval batches, under trainer.precision; over N processes only
+        this rank's contiguous part (distributed.split_range), which the callers gather."""
+        begin, end = distributed.split_range(len(images), self.world)
+        with self.acceleration.autocast():
+            for idx in torch.arange(begin, end, device=self.device).split(self.cfg.trainer.eval_batch_size):
+                yield idx, predict(self.augment(images[idx], train=False))
 
 
 class Method:
@@ -242,6 +292,7 @@ class Method:
 
     name = "method"
     default_warmup_epochs = 0  # what method.warmup_epochs=auto means
+    distributed = False  # runs under torchrun over N processes (engine: distributed.py)
     # the trainer keys conf/<method>.yaml leaves `auto`; `reference_epochs` is the run length its lr_milestones
     # were written for, so that they scale with trainer.epochs (trainer.py)
     schedule: dict = {}
@@ -350,13 +401,17 @@ def run(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path] = Non
     run_dir = Path(run_dir or cfg.run_dir or default_run_dir(cfg))
     given = cfg
     try:
+        world = distributed.world_from_env()
         cfg = resolve_trainer(cfg, method_cls.trainer_defaults(cfg))
+        check_distributable(cfg, method_cls, world)
     except ValueError as error:
         raise ConfigurationError(str(error)) from error
     _seed(cfg.seed)
     try:
-        _prepare_run_dir(run_dir, cfg)
-        ctx = RunContext(cfg, run_dir, method_cls)
+        distributed.start(world, resolve_device(cfg.device))  # joins the process group (a no-op in one process)
+        if world.is_main:
+            _prepare_run_dir(run_dir, cfg)
+        ctx = _main_rank_first(world, lambda: RunContext(cfg, run_dir, method_cls, world))
     except (ValueError, FileNotFoundError, DatasetError) as error:
         raise ConfigurationError(str(error)) from error
     identity = run_identity(given, ctx.data.content_digest())
@@ -375,20 +430,23 @@ def run(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path] = Non
         method = method_cls(ctx)
     except ValueError as error:
         raise ConfigurationError(str(error)) from error
-    console = ConsoleLog(run_dir / "run.log")
-    recorder = RunRecorder(run_dir, tensorboard=cfg.tensorboard)
+    # rank 0 alone writes; every rank runs the same steps and collectives
+    console = ConsoleLog(run_dir / "run.log") if world.is_main else _Quiet()
+    recorder = RunRecorder(run_dir, tensorboard=cfg.tensorboard) if world.is_main else _RankRecords()
     completed, elapsed = 0, 0.0
     if state is not None:
         for name, net in method.networks.items():
             net.load_state_dict(state["networks"][name])
         method.load_extra_state(state["method"])
-        restore_rng_state(state["rng"])
         completed, elapsed = state["epoch"], state["wall_seconds"]
         recorder.truncate_after(completed)
         console.say(f"resuming {run_dir} after epoch {completed}")
-    _write_resolved(cfg, ctx, run_dir, method.resolved_settings())
+    _set_rank_rng(state, cfg.seed, world, console)
+    if world.is_main:
+        _write_resolved(cfg, ctx, run_dir, method.resolved_settings())
     console.say(f"{method.name} on {ctx.data.name} ({ctx.num_train} training images, {ctx.noise_rate_actual:.1%} "
-                f"wrong labels), {'SANM ' + cfg.sanm.name if ctx.sanm_settings else 'no SANM'}, device {ctx.device}; "
+                f"wrong labels), {'SANM ' + cfg.sanm.name if ctx.sanm_settings else 'no SANM'}, device {ctx.device}"
+                f"{f' x {world.size} processes' if world.active else ''}, {ctx.acceleration.describe()}; "
                 f"writing {run_dir}")
     console.say("logging to " + _loggers(cfg.tensorboard))
     resumed_at = time.time()
@@ -398,30 +456,39 @@ def run(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path] = Non
             lr = ctx.lr_at(epoch)
             for net in method.networks.values():
                 net.set_lr(lr)
-            stats = method.train_epoch(epoch)
+            with ctx.acceleration.autocast():
+                stats = method.train_epoch(epoch)
+            stats = distributed.mean_over_ranks(stats, ctx.device, world)
             for net in method.networks.values():
                 net.model.eval()
+                distributed.sync_buffers(net.module, world)
             test_acc = ctx.test_accuracy(method.predict)
             record = {"epoch": epoch + 1, "lr": lr, **stats, "test_acc": test_acc, **method.extra_test_metrics()}
             if ctx.has_validation:
                 record["val_acc"] = ctx.val_accuracy(method.predict)
             record["epoch_seconds"] = time.time() - epoch_start
             recorder.log_epoch(record)
-            save_checkpoint(checkpoint, {
-                "format": CHECKPOINT_FORMAT, "epoch": epoch + 1, "method_name": method.name, "identity": identity,
-                "networks": {name: net.state_dict() for name, net in method.networks.items()},
-                "method": method.extra_state(), "rng": capture_rng_state(),
-                "wall_seconds": elapsed + time.time() - resumed_at,
-            })
+            rng = distributed.all_objects(capture_rng_state(), world)
+            if world.is_main:
+                save_checkpoint(checkpoint, {
+                    "format": CHECKPOINT_FORMAT, "epoch": epoch + 1, "method_name": method.name, "identity": identity,
+                    "networks": {name: net.state_dict() for name, net in method.networks.items()},
+                    "method": method.extra_state(), "rng": rng[0], **({"rng_ranks": rng} if world.active else {}),
+                    "wall_seconds": elapsed + time.time() - resumed_at,
+                })
             completed = epoch + 1
             console.say(f"epoch {completed}/{cfg.trainer.epochs}  test_acc {test_acc:.2f}  " + "  ".join(
                 f"{k} {v:.4g}" for k, v in stats.items() if isinstance(v, float) and not math.isnan(v)))
+            if completed == 1 and ctx.acceleration.compile_backend:
+                console.say(f"epoch 1 took {record['epoch_seconds']:.1f} s, torch.compile's compilation included")
         summary = _summary(recorder.records(), cfg, ctx, elapsed + time.time() - resumed_at)
         for net in method.networks.values():
             net.model.eval()
         summary.update(ctx.fitted_labels(method.predict))
         method.on_run_end()
         recorder.write_summary(summary)
+        distributed.barrier(world)  # no rank leaves (and tears the group down) before rank 0 has written
+        distributed.stop(world)
     except KeyboardInterrupt:
         raise RunInterrupted(run_dir, completed, cfg.trainer.epochs) from None
     finally:
@@ -429,6 +496,82 @@ def run(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path] = Non
     console.say(f"best test_acc {summary['best_test_acc']:.2f}, last {summary['last_test_acc']:.2f} "
                 f"({time.time() - start:.0f} s); summary in {run_dir / 'summary.json'}")
     return summary
+
+
+def check_distributable(cfg: DictConfig, method_cls: type[Method], world: distributed.World) -> None:
+    """Over N processes: the method must support it and every global batch must split evenly."""
+    if not world.active:
+        return
+    if not method_cls.distributed:
+        supported = ", ".join(sorted(m.name for m in _distributed_methods()))
+        raise ValueError(f"{method_cls.name} runs in one process only for now (torchrun supports {supported}); "
+                         "run it without torchrun")
+    for key in ("batch_size", "eval_batch_size"):
+        if cfg.trainer[key] % world.size:
+            raise ValueError(f"trainer.{key}={cfg.trainer[key]} does not split over {world.size} processes; "
+                             f"give a multiple of {world.size} (it is the global batch, as in one process)")
+
+
+def _distributed_methods() -> list[type[Method]]:
+    from baselines.registry import BASELINES
+
+    return [cls for cls in BASELINES.values() if cls.distributed]
+
+
+def _main_rank_first(world: distributed.World, build: Callable[[], "RunContext"]) -> "RunContext":
+    """Rank 0 builds first (it decodes the data and writes the noisy-label cache), then the others read."""
+    if not world.active:
+        return build()
+    if not world.is_main:
+        distributed.barrier(world)
+    ctx = build()
+    if world.is_main:
+        distributed.barrier(world)
+    return ctx
+
+
+def _set_rank_rng(state: Optional[dict], seed: int, world: distributed.World, console) -> None:
+    """Every rank's RNG streams: as checkpointed (each rank its own), else seeded. Rank 0 keeps the streams of a
+    1-process run; ranks 1.. draw their own augmentations and mixup, from streams of their own."""
+    saved = None if state is None else state.get("rng_ranks", [state["rng"]])
+    if saved is not None and len(saved) == world.size:
+        restore_rng_state(saved[world.rank])
+        return
+    if saved is not None:
+        restore_rng_state(saved[0])
+        console.say(f"the checkpoint holds the RNG streams of {len(saved)} processes, this run has {world.size}: "
+                    "rank 0 continues its stream, the others start fresh ones")
+    if world.rank > 0:
+        _seed(seed * 1000 + world.rank)
+
+
+class _Quiet:
+    """The console of ranks 1..: rank 0 says everything once."""
+
+    def say(self, line: str) -> None:
+        pass
+
+
+class _RankRecords:
+    """What ranks 1.. keep of the records, to return the same summary as rank 0 without writing."""
+
+    def __init__(self) -> None:
+        self._records: list[dict] = []
+
+    def log_epoch(self, record: dict) -> None:
+        self._records.append(record)
+
+    def truncate_after(self, epoch: int) -> list[dict]:
+        return self._records
+
+    def records(self) -> list[dict]:
+        return self._records
+
+    def write_summary(self, summary: dict) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def run_identity(cfg: DictConfig, dataset_identity: str) -> dict[str, str]:

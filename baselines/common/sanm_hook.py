@@ -158,7 +158,12 @@ class SANMHook(torch.nn.Module):
 
     def reconstruction(self, masked_feature_maps: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         """SANM[3]: beta * MSE(decoder(F(x_m)), x)."""
-        return self.augmenter.reconstruction_loss(masked_feature_maps, images)
+        return self.augmenter.reconstruction_loss(masked_feature_maps, images, self.__dict__.get("_decoder_call"))
+
+    def wrap_decoder(self, call: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Decode through `call` (the decoder in DistributedDataParallel). Kept out of the module tree, so the
+        state_dict, and a checkpoint, stay those of a 1-process run."""
+        self.__dict__["_decoder_call"] = call
 
     def supervised_loss(
         self,

@@ -23,6 +23,7 @@ from .config import AUTO
 SCHEDULES = ("step", "cosine", "cosine_restarts", "linear")
 SCALED_KEYS = ("lr_milestones", "lr_decay_start")  # epochs into the run: scaled with trainer.epochs when auto
 OPTIMIZERS = ("sgd", "adam")
+DEVICE_KEYS = ("precision",)  # `auto` follows the device (acceleration.py), not the method's table
 
 
 def resolve_trainer(cfg: DictConfig, defaults: dict) -> DictConfig:
@@ -32,7 +33,7 @@ def resolve_trainer(cfg: DictConfig, defaults: dict) -> DictConfig:
     defaults = dict(defaults)
     reference = defaults.pop("reference_epochs", None)
     with open_dict(cfg):
-        auto = [key for key, value in cfg.trainer.items() if value == AUTO]
+        auto = [key for key, value in cfg.trainer.items() if value == AUTO and key not in DEVICE_KEYS]
         for key in auto:
             if key not in defaults:
                 raise ValueError(f"trainer.{key}=auto but {cfg.method.name} has no default for it; "

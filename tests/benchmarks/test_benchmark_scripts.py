@@ -94,3 +94,13 @@ def test_memorisation_protocol_runs_every_seed_and_reports_mean_and_each(tmp_pat
     resolved = sorted((tmp_path / "out").rglob("resolved.yaml"))
     assert [p.parent.name for p in resolved] == ["seed0", "seed1"]
     assert all("batch_size: 64" in p.read_text() and "- 36" in p.read_text() for p in resolved)
+
+
+def test_epoch_time_benchmark_prints_every_variant_and_the_ratios(tmp_path):
+    folder = tmp_path / "jpg"
+    write_image_folder(folder, ["cat", "dog", "eel"], n_per_class=12, fmt="jpg")
+    stdout = _run(tmp_path, "benchmarks/epoch_time.py", "--root", str(folder), "--subset", "24", "--width", "4",
+                  "--threads", "1", "--device", "cpu")
+    for variant in ("ce", "dividemix", "sanm_dividemix_on", "sanm_dividemix_official"):
+        assert re.search(rf"^\| {variant} \| 32 \| off \|( [\d.]+ \|){{4}} \d+ \| [\d.]+ \|$", stdout, flags=re.M), stdout
+    assert re.search(r"sanm_dividemix_on / dividemix per main epoch \(32, compile off\): [\d.]+x", stdout), stdout
