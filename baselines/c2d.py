@@ -63,13 +63,14 @@ class C2D(DivideMix):
             self.ctx.pretrained = str(self._pretrain())
         super().build()
 
-    def threshold(self, prob: torch.Tensor) -> float:
+    def threshold(self, prob: torch.Tensor):
         """tau clipped into (min w, max w) so that neither the labeled nor the unlabeled set is empty (the
-        official SANM script uses tau as it is)."""
+        official SANM script uses tau as it is); a 0-d tensor, computed without a host sync."""
+        tau = self.settings["p_threshold"]
         if self.ctx.cfg.method.recipe == "official":
-            return self.settings["p_threshold"]
-        low, high = prob.min().item() + 1e-5, prob.max().item() - 1e-5
-        return min(max(self.settings["p_threshold"], low), high) if low < high else self.settings["p_threshold"]
+            return tau
+        low, high = prob.min() + 1e-5, prob.max() - 1e-5
+        return torch.where(low < high, torch.clamp(torch.full_like(low, tau), low, high), torch.full_like(low, tau))
 
     def _pretrain(self):
         """A short SimCLR run on this run's data and model, kept next to the run (reused on resume)."""

@@ -155,10 +155,11 @@ class DivideMix(Method):
                                      max_iter=self.ctx.cfg.method.gmm_max_iter)
         selected = prob.to(self.ctx.device) > self.threshold(prob)
         clean = self.ctx.is_clean
-        stats.update(self._suffix({
-            "labeled_fraction": selected.float().mean().item(),
-            "selection_precision": (selected & clean).sum().item() / max(selected.sum().item(), 1),
-            "selection_recall": (selected & clean).sum().item() / max(clean.sum().item(), 1),
+        picked, hits, clean_count = torch.stack([selected.sum(), (selected & clean).sum(), clean.sum()]).tolist()
+        stats.update(self._suffix({  # one host sync for the counts (the GMM itself was fit on the host)
+            "labeled_fraction": picked / len(selected),
+            "selection_precision": hits / max(picked, 1),
+            "selection_recall": hits / max(clean_count, 1),
             "gmm_auc": binary_auc(prob, clean),
         }, self.nets[k].name))
         return prob.to(self.ctx.device)
@@ -271,11 +272,11 @@ class DivideMix(Method):
         if len(pool) < 2:  # a single unlabeled sample cannot pass BN in train mode
             return iter(())
 
-        ctx, ranks = self.ctx, self.ctx.world.size
+        ctx, ranks, on_host = self.ctx, self.ctx.world.size, pool.cpu()  # the epoch's one copy of the pool
 
         def generate():
             while True:
-                order = ctx.shuffled(pool).to(pool.device)  # over N processes: one global order, each its slice
+                order = ctx.shuffled(on_host).to(pool.device, non_blocking=True)  # N processes: one global order
                 yield from (ctx.shard(chunk) for chunk in order.split(batch_size) if len(chunk) // ranks > 1)
 
         return generate()

@@ -188,7 +188,7 @@ class ELRPlus(Method):
         self.nets: list[Network] = [self.add_network(name) for name in names]
         self.tables = [torch.zeros(ctx.num_train, ctx.num_classes, device=ctx.device) for _ in self.nets]
         self.averages: list[WeightAverage] = [] if self.variant == "elr" else [
-            WeightAverage(net.model, self.settings["ema_alpha"], self.settings["ema_step"]) for net in self.nets]
+            WeightAverage(net.module, self.settings["ema_alpha"], self.settings["ema_step"]) for net in self.nets]
         self.global_step = 0
 
     def resolved_settings(self) -> dict:
@@ -259,7 +259,7 @@ class ELRPlus(Method):
         elif use_sanm:  # SANM[3] from a forward of the un-mixed masked views
             reconstruction = net.sanm.reconstruction(net.tap(views.images)[1], x)
         net.step(ce + weight * regulariser + reconstruction)
-        decay = self.averages[k].update(net.model, step)
+        decay = self.averages[k].update(net.module, step)
         out = {"loss/ce": ce.detach(), "loss/elr": regulariser.detach(), "elr_weight": torch.tensor(weight),
                "ema_decay": torch.tensor(decay)}
         if use_sanm:

@@ -80,7 +80,7 @@ class PretrainSimCLR(Method):
 
     def on_run_end(self) -> None:
         path = self.ctx.run_dir / "encoder.pt"
-        save_encoder(self.net.model, path, self.ctx.cfg.model)
+        save_encoder(self.net.module, path, self.ctx.cfg.model)
         print(f"encoder written to {path}")
 
     def extra_state(self) -> dict:

@@ -19,6 +19,9 @@ from torch import nn
 DEFAULT_STAGES = 3
 MAX_STAGES = 6
 MIN_CHANNELS = 16
+# Wider feature maps (ImageNet backbones: 2048 channels) are first reduced by a 1x1 convolution, or the first
+# transposed convolution alone would cost more than the backbone's forward.
+MAX_INPUT_CHANNELS, REDUCED_CHANNELS = 512, 256
 
 
 def upsampling_stages(feature_size: tuple[int, int] | None, image_size: tuple[int, int]) -> int:
@@ -52,6 +55,11 @@ class ReconstructionDecoder(nn.Module):
         self.image_shape = tuple(int(v) for v in image_shape)
         layers: list[nn.Module] = []
         channels = feature_channels
+        if channels > MAX_INPUT_CHANNELS:
+            layers.append(nn.Conv2d(channels, REDUCED_CHANNELS, kernel_size=1, bias=kind == "linear"))
+            if kind == "bn":
+                layers += [nn.BatchNorm2d(REDUCED_CHANNELS), nn.ReLU(inplace=True)]
+            channels = REDUCED_CHANNELS
         stages = upsampling_stages(feature_size, self.image_shape[1:])
         for stage in range(stages):
             last = kind == "linear" and stage == stages - 1

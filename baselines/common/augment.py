@@ -92,8 +92,8 @@ def _crop_flip_indices(
     device = torch.device("cpu") if device is None else torch.device(device)
     draw_on = generator.device if generator is not None else device
     if pad > 0:
-        top = torch.randint(0, 2 * pad + 1, (batch,), generator=generator, device=draw_on).to(device)
-        left = torch.randint(0, 2 * pad + 1, (batch,), generator=generator, device=draw_on).to(device)
+        top = torch.randint(0, 2 * pad + 1, (batch,), generator=generator, device=draw_on).to(device, non_blocking=True)
+        left = torch.randint(0, 2 * pad + 1, (batch,), generator=generator, device=draw_on).to(device, non_blocking=True)
     else:
         top = left = torch.zeros(batch, dtype=torch.long, device=device)
     if flip:

@@ -59,6 +59,8 @@ class ModelConfig:
     name: str = "preact_resnet18"  # preact_resnet18 | cnn9
     width: int = 64  # channels of the first stage: preact_resnet18 64 (the paper), cnn9 128 (upstream); 16 or 8 for CPU runs
     dropout: float = 0.25  # cnn9 only
+    arch: Optional[str] = None  # model=torchvision | timm: the architecture (resnet50, vgg19_bn, ...)
+    weights: Optional[str] = None  # a state dict file to start from (ImageNet weights you saved); no downloads
 
 
 @dataclass
@@ -107,6 +109,7 @@ class TrainerConfig:
     precision: Any = AUTO
     channels_last: bool = False
     compile: Any = False
+    sync_bn: bool = False  # torchrun on CUDA: BatchNorm statistics over the global batch (default: per rank, as upstream)
 
 
 @dataclass

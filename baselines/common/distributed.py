@@ -145,6 +145,17 @@ def sync_buffers(module: torch.nn.Module, world: World) -> None:
             dist.broadcast(buffer, src=0)
 
 
+def sync_batchnorm(module: torch.nn.Module, enabled: bool, world: World, device: torch.device) -> torch.nn.Module:
+    """trainer.sync_bn: BatchNorm over the global batch (same parameters and buffers, so checkpoints stay
+    interchangeable); a no-op in one process. PyTorch's SyncBatchNorm runs on GPUs only."""
+    if not enabled or not world.active:
+        return module
+    if device.type != "cuda":
+        raise ValueError("trainer.sync_bn=true needs CUDA devices (PyTorch's SyncBatchNorm has no CPU kernel); "
+                         "drop it on CPU, where each rank normalises its own slice")
+    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
+
+
 def wrap(module: torch.nn.Module, world: World, device: torch.device) -> Any:
     """`module` in DistributedDataParallel (gradients averaged over the ranks in backward), or as it is."""
     if not world.active:

@@ -37,7 +37,7 @@ from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, s
 from .config import AUTO, dataset_dir_name
 from .data import DatasetError, ImageDataset, default_cache_dir, load_dataset
 from .metrics import ConsoleLog, EpochMeans, RunRecorder, epoch_progress, tensorboard_available
-from .models import build_model
+from .models import LIBRARY_MODELS, build_model
 from .noise import NoiseSpec, actual_noise_rate, cached_noisy_labels, method_noise_rate
 from .sanm_hook import SANMHook, SANMSettings
 from .trainer import build_optimizer, lr_at, resolve_trainer
@@ -59,7 +59,7 @@ class RunInterrupted(Exception):
 CHECKPOINT_FORMAT = 2
 # What may change between a run and its resume: how long it trains and how it reports, not what it trains.
 RESUMABLE_KEYS = ("trainer.epochs", "trainer.eval_batch_size", "trainer.precision", "trainer.channels_last",
-                  "trainer.compile")
+                  "trainer.compile", "trainer.sync_bn")
 
 
 @dataclass
@@ -83,6 +83,7 @@ class Network:
         module = build_model(cfg.model.name, ctx.num_classes, **_model_kwargs(cfg.model)).to(ctx.device)
         if ctx.pretrained is not None:
             load_encoder(module, ctx.pretrained, cfg.model)
+        module = distributed.sync_batchnorm(module, cfg.trainer.sync_bn, ctx.world, ctx.device)
         self.module = ctx.acceleration.place_model(module)  # the network itself: weights, state_dict
         # what the methods call: the network itself, or its forwards through DDP / torch.compile
         self.model = routed_model(self.module, ctx.acceleration, ctx.world, ctx.device)
@@ -227,17 +228,21 @@ class RunContext:
         processes each rank gets its slice of every global batch."""
         size = batch_size or self.cfg.trainer.batch_size
         pool = torch.arange(self.num_train) if index is None else index
-        chunks = [c for c in self.shuffled(pool).split(size) if len(c) // self.world.size > 1]
+        # one copy to the device per epoch, not one per step (a blocking host-to-device copy waits for the GPU)
+        order = self.shuffled(pool).to(self.device, non_blocking=True)
+        chunks = [c for c in order.split(size) if len(c) // self.world.size > 1]
         shown = (epoch_progress(chunks, total=len(chunks), desc=f"{desc} {epoch + 1}")
                  if self.cfg.progress and self.world.is_main else chunks)
         for chunk in shown:
-            yield distributed.shard(chunk, self.world).to(self.device)
+            yield distributed.shard(chunk, self.world)
 
     def shuffled(self, pool: torch.Tensor) -> torch.Tensor:
         """`pool` (indices) in a random order drawn from the CPU RNG, so that the order is the same on every
         device; over N processes rank 0's order, so that all ranks slice the same global batches."""
         order = pool.cpu()[torch.randperm(len(pool))]
-        return distributed.broadcast(order, self.world) if self.world.active else order
+        if not self.world.active:
+            return order
+        return distributed.broadcast(order.to(self.device), self.world)  # on the device: NCCL has no CPU tensors
 
     def shard(self, chunk: torch.Tensor) -> torch.Tensor:
         """This rank's slice of a global batch of indices (the whole batch in one process)."""
@@ -626,6 +631,8 @@ def upgrade_identity(saved: dict[str, str]) -> dict[str, str]:
             saved.setdefault(key, value)
     if saved.get("sanm.preset") == '"paper"' and "sanm.extremes" not in saved:
         saved["sanm.extremes"] = "null"
+    for key in ("model.arch", "model.weights"):  # added with model=torchvision|timm; our models leave them null
+        saved.setdefault(key, "null")
     return saved
 
 
@@ -692,14 +699,20 @@ def _sanm_settings(cfg: DictConfig, warmup_epochs: int, required: dict) -> Optio
 
 
 def _model_kwargs(model: DictConfig) -> dict:
-    return {"width": model.width} if model.name == "preact_resnet18" else {"width": model.width, "dropout": model.dropout}
+    if model.name in LIBRARY_MODELS:
+        return {"arch": model.arch, "weights": model.weights}
+    if model.arch is not None:
+        raise ValueError(f"model.arch={model.arch} is read only by model=torchvision or model=timm, not {model.name}")
+    own = {"width": model.width} if model.name == "preact_resnet18" else {"width": model.width, "dropout": model.dropout}
+    return {**own, "weights": model.weights}
 
 
 @torch.no_grad()
 def _feature_shape(model: torch.nn.Module, image_shape: tuple, device: torch.device) -> tuple[int, tuple[int, int]]:
-    """(K, (h, w)) of the model's feature map for this image size, from one eval-mode forward."""
+    """(K, (h, w)) of the model's feature map for this image size, from one eval-mode forward (through a
+    FeatureTap of its own, so that any classifier with a Linear head works)."""
     was_training = model.training
-    feats = model.eval().forward_features(torch.zeros(2, *image_shape, device=device))
+    _, feats = FeatureTap(model.eval())(torch.zeros(2, *image_shape, device=device))
     model.train(was_training)
     return feats.shape[1], tuple(feats.shape[2:])
 
@@ -722,6 +735,7 @@ def _write_resolved(cfg: DictConfig, ctx: RunContext, run_dir: Path, method_sett
     resolved = OmegaConf.to_container(cfg, resolve=True)
     resolved["method"].update(method_settings)
     resolved["device"] = str(ctx.device)
+    resolved["trainer"]["precision"] = ctx.acceleration.precision
     resolved["dataset"]["cache_dir"] = str(ctx.cache_dir)
     resolved["noise"]["rate_actual"] = ctx.noise_rate_actual
     if ctx.sanm_settings is not None:

@@ -155,8 +155,19 @@ class CNN9(_TimmContract):
 MODELS: dict[str, type[_TimmContract]] = {"preact_resnet18": PreActResNet18, "cnn9": CNN9}
 
 
-def build_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
-    """Build a registered model by its config name (`model.name` in conf/model/*.yaml)."""
+LIBRARY_MODELS = ("torchvision", "timm")  # any architecture of these libraries, by model.arch (backbones.py)
+
+
+def build_model(name: str, num_classes: int, weights: str | None = None, **kwargs: Any) -> nn.Module:
+    """Build a model by its config name (`model.name` in conf/model/*.yaml): ours, or a torchvision / timm
+    architecture (`arch=`); `weights` is a state dict file to start from."""
+    from .backbones import build_timm, build_torchvision, load_weights
+
+    if name == "torchvision":
+        return build_torchvision(kwargs.get("arch"), num_classes, weights)
+    if name == "timm":
+        return build_timm(kwargs.get("arch"), num_classes, weights)
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(sorted(MODELS))}")
-    return MODELS[name](num_classes, **kwargs)
+        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(sorted([*MODELS, *LIBRARY_MODELS]))}")
+    model = MODELS[name](num_classes, **kwargs)
+    return load_weights(model, weights, "linear") if weights else model

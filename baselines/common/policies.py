@@ -131,7 +131,7 @@ def cutout(images: torch.Tensor, size: int, value: int, generator: torch.Generat
     cols, rows = torch.arange(w), torch.arange(h)
     inside_x = (cols[None] >= x0[:, None]) & (cols[None] < x1[:, None])  # [B, W]
     inside_y = (rows[None] >= y0[:, None]) & (rows[None] < y1[:, None])  # [B, H]
-    box = (inside_y[:, :, None] & inside_x[:, None, :]).to(images.device)  # [B, H, W]
+    box = (inside_y[:, :, None] & inside_x[:, None, :]).to(images.device, non_blocking=True)  # [B, H, W]
     return images.masked_fill(box[:, None], value)
 
 

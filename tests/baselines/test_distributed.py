@@ -54,6 +54,14 @@ def test_a_method_without_support_or_an_uneven_batch_is_refused_in_one_line():
     check_distributable(_cfg("elr_plus", "trainer.batch_size=63"), BASELINES["elr_plus"], World())
 
 
+def test_sync_bn_is_a_no_op_in_one_process_and_needs_cuda_over_several():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    assert distributed.sync_batchnorm(model, True, World(), torch.device("cpu")) is model
+    with pytest.raises(ValueError, match="trainer.sync_bn=true needs CUDA devices"):
+        distributed.sync_batchnorm(model, True, World(2, 0), torch.device("cpu"))
+    assert distributed.sync_batchnorm(model, False, World(2, 0), torch.device("cpu")) is model
+
+
 class _NoBN(nn.Module):
     """timm's contract without BatchNorm, so a DDP step over two halves equals a step on the whole batch."""
 

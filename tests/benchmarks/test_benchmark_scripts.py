@@ -104,3 +104,11 @@ def test_epoch_time_benchmark_prints_every_variant_and_the_ratios(tmp_path):
     for variant in ("ce", "dividemix", "sanm_dividemix_on", "sanm_dividemix_official"):
         assert re.search(rf"^\| {variant} \| 32 \| off \|( [\d.]+ \|){{4}} \d+ \| [\d.]+ \|$", stdout, flags=re.M), stdout
     assert re.search(r"sanm_dividemix_on / dividemix per main epoch \(32, compile off\): [\d.]+x", stdout), stdout
+
+
+def test_decoder_cost_benchmark_prints_both_decoders_against_the_backbone(tmp_path):
+    stdout = _run(tmp_path, "benchmarks/decoder_cost.py", "--arch", "resnet18", "--size", "64", "--batch", "2",
+                  "--repeats", "1", "--threads", "1")
+    assert "feature map (512, 2, 2)" in stdout, stdout
+    for kind in ("bn", "linear"):
+        assert re.search(rf"decoder={kind}: [\d.]+M parameters, forward \+ backward \d+ ms \([\d.]+x", stdout), stdout
