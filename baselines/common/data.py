@@ -40,7 +40,10 @@ __all__ = [
     "load_dataset",
 ]
 
-DATASETS = ("digits", "cifar10", "cifar100", "image_folder")
+DATASETS = ("digits", "cifar10", "cifar100", "image_folder", "animal10n")
+# Animal-10N's label ids (the number before the underscore in <label>_<id>.jpg), as its release names them
+ANIMAL10N_CLASSES = ("cat", "lynx", "wolf", "coyote", "cheetah", "jaguar", "chimpanzee", "orangutan", "hamster",
+                     "guinea pig")
 
 _OFFLINE_HINT = (
     "offline, use dataset=digits or dataset=image_folder (e.g. the CIFAR-10 JPEG copy laid out as "
@@ -77,6 +80,9 @@ class ImageDataset:
     std: tuple[float, ...]
     identity: str
     coarse_labels: np.ndarray | None = field(default=None, repr=False)  # CIFAR-100 train superclass
+    # False when train_labels are the dataset's own noisy labels (Animal-10N): the share of wrong labels, and
+    # every diagnostic against the truth, is then unknown
+    labels_known: bool = True
 
     @property
     def num_classes(self) -> int:
@@ -144,6 +150,10 @@ def load_dataset(
                 "dataset=image_folder needs root=<folder with train/<class>/ and test/<class>/>"
             )
         data = _load_image_folder(Path(root).expanduser(), cache)
+    elif name == "animal10n":
+        if root is None:
+            raise DatasetError("dataset=animal10n needs dataset.root=<folder with training/ and testing/>")
+        data = _load_animal10n(Path(root).expanduser(), cache)
     else:
         raise DatasetError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
     if train_subset is not None:
@@ -364,35 +374,63 @@ def _load_image_folder(root: Path, cache_dir: Path) -> ImageDataset:
     if empty:
         raise DatasetError(f"image_folder: no images in {root / 'train' / empty[0]}; {layout}")
 
-    files = [f for c in classes for f in train[c]] + [f for c in classes for f in test[c]]
-    fingerprint = _folder_fingerprint(root, files)
-    cache_file = cache_dir / "image_folder" / f"{fingerprint}.npz"
-    arrays = _read_cache(cache_file)
-    if arrays is None:
-        images = _decode_images(files)
-        n_train = sum(len(train[c]) for c in classes)
-        mean, std = _channel_stats(images[:n_train])
-        arrays = {
-            "train_images": images[:n_train],
-            "train_labels": np.repeat(np.arange(len(classes)), [len(train[c]) for c in classes]),
-            "test_images": images[n_train:],
-            "test_labels": np.repeat(np.arange(len(classes)), [len(test[c]) for c in classes]),
-            "class_names": np.array(classes),
-            "mean": np.array(mean),
-            "std": np.array(std),
-        }
-        _write_npz_atomic(cache_file, arrays)
+    train_files, test_files = [f for c in classes for f in train[c]], [f for c in classes for f in test[c]]
+    fingerprint = _folder_fingerprint(root, train_files + test_files)
+    arrays = _decoded(train_files, test_files, cache_dir / "image_folder" / f"{fingerprint}.npz")
     return ImageDataset(
         name="image_folder",
         train_images=arrays["train_images"],
-        train_labels=arrays["train_labels"].astype(np.int64),
+        train_labels=np.repeat(np.arange(len(classes)), [len(train[c]) for c in classes]).astype(np.int64),
         test_images=arrays["test_images"],
-        test_labels=arrays["test_labels"].astype(np.int64),
-        class_names=[str(c) for c in arrays["class_names"]],
+        test_labels=np.repeat(np.arange(len(classes)), [len(test[c]) for c in classes]).astype(np.int64),
+        class_names=classes,
         mean=tuple(float(v) for v in arrays["mean"]),
         std=tuple(float(v) for v in arrays["std"]),
         identity=f"image_folder|split=folders|files={fingerprint}",
     )
+
+
+def _load_animal10n(root: Path, cache_dir: Path) -> ImageDataset:
+    """Animal-10N as released: root/training/<label>_<id>.jpg (50k) and root/testing/ (5k), 64x64 each; the
+    training labels are the crawl's own (about 8% wrong), so they are the only labels there are."""
+    layout = f"expected {root}/training/<label>_<id>.jpg and {root}/testing/<label>_<id>.jpg (Animal-10N's release)"
+    splits = {}
+    for split in ("training", "testing"):
+        if not (root / split).is_dir():
+            raise DatasetError(f"animal10n: {root / split} not found; {layout}")
+        files = sorted(f for f in (root / split).iterdir() if f.suffix.lower() in _IMAGE_SUFFIXES and f.is_file())
+        if not files:
+            raise DatasetError(f"animal10n: no images in {root / split}; {layout}")
+        labels = []
+        for f in files:
+            head = f.name.split("_", 1)[0]
+            if not head.isdigit() or int(head) >= len(ANIMAL10N_CLASSES):
+                raise DatasetError(f"animal10n: {f} does not start with a label 0-9 and an underscore; {layout}")
+            labels.append(int(head))
+        splits[split] = (files, np.array(labels, dtype=np.int64))
+    (train_files, train_labels), (test_files, test_labels) = splits["training"], splits["testing"]
+    fingerprint = _folder_fingerprint(root, train_files + test_files)
+    arrays = _decoded(train_files, test_files, cache_dir / "animal10n" / f"{fingerprint}.npz")
+    return ImageDataset(
+        name="animal10n", train_images=arrays["train_images"], train_labels=train_labels,
+        test_images=arrays["test_images"], test_labels=test_labels, class_names=list(ANIMAL10N_CLASSES),
+        mean=tuple(float(v) for v in arrays["mean"]), std=tuple(float(v) for v in arrays["std"]),
+        identity=f"animal10n|files={fingerprint}", labels_known=False,
+    )
+
+
+def _decoded(train_files: list[Path], test_files: list[Path], cache_file: Path) -> dict[str, np.ndarray]:
+    """Both splits decoded to uint8 and the training channel statistics, from the cache file when it holds
+    them (decoded once, written atomically)."""
+    arrays = _read_cache(cache_file)
+    if arrays is None:
+        images = _decode_images(train_files + test_files)
+        n_train = len(train_files)
+        mean, std = _channel_stats(images[:n_train])
+        arrays = {"train_images": images[:n_train], "test_images": images[n_train:], "mean": np.array(mean),
+                  "std": np.array(std)}
+        _write_npz_atomic(cache_file, arrays)
+    return arrays
 
 
 def _scan_split(split_dir: Path) -> dict[str, list[Path]]:

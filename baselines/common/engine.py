@@ -167,7 +167,8 @@ class RunContext:
             images=self.data.train_images if spec.type == "idn" else None,
         )
         self.noise_spec = spec
-        self.noise_rate_actual = actual_noise_rate(noisy, self.data.train_labels)
+        # None when the dataset's own labels are noisy (Animal-10N): there is no truth to count against
+        self.noise_rate_actual = actual_noise_rate(noisy, self.data.train_labels) if self.data.labels_known else None
         self.num_classes = self.data.num_classes
         self.image_shape = self.data.image_shape
         keep, held_out = validation_split(len(noisy), cfg.trainer.val_fraction, cfg.seed)
@@ -211,6 +212,10 @@ class RunContext:
     def assumed_noise_rate(self, key: str) -> tuple[float, str]:
         """The noise rate a method assumes from `method.<key>` (CDR's eps, Co-teaching's forget rate), and its
         source ('expected', 'nominal', 'actual' or 'given') for resolved.yaml."""
+        if self.noise_rate_actual is None and not isinstance(self.cfg.method[key], (int, float)):
+            raise ValueError(f"method.{key}={self.cfg.method[key]} needs the share of wrong labels, which is unknown "
+                             f"for {self.data.name} (its own labels are noisy); give method.{key}=<assumed rate>, "
+                             "e.g. 0.08 for Animal-10N")
         return method_noise_rate(self.cfg.method[key], self.noise_spec, self.num_classes, self.noise_rate_actual,
                                  key=f"method.{key}")
 
@@ -449,7 +454,8 @@ def run(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path] = Non
     _set_rank_rng(state, cfg.seed, world, console)
     if world.is_main:
         _write_resolved(cfg, ctx, run_dir, method.resolved_settings())
-    console.say(f"{method.name} on {ctx.data.name} ({ctx.num_train} training images, {ctx.noise_rate_actual:.1%} "
+    wrong = "unknown share of" if ctx.noise_rate_actual is None else f"{ctx.noise_rate_actual:.1%}"
+    console.say(f"{method.name} on {ctx.data.name} ({ctx.num_train} training images, {wrong} "
                 f"wrong labels), {'SANM ' + cfg.sanm.name if ctx.sanm_settings else 'no SANM'}, device {ctx.device}"
                 f"{f' x {world.size} processes' if world.active else ''}, {ctx.acceleration.describe()}; "
                 f"writing {run_dir}")
@@ -737,7 +743,7 @@ def _write_resolved(cfg: DictConfig, ctx: RunContext, run_dir: Path, method_sett
     resolved["device"] = str(ctx.device)
     resolved["trainer"]["precision"] = ctx.acceleration.precision
     resolved["dataset"]["cache_dir"] = str(ctx.cache_dir)
-    resolved["noise"]["rate_actual"] = ctx.noise_rate_actual
+    resolved["noise"]["rate_actual"] = "unknown" if ctx.noise_rate_actual is None else ctx.noise_rate_actual
     if ctx.sanm_settings is not None:
         s = ctx.sanm_settings
         resolved["sanm"].update(train_on=s.train_on, target=s.target, warmup_epochs=s.warmup_epochs,

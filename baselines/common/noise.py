@@ -94,7 +94,8 @@ class NoiseSpec:
         if not 0.0 <= self.rate <= 1.0:  # also rejects NaN
             raise ValueError(f"noise rate must be in [0, 1], got {self.rate}")
         if self.type == "file" and not self.file:
-            raise ValueError("noise type 'file' needs a label file: set noise.file=<path>")
+            raise ValueError("noise type 'file' needs a label file: set noise.file=<path> (the CIFAR-N presets read "
+                             "the published CIFAR-10_human.pt or CIFAR-100_human.pt)")
         self._refuse_ignored_settings()
         # Hydra passes ints and DictConfigs; plain values keep the spec picklable, the key stable.
         object.__setattr__(self, "rate", float(self.rate))
