@@ -239,7 +239,7 @@ def test_resume_refuses_another_image_folder_in_the_same_run_dir(tmp_path):
 
 
 def test_ctrl_c_says_what_is_checkpointed_and_how_to_continue(tmp_path):
-    args = ["+experiment=smoke", "noise=sym_0.5", "trainer.epochs=12", f"output_root={tmp_path}"]
+    args = ["+experiment=smoke", "noise=sym_0.5", "trainer.epochs=30", f"output_root={tmp_path}"]
     run_dir = run_dir_of(tmp_path, "ce", "sym_0.5", None)
     proc = subprocess.Popen([sys.executable, "-m", "baselines.ce", *args], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -250,11 +250,11 @@ def test_ctrl_c_says_what_is_checkpointed_and_how_to_continue(tmp_path):
     assert proc.returncode == 130, err
     line, = err.strip().splitlines()  # one line, no traceback
     done = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])["epoch"]
-    assert line.startswith(f"interrupted: epoch {done} of 12 is checkpointed in {run_dir}; continue with: ")
+    assert line.startswith(f"interrupted: epoch {done} of 30 is checkpointed in {run_dir}; continue with: ")
     command = line.split("continue with: ")[1].split()
     assert command[:3] == ["python", "-m", "baselines.ce"] and command[-1] == "resume=true"
     cli("ce", *command[3:])  # the printed command finishes the run
-    assert [r["epoch"] for r in metrics(run_dir)] == list(range(1, 13))
+    assert [r["epoch"] for r in metrics(run_dir)] == list(range(1, 31))
 
 
 def test_a_sanm_key_without_a_preset_says_to_add_one(tmp_path):
