@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from baselines.common.cli import entry_point
 from baselines.common.config import AUTO, MethodConfig, register_schema
+from baselines.common.data import class_balanced_subset
 from baselines.common.engine import Method, Network
 from baselines.common.metrics import EpochMeans, binary_auc
 from baselines.common.mixup import (co_guess, linear_rampup, mix, negative_entropy, refine_labels, sharpen,
@@ -71,6 +72,10 @@ class DivideMixConfig(MethodConfig):
     # views (DivideMix); the official recipe: [autoaugment, autoaugment, randaugment, randaugment]
     mix_views: Optional[List[str]] = None
     warmup_augment: Optional[str] = None  # augment preset of the warm-up batches; null = the run's `augment`
+    # Clothing1M (DivideMix's 1000 batches x 32): each epoch a fresh draw of this many training samples,
+    # balanced over the noisy classes, is the GMM's and the training pool (a warm-up epoch draws twice as many
+    # for each network); null = the whole training set every epoch
+    epoch_pool: Optional[int] = None
 
 
 register_schema("dividemix", DivideMixConfig())
@@ -117,6 +122,12 @@ class DivideMix(Method):
         self.settings = {key: defaults[key] if cfg.method[key] == AUTO else cfg.method[key] for key in defaults}
         if not 0.0 <= self.settings["p_threshold"] <= 1.0:
             raise ValueError(f"method.p_threshold must be in [0, 1], got {self.settings['p_threshold']}")
+        pool = cfg.method.epoch_pool
+        if pool is not None and (isinstance(pool, bool) or int(pool) != pool or pool < 2):
+            raise ValueError(f"method.epoch_pool must be an integer >= 2 (samples drawn per epoch) or null, got {pool!r}")
+        if pool is not None and self.settings["gmm_history"] > 1:
+            raise ValueError(f"method.epoch_pool draws other samples each epoch, so the GMM cannot average their losses "
+                             f"over epochs: give method.gmm_history=1 (got {self.settings['gmm_history']})")
         self.mix_augments = [self.ctx.make_augment(name) for name in (cfg.method.mix_views or [])]
         self.warmup_augment = self.ctx.make_augment(cfg.method.warmup_augment) if cfg.method.warmup_augment else None
         self.nets = [self.add_network("net1"), self.add_network("net2")]
@@ -133,28 +144,41 @@ class DivideMix(Method):
         stats: dict[str, float] = {}
         if epoch < self.ctx.warmup_epochs:
             for k, net in enumerate(self.nets):
-                stats[f"loss/warmup_net{k + 1}"] = self._warmup(net, epoch)
+                stats[f"loss/warmup_net{k + 1}"] = self._warmup(net, epoch, self._epoch_pool(2))
             return stats
         # co-divide: both GMMs before either network trains; C2D fits each just before it is used, so
         # net 2 trains on the split of the already updated net 1
-        probs = None if self.sequential else [self.co_divide(k, epoch, stats) for k in range(2)]
+        pool = self._epoch_pool(1)
+        probs = None if self.sequential else [self.co_divide(k, epoch, stats, pool) for k in range(2)]
         for k, net in enumerate(self.nets):
-            peer_prob = self.co_divide(1 - k, epoch, stats) if self.sequential else probs[1 - k]
-            stats.update(self._suffix(self._train(net, self.nets[1 - k], peer_prob, epoch), net.name))
+            peer_prob = self.co_divide(1 - k, epoch, stats, pool) if self.sequential else probs[1 - k]
+            stats.update(self._suffix(self._train(net, self.nets[1 - k], peer_prob, epoch, pool), net.name))
             if net.sanm is not None:
                 stats.update(self._suffix(net.sanm.epoch_stats(), net.name))
         return stats
 
     sequential = False  # C2D: GMM(f2) -> train f1 -> GMM(f1) with the updated f1 -> train f2
 
-    def co_divide(self, k: int, epoch: int, stats: dict) -> torch.Tensor:
-        """Network k's GMM clean probability over the training set, and its selection diagnostics."""
-        losses = self.ctx.per_sample_losses(self.nets[k].model.eval())
+    def _epoch_pool(self, scale: int) -> Optional[torch.Tensor]:
+        """This epoch's pool (method.epoch_pool x `scale` samples, balanced over the noisy classes, drawn from the
+        global RNG so that a resumed run draws the same), or None for the whole training set."""
+        size = self.ctx.cfg.method.epoch_pool
+        if size is None:
+            return None
+        size = min(int(size) * scale, self.ctx.num_train)
+        seed = int(torch.randint(2**31 - 1, ()).item())
+        picked = class_balanced_subset(self.ctx.labels.cpu().numpy(), size, seed)
+        return torch.from_numpy(picked).to(self.ctx.device)
+
+    def co_divide(self, k: int, epoch: int, stats: dict, pool: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Network k's GMM clean probability over the training set (or over `pool`, in its order), and its
+        selection diagnostics."""
+        losses = self.ctx.per_sample_losses(self.nets[k].model.eval(), pool)
         window = self.settings["gmm_history"]
         prob = gmm_clean_probability(losses, self.loss_history[k] if window > 1 else None, window=window,
                                      max_iter=self.ctx.cfg.method.gmm_max_iter)
         selected = prob.to(self.ctx.device) > self.threshold(prob)
-        clean = self.ctx.is_clean
+        clean = self.ctx.is_clean if pool is None else self.ctx.is_clean[pool]
         picked, hits, clean_count = torch.stack([selected.sum(), (selected & clean).sum(), clean.sum()]).tolist()
         stats.update(self._suffix({  # one host sync for the counts (the GMM itself was fit on the host)
             "labeled_fraction": picked / len(selected),
@@ -168,14 +192,16 @@ class DivideMix(Method):
         return self.settings["p_threshold"]
 
     # ------------------------------------------------------------------ warm-up
-    def _warmup(self, net: Network, epoch: int) -> float:
-        """Cross-entropy on the noisy labels (+ the confidence penalty under asymmetric noise), batch 2B."""
+    def _warmup(self, net: Network, epoch: int, pool: Optional[torch.Tensor] = None) -> float:
+        """Cross-entropy on the noisy labels (+ the confidence penalty under asymmetric noise), batch 2B, over
+        the training set or `pool`."""
         net.model.train()
-        penalty = self.ctx.cfg.noise.type == "asym"
+        # DivideMix's confidence penalty: under asymmetric noise, and on Clothing1M (its Train_clothing1M.py)
+        penalty = self.ctx.cfg.noise.type == "asym" or self.ctx.cfg.dataset.name == "clothing1m"
         clip = self.ctx.cfg.method.warmup_grad_clip
         means = EpochMeans()
-        for batch in self.ctx.batches(epoch, batch_size=2 * self.ctx.cfg.trainer.batch_size, desc="warmup",
-                                      augment=self.warmup_augment):
+        for batch in self.ctx.batches(epoch, batch_size=2 * self.ctx.cfg.trainer.batch_size, index=pool,
+                                      desc="warmup", augment=self.warmup_augment):
             logits = net.model(batch.images)
             loss = F.cross_entropy(logits, batch.labels) + (negative_entropy(logits) if penalty else 0.0)
             net.step(loss, grad_clip=clip)
@@ -183,10 +209,15 @@ class DivideMix(Method):
         return means.means().get("loss", 0.0)
 
     # ------------------------------------------------------------------ MixMatch
-    def _train(self, net: Network, peer: Network, prob: torch.Tensor, epoch: int) -> dict:
+    def _train(self, net: Network, peer: Network, prob: torch.Tensor, epoch: int,
+               pool: Optional[torch.Tensor] = None) -> dict:
+        """MixMatch over the split of the training set (or of `pool`, which `prob` is then aligned with)."""
         ctx, cfg = self.ctx, self.ctx.cfg.method
         selected = prob > self.threshold(prob)
         labeled, unlabeled = selected.nonzero().flatten(), (~selected).nonzero().flatten()
+        if pool is not None:  # positions in the pool -> samples; prob indexed by sample from here on
+            labeled, unlabeled = pool[labeled], pool[unlabeled]
+            prob = torch.zeros(ctx.num_train, device=prob.device, dtype=prob.dtype).index_copy_(0, pool, prob)
         if len(labeled) < 2:  # nothing to learn labels from this epoch; DivideMix would crash here
             return {"skipped_epoch": 1.0}
         batch_size = ctx.cfg.trainer.batch_size
@@ -272,12 +303,11 @@ class DivideMix(Method):
         if len(pool) < 2:  # a single unlabeled sample cannot pass BN in train mode
             return iter(())
 
-        ctx, ranks, on_host = self.ctx, self.ctx.world.size, pool.cpu()  # the epoch's one copy of the pool
+        ctx, on_host = self.ctx, pool.cpu()  # the epoch's one copy of the pool
 
         def generate():
-            while True:
-                order = ctx.shuffled(on_host).to(pool.device, non_blocking=True)  # N processes: one global order
-                yield from (ctx.shard(chunk) for chunk in order.split(batch_size) if len(chunk) // ranks > 1)
+            while True:  # N processes: one global order, each rank its slice
+                yield from (ctx.shard(chunk) for chunk in ctx.shuffled_batches(on_host, batch_size))
 
         return generate()
 

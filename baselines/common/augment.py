@@ -10,7 +10,9 @@ through PIL in loader workers. Here the same distribution is drawn for a whole u
 The presets are what `augment=<name>` selects (conf/augment/): `weak` (crop + flip, every baseline's CIFAR recipe),
 `none` (Co-teaching's un-augmented inputs), `autoaugment` and `randaugment` (crop + flip, then the policy, in the
 order of the official SANM's `dataloader_cifar.py`), `c2d_warmup` (its warm-up views; there the colour jitter
-comes before the crop, so the zero padding stays black, a difference confined to the border).
+comes before the crop, so the zero padding stays black, a difference confined to the border), `imagenet` (the
+Clothing1M / WebVision recipe on images decoded at 256: RandomCrop 224 + flip for training, CenterCrop 224 for
+evaluation).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ AUGMENT_PRESETS: dict[str, dict[str, Any]] = {
                     "cutout": 16, "fill": 0},
     # the official recipe's warm-up views (per image: continuous draws cannot be grouped)
     "c2d_warmup": {"crop_padding": 4, "flip": True, "policy": "c2d_warmup"},
+    # Resize(256) happens at decoding (streaming.py); the crop makes the 224-pixel views
+    "imagenet": {"crop_padding": 0, "crop_size": 224, "flip": True, "policy": None},
 }
 _POLICY_KEYS = ("num_ops", "magnitude", "cutout", "fill")
 # the policy keys each policy reads; any other one given would be ignored, so it is refused instead
@@ -66,7 +70,8 @@ def build_augment(name: str, mean: Sequence[float], std: Sequence[float],
         policy = c2d_warmup()
     elif s["policy"] is not None:
         policy = PolicyAugment(s["policy"], **{key: s[key] for key in _POLICY_KEYS if key in s})
-    return BatchAugment(mean, std, crop_padding=s["crop_padding"], flip=s["flip"], policy=policy, device=device)
+    return BatchAugment(mean, std, crop_padding=s["crop_padding"], flip=s["flip"], policy=policy, device=device,
+                        crop_size=s.get("crop_size"))
 
 
 def _crop_flip_indices(
@@ -77,31 +82,35 @@ def _crop_flip_indices(
     flip: bool,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
+    out: Optional[tuple[int, int]] = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Draws each sample's crop window and flip in the coordinates of the ``pad``-padded image.
 
-    Draws, in this order: row offsets, column offsets (both uniform in ``[0, 2 * pad]``, as torchvision's
+    Draws, in this order: row offsets, column offsets (uniform over every window of size ``out``, default
+    ``(h, w)``, in the padded image: ``[0, 2 * pad]`` for an image-sized window, as torchvision's
     ``RandomCrop(padding=pad)``), then flips (p = 0.5). A part that is off draws nothing, so turning one off does
     not shift the random stream of the other. Randomness comes from ``generator`` on its own device (so a CPU
     generator can drive a CUDA batch), else from the global RNG of ``device``.
 
     Returns:
-        rows [B, H] and cols [B, W] (int64; a flipped sample's cols run right to left) and flipped [B] (bool),
-        all on ``device``.
+        rows [B, out_h] and cols [B, out_w] (int64; a flipped sample's cols run right to left) and flipped [B]
+        (bool), all on ``device``.
     """
     device = torch.device("cpu") if device is None else torch.device(device)
     draw_on = generator.device if generator is not None else device
-    if pad > 0:
-        top = torch.randint(0, 2 * pad + 1, (batch,), generator=generator, device=draw_on).to(device, non_blocking=True)
-        left = torch.randint(0, 2 * pad + 1, (batch,), generator=generator, device=draw_on).to(device, non_blocking=True)
+    out_h, out_w = out or (h, w)
+    span_h, span_w = h + 2 * pad - out_h, w + 2 * pad - out_w
+    if span_h > 0 or span_w > 0:
+        top = torch.randint(0, span_h + 1, (batch,), generator=generator, device=draw_on).to(device, non_blocking=True)
+        left = torch.randint(0, span_w + 1, (batch,), generator=generator, device=draw_on).to(device, non_blocking=True)
     else:
         top = left = torch.zeros(batch, dtype=torch.long, device=device)
     if flip:
         flipped = (torch.rand(batch, generator=generator, device=draw_on) < 0.5).to(device)
     else:
         flipped = torch.zeros(batch, dtype=torch.bool, device=device)
-    rows = top[:, None] + torch.arange(h, device=device)
-    col_steps = torch.arange(w, device=device).expand(batch, w)
+    rows = top[:, None] + torch.arange(out_h, device=device)
+    col_steps = torch.arange(out_w, device=device).expand(batch, out_w)
     cols = left[:, None] + torch.where(flipped[:, None], col_steps.flip(1), col_steps)
     return rows, cols, flipped
 
@@ -118,6 +127,8 @@ class BatchAugment:
         policy: Applied to the uint8 crops before normalising, each sample its own draw (None = none):
             a PolicyAugment or a PerImageAugment.
         device: Where to keep mean/std up front; they follow the images' device otherwise.
+        crop_size: The side of the square views, smaller than the images (224 of the 256 that Clothing1M is
+            decoded to): a random window for training, the central one for evaluation. None: the image's size.
     """
 
     def __init__(
@@ -128,11 +139,15 @@ class BatchAugment:
         flip: bool = True,
         policy: Optional[Callable[..., torch.Tensor]] = None,
         device: torch.device | str | None = None,
+        crop_size: Optional[int] = None,
     ) -> None:
         if len(mean) != len(std):
             raise ValueError(f"mean has {len(mean)} channels but std has {len(std)}")
         if crop_padding < 0:
             raise ValueError(f"crop_padding must be >= 0, got {crop_padding}")
+        if crop_size is not None and (isinstance(crop_size, bool) or int(crop_size) != crop_size or crop_size < 1):
+            raise ValueError(f"crop_size must be a positive integer or None, got {crop_size!r}")
+        self.crop_size = None if crop_size is None else int(crop_size)
         self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
         self.crop_padding = int(crop_padding)
@@ -144,12 +159,33 @@ class BatchAugment:
     ) -> torch.Tensor:
         """Augments (when ``train``) and normalises a batch; ``generator`` makes the draw reproducible."""
         self._check(images_uint8)
-        if train and (self.crop_padding > 0 or self.flip):
+        crops = self._crops(images_uint8)
+        if train and (crops or self.crop_padding > 0 or self.flip):
             images_uint8 = self._crop_flip(images_uint8, generator)
+        elif not train and crops:  # evaluation: the central window
+            top, left = [(n - c) // 2 for n, c in zip(images_uint8.shape[2:], self._out(images_uint8))]
+            images_uint8 = images_uint8[:, :, top:top + self.crop_size, left:left + self.crop_size]
         if train and self.policy is not None:
             images_uint8 = self.policy(images_uint8, generator if generator is None or generator.device.type == "cpu"
                                        else None)
         return self.normalize(images_uint8)
+
+    def output_shape(self, image_shape: Sequence[int]) -> tuple[int, int, int]:
+        """(C, H, W) of the views made from images of `image_shape` (C, H, W)."""
+        c, h, w = (int(v) for v in image_shape)
+        return (c, h, w) if self.crop_size is None else (c, self.crop_size, self.crop_size)
+
+    def _out(self, images: torch.Tensor) -> tuple[int, int]:
+        h, w = images.shape[2:]
+        return (h, w) if self.crop_size is None else (self.crop_size, self.crop_size)
+
+    def _crops(self, images: torch.Tensor) -> bool:
+        if self.crop_size is None:
+            return False
+        if self.crop_size > min(images.shape[2:]) + 2 * self.crop_padding:
+            raise ValueError(f"crop_size {self.crop_size} is larger than the {images.shape[2]}x{images.shape[3]} "
+                             "images; decode them larger (dataset.decode_size) or crop smaller")
+        return True
 
     def normalize(self, images_uint8: torch.Tensor) -> torch.Tensor:
         """The eval path: ``(x / 255 - mean) / std``, i.e. ``ToTensor`` then ``Normalize``."""
@@ -162,12 +198,13 @@ class BatchAugment:
     def _crop_flip(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         b, c, h, w = images.shape
         pad = self.crop_padding
+        out_h, out_w = self._out(images)
         # Cropping the uint8 batch moves a quarter of the bytes that cropping the float one would.
         padded = F.pad(images, (pad, pad, pad, pad)) if pad > 0 else images
-        rows, cols, _ = _crop_flip_indices(b, h, w, pad, self.flip, generator, images.device)
+        rows, cols, _ = _crop_flip_indices(b, h, w, pad, self.flip, generator, images.device, (out_h, out_w))
         padded_w = w + 2 * pad
-        flat = (rows[:, :, None] * padded_w + cols[:, None, :]).view(b, 1, h * w).expand(b, c, h * w)
-        return padded.reshape(b, c, -1).gather(2, flat).view(b, c, h, w)
+        flat = (rows[:, :, None] * padded_w + cols[:, None, :]).view(b, 1, out_h * out_w).expand(b, c, out_h * out_w)
+        return padded.reshape(b, c, -1).gather(2, flat).view(b, c, out_h, out_w)
 
     def _check(self, images: torch.Tensor) -> None:
         # A float batch would be divided by 255 a second time and train on near-constant images without an error.

@@ -36,11 +36,16 @@ OmegaConf.register_new_resolver("dataset_dir", dataset_dir_name, replace=True)
 
 @dataclass
 class DatasetConfig:
-    name: str = "cifar10"  # digits | cifar10 | cifar100 | image_folder
+    name: str = "cifar10"  # digits | cifar10 | cifar100 | image_folder | animal10n | clothing1m | webvision
     root: Optional[str] = None  # CIFAR: where torchvision's pickles are (downloaded when missing); image_folder: required
     cache_dir: Optional[str] = None  # decoded image folders and noisy labels; default ~/.cache/sanm_plugin
     train_subset: Optional[int] = None  # class-balanced subset of the training split, for quick runs
     download: bool = True
+    # the streamed datasets (clothing1m, webvision): decoded to this square size, cropped by augment=imagenet
+    decode_size: int = 256
+    workers: int = 2  # DataLoader decoding processes per stream of batches (0: decode in the training process)
+    webvision_classes: int = 50  # mini-WebVision: the first 50 classes (DivideMix, ELR+)
+    imagenet_val: Optional[str] = None  # WebVision: ImageNet's val folder, evaluated on the same classes when given
 
 
 @dataclass
@@ -65,11 +70,12 @@ class ModelConfig:
 
 @dataclass
 class AugmentConfig:
-    """`augment=none|weak|autoaugment|randaugment`: the training views (augment.py AUGMENT_PRESETS); a key
+    """`augment=none|weak|autoaugment|randaugment|c2d_warmup|imagenet`: the training views (augment.py AUGMENT_PRESETS); a key
     left None keeps the preset's value."""
 
     name: str = "weak"
     crop_padding: Optional[int] = None  # zero padding of the random crop (4; 0 = no crop)
+    crop_size: Optional[int] = None  # the views' side when smaller than the images (imagenet: 224 of 256)
     flip: Optional[bool] = None  # horizontal flip with p 0.5
     num_ops: Optional[int] = None  # randaugment: ops per image (2)
     magnitude: Optional[int] = None  # randaugment: each op's level ~ U{1..magnitude-1} (10)

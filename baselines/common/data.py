@@ -7,6 +7,9 @@ PIL in worker processes, so each split is loaded once as `uint8 [N, C, H, W]`. S
 - `cifar10` / `cifar100`: torchvision's on-disk pickles, read here without md5 checks (so a small
   fake in the same format works in tests); torchvision is used only to download them.
 - `image_folder`: `root/{train,test}/<class>/<image>`, decoded once and cached as `.npz`.
+- `animal10n`: its release's `training/` and `testing/` folders, decoded once and cached.
+- `clothing1m`, `webvision`: streamed from their files (streaming.py, real_world.py): a split is then an
+  `ImageFiles`, indexable like the array, decoded in DataLoader workers during the run.
 
 Labels here are the TRUE labels; noise is applied elsewhere, keyed by `ImageDataset.identity`.
 """
@@ -30,6 +33,7 @@ import numpy as np
 from PIL import Image
 
 from .files import atomic_write
+from .streaming import ImageFiles
 
 __all__ = [
     "DATASETS",
@@ -41,6 +45,7 @@ __all__ = [
 ]
 
 DATASETS = ("digits", "cifar10", "cifar100", "image_folder", "animal10n")
+STREAMED_DATASETS: tuple[str, ...] = ()  # read from their files during the run (the Clothing1M and WebVision adapters: next step)
 # Animal-10N's label ids (the number before the underscore in <label>_<id>.jpg), as its release names them
 ANIMAL10N_CLASSES = ("cat", "lynx", "wolf", "coyote", "cheetah", "jaguar", "chimpanzee", "orangutan", "hamster",
                      "guinea pig")
@@ -71,9 +76,9 @@ class ImageDataset:
     """
 
     name: str
-    train_images: np.ndarray = field(repr=False)  # uint8 [N, C, H, W]
+    train_images: np.ndarray | ImageFiles = field(repr=False)  # uint8 [N, C, H, W] (or its files, streamed)
     train_labels: np.ndarray = field(repr=False)  # int64 [N], true labels (diagnostics only)
-    test_images: np.ndarray = field(repr=False)  # uint8 [M, C, H, W]
+    test_images: np.ndarray | ImageFiles = field(repr=False)  # uint8 [M, C, H, W]
     test_labels: np.ndarray = field(repr=False)  # int64 [M]
     class_names: list[str]
     mean: tuple[float, ...]  # per channel, [0, 1] units
@@ -83,6 +88,15 @@ class ImageDataset:
     # False when train_labels are the dataset's own noisy labels (Animal-10N): the share of wrong labels, and
     # every diagnostic against the truth, is then unknown
     labels_known: bool = True
+    # a clean validation split of the dataset's own (Clothing1M's 14k), for model selection; None elsewhere
+    val_images: np.ndarray | ImageFiles | None = field(default=None, repr=False)
+    val_labels: np.ndarray | None = field(default=None, repr=False)
+    # further test sets evaluated each epoch beside the main one: {name: (images, labels)} (WebVision's ImageNet val)
+    extra_tests: dict[str, tuple[Any, np.ndarray]] = field(default_factory=dict, repr=False)
+
+    @property
+    def streamed(self) -> bool:
+        return isinstance(self.train_images, ImageFiles)
 
     @property
     def num_classes(self) -> int:
@@ -98,7 +112,15 @@ class ImageDataset:
         lies (a moved or copied folder), different data whenever one pixel or label differs. What a resumed
         run checks against its checkpoint; about a second for CIFAR's 60k images."""
         h = hashlib.sha256(json.dumps([self.name, self.class_names]).encode())
-        for array in (self.train_images, self.train_labels, self.test_images, self.test_labels):
+        arrays = [self.train_images, self.train_labels, self.test_images, self.test_labels]
+        if self.val_labels is not None:
+            arrays += [self.val_images, self.val_labels]
+        for name in sorted(self.extra_tests):
+            arrays += list(self.extra_tests[name])
+        for array in arrays:
+            if isinstance(array, ImageFiles):  # streamed: its file list and decode size (see its fingerprint)
+                h.update(array.fingerprint().encode())
+                continue
             h.update(str((array.dtype.str, array.shape)).encode())
             h.update(np.ascontiguousarray(array).data)
         return h.hexdigest()
@@ -123,11 +145,12 @@ def load_dataset(
     train_subset: int | None = None,
     seed: int = 0,
     download: bool = True,
+    options: dict[str, Any] | None = None,
 ) -> ImageDataset:
     """Load one of `DATASETS` into memory.
 
     Args:
-        name: `digits`, `cifar10`, `cifar100` or `image_folder`.
+        name: One of `DATASETS`.
         root: CIFAR: the folder holding torchvision's `cifar-*` folder (default
             `<cache_dir>/datasets`); image_folder: the folder holding `train/` and `test/`
             (required); digits: unused.
@@ -135,6 +158,8 @@ def load_dataset(
         train_subset: Keep a class-balanced subset of this many training samples (quick runs).
         seed: Seeds the digits train/test split and the choice of the subset.
         download: Let torchvision fetch CIFAR when it is missing under `root`.
+        options: The streamed datasets' own settings (`decode_size`, WebVision's `num_classes` and
+            `imagenet_val`), as real_world.load takes them.
 
     Raises:
         DatasetError: One line saying what is missing where, and what to do instead.
@@ -154,6 +179,10 @@ def load_dataset(
         if root is None:
             raise DatasetError("dataset=animal10n needs dataset.root=<folder with training/ and testing/>")
         data = _load_animal10n(Path(root).expanduser(), cache)
+    elif name in STREAMED_DATASETS:
+        from . import real_world
+
+        data = real_world.load(name, root, **(options or {}))
     else:
         raise DatasetError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
     if train_subset is not None:

@@ -21,7 +21,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -35,8 +35,10 @@ from .acceleration import Acceleration, routed_model
 from .augment import build_augment
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .config import AUTO, dataset_dir_name
-from .data import DatasetError, ImageDataset, default_cache_dir, load_dataset
-from .metrics import ConsoleLog, EpochMeans, RunRecorder, epoch_progress, tensorboard_available
+from .data import STREAMED_DATASETS, DatasetError, ImageDataset, default_cache_dir, load_dataset
+from .streaming import ImageFiles, StreamedImages
+from .metrics import (ConsoleLog, EpochMeans, QuietConsole, RankRecords, RunRecorder, epoch_progress,
+                      tensorboard_available)
 from .models import LIBRARY_MODELS, build_model
 from .noise import NoiseSpec, actual_noise_rate, cached_noisy_labels, method_noise_rate
 from .sanm_hook import SANMHook, SANMSettings
@@ -160,6 +162,9 @@ class RunContext:
         self.cache_dir = Path(cfg.dataset.cache_dir) if cfg.dataset.cache_dir else default_cache_dir()
         spec = NoiseSpec(type=cfg.noise.type, rate=cfg.noise.rate, protocol=cfg.noise.protocol,
                          asym_map=cfg.noise.asym_map, file=cfg.noise.file, file_key=cfg.noise.file_key)
+        if spec.type == "idn" and self.data.streamed:
+            raise ValueError(f"noise={cfg.noise.name} (instance-dependent) needs the images in memory, and "
+                             f"{self.data.name} is streamed from its files; its own labels are noisy: use noise=none")
         noisy = cached_noisy_labels(
             spec, self.data.train_labels, self.data.num_classes, seed=cfg.seed,
             dataset_identity=self.data.identity, cache_dir=self.cache_dir, dataset=self.data.name,
@@ -170,21 +175,43 @@ class RunContext:
         # None when the dataset's own labels are noisy (Animal-10N): there is no truth to count against
         self.noise_rate_actual = actual_noise_rate(noisy, self.data.train_labels) if self.data.labels_known else None
         self.num_classes = self.data.num_classes
-        self.image_shape = self.data.image_shape
+        own_val = self.data.val_labels is not None
+        if own_val and cfg.trainer.val_fraction:
+            raise ValueError(f"{self.data.name} has a clean validation split of its own, used for model selection; "
+                             f"drop trainer.val_fraction={cfg.trainer.val_fraction} (give trainer.val_fraction=0)")
         keep, held_out = validation_split(len(noisy), cfg.trainer.val_fraction, cfg.seed)
-        self.train_images = torch.from_numpy(self.data.train_images[keep]).to(self.device)
+        self.train_images = self._on_device(self.data.train_images[keep])
         self.labels = torch.from_numpy(noisy[keep]).to(self.device)
         self.true_labels = torch.from_numpy(self.data.train_labels[keep]).to(self.device)
         self.is_clean = self.labels == self.true_labels
-        # the noisy validation split (CDR): scored against its noisy labels, as a user without clean labels would
-        self.val_images = torch.from_numpy(self.data.train_images[held_out]).to(self.device)
-        self.val_labels = torch.from_numpy(noisy[held_out]).to(self.device)
-        self.test_images = torch.from_numpy(self.data.test_images).to(self.device)
+        if own_val:  # the dataset's clean validation split (Clothing1M)
+            self.val_images = self._on_device(self.data.val_images)
+            self.val_labels = torch.from_numpy(self.data.val_labels).to(self.device)
+        else:  # the noisy validation split (CDR): scored against its noisy labels, as a user without clean labels
+            self.val_images = self._on_device(self.data.train_images[held_out])
+            self.val_labels = torch.from_numpy(noisy[held_out]).to(self.device)
+        self.test_images = self._on_device(self.data.test_images)
         self.test_labels = torch.from_numpy(self.data.test_labels).to(self.device)
-        self.augment = self._placed(build_augment(cfg.augment.name, self.data.mean, self.data.std,
-                                                  OmegaConf.to_container(cfg.augment), device=self.device))
+        self.extra_tests = {name: (self._on_device(images), torch.from_numpy(labels).to(self.device))
+                            for name, (images, labels) in self.data.extra_tests.items()}
+        views = build_augment(cfg.augment.name, self.data.mean, self.data.std, OmegaConf.to_container(cfg.augment),
+                              device=self.device)
+        self.augment = self._placed(views)
+        # what the networks see: the stored images, cropped by the augmentation when it crops (augment=imagenet)
+        self.image_shape = views.output_shape(self.data.image_shape)
+        if self.image_shape[1] > self.data.image_shape[1] or self.image_shape[2] > self.data.image_shape[2]:
+            raise ValueError(f"augment.crop_size={cfg.augment.get('crop_size')} is larger than the images of "
+                             f"{self.data.name} ({self.data.image_shape[1]}x{self.data.image_shape[2]}); give a "
+                             "smaller crop or a larger dataset.decode_size")
         self.sanm_settings = _sanm_settings(cfg, self.warmup_epochs, method_cls.sanm_requirements(cfg))
         self.pretrained: Optional[str] = None if cfg.pretrained in (None, AUTO) else cfg.pretrained
+
+    def _on_device(self, images: Any) -> Any:
+        """A split as the methods index it: a uint8 tensor on the device, or, for a streamed dataset, its files
+        decoded ahead of use in DataLoader workers (StreamedImages, indexed the same way)."""
+        if isinstance(images, ImageFiles):
+            return StreamedImages(images, self.device, workers=self.cfg.dataset.workers)
+        return torch.from_numpy(images).to(self.device)
 
     def make_augment(self, name: str):
         """Another `augment` preset (with its own defaults) on this run's normalisation, for methods that draw
@@ -212,12 +239,8 @@ class RunContext:
     def assumed_noise_rate(self, key: str) -> tuple[float, str]:
         """The noise rate a method assumes from `method.<key>` (CDR's eps, Co-teaching's forget rate), and its
         source ('expected', 'nominal', 'actual' or 'given') for resolved.yaml."""
-        if self.noise_rate_actual is None and not isinstance(self.cfg.method[key], (int, float)):
-            raise ValueError(f"method.{key}={self.cfg.method[key]} needs the share of wrong labels, which is unknown "
-                             f"for {self.data.name} (its own labels are noisy); give method.{key}=<assumed rate>, "
-                             "e.g. 0.08 for Animal-10N")
         return method_noise_rate(self.cfg.method[key], self.noise_spec, self.num_classes, self.noise_rate_actual,
-                                 key=f"method.{key}")
+                                 key=f"method.{key}", dataset=self.data.name)
 
     def batches(self, epoch: int, batch_size: Optional[int] = None, index: Optional[torch.Tensor] = None,
                 desc: str = "train", augment: Optional[Callable[..., torch.Tensor]] = None) -> Iterator[Batch]:
@@ -229,17 +252,25 @@ class RunContext:
 
     def index_batches(self, epoch: int, batch_size: Optional[int] = None, index: Optional[torch.Tensor] = None,
                       desc: str = "train") -> Iterator[torch.Tensor]:
-        """Shuffled index batches on the device; a batch of one sample is dropped (BN needs two). Over N
-        processes each rank gets its slice of every global batch."""
-        size = batch_size or self.cfg.trainer.batch_size
+        """Shuffled index batches on the device; over N processes each rank gets its slice of every global
+        batch."""
         pool = torch.arange(self.num_train) if index is None else index
-        # one copy to the device per epoch, not one per step (a blocking host-to-device copy waits for the GPU)
-        order = self.shuffled(pool).to(self.device, non_blocking=True)
-        chunks = [c for c in order.split(size) if len(c) // self.world.size > 1]
+        chunks = self.shuffled_batches(pool, batch_size or self.cfg.trainer.batch_size, stream=desc)
         shown = (epoch_progress(chunks, total=len(chunks), desc=f"{desc} {epoch + 1}")
                  if self.cfg.progress and self.world.is_main else chunks)
         for chunk in shown:
             yield distributed.shard(chunk, self.world)
+
+    def shuffled_batches(self, pool: torch.Tensor, size: int, stream: str = "train") -> list[torch.Tensor]:
+        """One pass over `pool` in a random order, as global batches of `size` on the device (not yet sharded);
+        a batch of one sample per rank is dropped (BN needs two). A streamed dataset starts decoding this rank's
+        slices at once, in the workers of `stream` (each concurrent pass its own: DivideMix's unlabeled cycle)."""
+        # one copy to the device per pass, not one per step (a blocking host-to-device copy waits for the GPU)
+        order = self.shuffled(pool).to(self.device, non_blocking=True)
+        chunks = [chunk for chunk in order.split(size) if len(chunk) // self.world.size > 1]
+        if isinstance(self.train_images, StreamedImages):
+            self.train_images.plan([self.shard(chunk) for chunk in chunks], stream=stream)
+        return chunks
 
     def shuffled(self, pool: torch.Tensor) -> torch.Tensor:
         """`pool` (indices) in a random order drawn from the CPU RNG, so that the order is the same on every
@@ -254,11 +285,12 @@ class RunContext:
         return distributed.shard(chunk, self.world)
 
     @torch.no_grad()
-    def per_sample_losses(self, model: torch.nn.Module) -> torch.Tensor:
-        """[N] cross-entropy against the noisy labels, un-augmented, in eval mode (for the GMM)."""
+    def per_sample_losses(self, model: torch.nn.Module, index: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """[N] cross-entropy against the noisy labels, un-augmented, in eval mode (for the GMM); over the samples
+        `index` only when given (DivideMix's per-epoch pool on Clothing1M), in its order."""
         local = torch.cat([F.cross_entropy(logits.float(), self.labels[idx], reduction="none")
-                           for idx, logits in self._predict_all(model, self.train_images)])
-        return distributed.gather_rows(local, self.num_train, self.world)
+                           for idx, logits in self._predict_all(model, self.train_images, index)])
+        return distributed.gather_rows(local, self.num_train if index is None else len(index), self.world)
 
     @torch.no_grad()
     def fitted_labels(self, predict: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, float]:
@@ -277,6 +309,11 @@ class RunContext:
     def test_accuracy(self, predict: Callable[[torch.Tensor], torch.Tensor]) -> float:
         return self._accuracy(predict, self.test_images, self.test_labels)
 
+    def extra_test_accuracies(self, predict: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, float]:
+        """`test_acc_<name>` on each further test set of the dataset (WebVision's ImageNet val)."""
+        return {f"test_acc_{name}": self._accuracy(predict, images, labels)
+                for name, (images, labels) in self.extra_tests.items()}
+
     def val_accuracy(self, predict: Callable[[torch.Tensor], torch.Tensor]) -> float:
         """Accuracy on the held-out split against its noisy labels (trainer.val_fraction > 0)."""
         return self._accuracy(predict, self.val_images, self.val_labels)
@@ -288,12 +325,18 @@ class RunContext:
             correct += (logits.argmax(dim=1) == labels[idx]).sum()
         return 100.0 * distributed.sum_over_ranks(correct, self.world).item() / max(len(labels), 1)
 
-    def _predict_all(self, predict, images: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(indices, predictions) over `images` in eval batches, under trainer.precision; over N processes only
-        this rank's contiguous part (distributed.split_range), which the callers gather."""
-        begin, end = distributed.split_range(len(images), self.world)
+    def _predict_all(self, predict, images: torch.Tensor,
+                     index: Optional[torch.Tensor] = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(indices, predictions) over `images` (or its samples `index`) in eval batches, under
+        trainer.precision; over N processes only this rank's contiguous part (distributed.split_range), which
+        the callers gather."""
+        index = torch.arange(len(images), device=self.device) if index is None else index.to(self.device)
+        begin, end = distributed.split_range(len(index), self.world)
+        chunks = index[begin:end].split(self.cfg.trainer.eval_batch_size)
+        if isinstance(images, StreamedImages):
+            images.plan(chunks, stream="eval")
         with self.acceleration.autocast():
-            for idx in torch.arange(begin, end, device=self.device).split(self.cfg.trainer.eval_batch_size):
+            for idx in chunks:
                 yield idx, predict(self.augment(images[idx], train=False))
 
 
@@ -441,8 +484,8 @@ def run(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path] = Non
     except ValueError as error:
         raise ConfigurationError(str(error)) from error
     # rank 0 alone writes; every rank runs the same steps and collectives
-    console = ConsoleLog(run_dir / "run.log") if world.is_main else _Quiet()
-    recorder = RunRecorder(run_dir, tensorboard=cfg.tensorboard) if world.is_main else _RankRecords()
+    console = ConsoleLog(run_dir / "run.log") if world.is_main else QuietConsole()
+    recorder = RunRecorder(run_dir, tensorboard=cfg.tensorboard) if world.is_main else RankRecords()
     completed, elapsed = 0, 0.0
     if state is not None:
         for name, net in method.networks.items():
@@ -475,6 +518,7 @@ def run(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path] = Non
                 distributed.sync_buffers(net.module, world)
             test_acc = ctx.test_accuracy(method.predict)
             record = {"epoch": epoch + 1, "lr": lr, **stats, "test_acc": test_acc, **method.extra_test_metrics()}
+            record.update(ctx.extra_test_accuracies(method.predict))
             if ctx.has_validation:
                 record["val_acc"] = ctx.val_accuracy(method.predict)
             record["epoch_seconds"] = time.time() - epoch_start
@@ -495,7 +539,8 @@ def run(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path] = Non
         summary = _summary(recorder.records(), cfg, ctx, elapsed + time.time() - resumed_at)
         for net in method.networks.values():
             net.model.eval()
-        summary.update(ctx.fitted_labels(method.predict))
+        if ctx.data.labels_known:  # else every label counts as right: nothing to measure, and a pass to save
+            summary.update(ctx.fitted_labels(method.predict))
         method.on_run_end()
         recorder.write_summary(summary)
         distributed.barrier(world)  # no rank leaves (and tears the group down) before rank 0 has written
@@ -556,35 +601,6 @@ def _set_rank_rng(state: Optional[dict], seed: int, world: distributed.World, co
         _seed(seed * 1000 + world.rank)
 
 
-class _Quiet:
-    """The console of ranks 1..: rank 0 says everything once."""
-
-    def say(self, line: str) -> None:
-        pass
-
-
-class _RankRecords:
-    """What ranks 1.. keep of the records, to return the same summary as rank 0 without writing."""
-
-    def __init__(self) -> None:
-        self._records: list[dict] = []
-
-    def log_epoch(self, record: dict) -> None:
-        self._records.append(record)
-
-    def truncate_after(self, epoch: int) -> list[dict]:
-        return self._records
-
-    def records(self) -> list[dict]:
-        return self._records
-
-    def write_summary(self, summary: dict) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 def run_identity(cfg: DictConfig, dataset_identity: str) -> dict[str, str]:
     """Everything that determines what a run trains, as {dotted key: JSON value}: the data (by content, not
     by path), noise, model, method, SANM, trainer (as given, `auto`s unresolved), augmentation, seed and
@@ -639,6 +655,8 @@ def upgrade_identity(saved: dict[str, str]) -> dict[str, str]:
         saved["sanm.extremes"] = "null"
     for key in ("model.arch", "model.weights"):  # added with model=torchvision|timm; our models leave them null
         saved.setdefault(key, "null")
+    if "augment.name" in saved:  # added with augment=imagenet; every earlier preset views the whole image
+        saved.setdefault("augment.crop_size", "null")
     return saved
 
 
@@ -693,8 +711,12 @@ def validation_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np
 def _load_data(cfg: DictConfig) -> ImageDataset:
     if cfg.dataset.name == "image_folder" and not cfg.dataset.root:
         raise ValueError("dataset=image_folder needs dataset.root=<folder with train/<class>/ and test/<class>/>")
+    options = {"decode_size": cfg.dataset.decode_size}
+    if cfg.dataset.name == "webvision":
+        options.update(num_classes=cfg.dataset.webvision_classes, imagenet_val=cfg.dataset.imagenet_val)
     return load_dataset(cfg.dataset.name, root=cfg.dataset.root, cache_dir=cfg.dataset.cache_dir,
-                        train_subset=cfg.dataset.train_subset, seed=cfg.seed, download=cfg.dataset.download)
+                        train_subset=cfg.dataset.train_subset, seed=cfg.seed, download=cfg.dataset.download,
+                        options=options if cfg.dataset.name in STREAMED_DATASETS else None)
 
 
 def _sanm_settings(cfg: DictConfig, warmup_epochs: int, required: dict) -> Optional[SANMSettings]:

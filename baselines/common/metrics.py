@@ -49,6 +49,13 @@ class ConsoleLog:
             handle.write(line + "\n")
 
 
+class QuietConsole:
+    """The console of ranks 1.. of a run over N processes: rank 0 says everything once."""
+
+    def say(self, line: str) -> None:
+        pass
+
+
 def _as_number(value: Any) -> Any:
     if isinstance(value, (torch.Tensor, np.ndarray, np.generic)) and getattr(value, "ndim", 0) == 0:
         return value.item()
@@ -143,6 +150,29 @@ class RunRecorder:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class RankRecords:
+    """What ranks 1.. of a run over N processes keep of the records (RunRecorder's interface), to return the
+    same summary as rank 0 without writing anything."""
+
+    def __init__(self) -> None:
+        self._records: list[dict[str, Any]] = []
+
+    def log_epoch(self, record: dict[str, Any]) -> None:
+        self._records.append(record)
+
+    def truncate_after(self, epoch: int) -> list[dict[str, Any]]:
+        return self._records
+
+    def records(self) -> list[dict[str, Any]]:
+        return self._records
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 class EpochMeans:

@@ -30,7 +30,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -307,17 +307,23 @@ def expected_noise_rate(spec: NoiseSpec, num_classes: int, actual: float) -> flo
     return actual
 
 
-def method_noise_rate(choice: Any, spec: NoiseSpec, num_classes: int, actual: float,
-                      key: str = "a method's noise rate") -> tuple[float, str]:
+def method_noise_rate(choice: Any, spec: NoiseSpec, num_classes: int, actual: Optional[float],
+                      key: str = "a method's noise rate", dataset: str = "this dataset") -> tuple[float, str]:
     """A method's assumed noise rate and where it came from: `auto`/'expected', 'nominal' (the r in the
-    noise's name), 'actual' (the realised share) or a number in [0, 1). `key` names the setting in errors."""
+    noise's name), 'actual' (the realised share) or a number in [0, 1). `actual` is None where the share of
+    wrong labels is unknown (a dataset whose own labels are noisy): then only a number will do. `key` and
+    `dataset` name the setting and the data in errors."""
+    given = isinstance(choice, (int, float)) and not isinstance(choice, bool)
+    if actual is None and not given:
+        raise ValueError(f"{key}={choice} needs the share of wrong labels, which is unknown for {dataset} (its "
+                         f"own labels are noisy); give {key}=<assumed rate>, e.g. 0.08 for Animal-10N")
     if choice in ("auto", "expected"):
         return expected_noise_rate(spec, num_classes, actual), "expected"
     if choice == "nominal":
         return (0.0 if spec.type in ("none", "file") else spec.rate), "nominal"
     if choice == "actual":
         return actual, "actual"
-    if isinstance(choice, (int, float)) and not isinstance(choice, bool) and 0.0 <= choice < 1.0:
+    if given and 0.0 <= choice < 1.0:
         return float(choice), "given"
     raise ValueError(f"{key} must be auto, one of {', '.join(RATE_CHOICES)} or a number in [0, 1), "
                      f"got {choice!r}")

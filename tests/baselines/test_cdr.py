@@ -124,7 +124,8 @@ def test_edit_rejects_a_rate_outside_the_unit_interval(eps):
 # ---------------------------------------------------------------------- eps from method.noise_rate
 def _noise_ctx(choice, protocol="dividemix", rate=0.5, actual=0.44):
     return SimpleNamespace(noise_spec=NoiseSpec(type="sym", rate=rate, protocol=protocol), num_classes=10,
-                           noise_rate_actual=actual, cfg=OmegaConf.create({"method": {"noise_rate": choice}}))
+                           noise_rate_actual=actual, cfg=OmegaConf.create({"method": {"noise_rate": choice}}),
+                           data=SimpleNamespace(name="digits"))
 
 
 def resolve_noise_rate(choice, protocol="dividemix"):

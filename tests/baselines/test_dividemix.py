@@ -160,3 +160,29 @@ def test_c2d_under_the_official_recipe_co_divides_as_dividemix_with_tau_unclippe
     for recipe, sequential, tau in [("paper", True, 0.6 + 1e-5), ("official", False, 0.5)]:
         method.ctx = SimpleNamespace(cfg=SimpleNamespace(method=SimpleNamespace(recipe=recipe)))
         assert method.sequential == sequential and method.threshold(prob) == pytest.approx(tau)
+
+
+def test_epoch_pool_draws_a_fresh_class_balanced_pool_that_the_gmm_and_training_use(tmp_path, monkeypatch):
+    """Clothing1M's protocol: each epoch the GMM sees only a balanced draw of method.epoch_pool samples, and the
+    labeled / unlabeled batches come from it; a warm-up draws twice as many."""
+    torch.manual_seed(0)
+    method = DivideMix(_ctx(tmp_path, "method.epoch_pool=40"))
+    ctx, seen, trained = method.ctx, [], []
+    per_sample_losses, index_batches = ctx.per_sample_losses, ctx.index_batches
+    monkeypatch.setattr(ctx, "per_sample_losses", lambda model, index=None: seen.append(index) or
+                        per_sample_losses(model, index))
+    monkeypatch.setattr(ctx, "index_batches", lambda epoch, batch_size=None, index=None, desc="train":
+                        trained.append(index) or index_batches(epoch, batch_size, index, desc))
+    method.train_epoch(0)
+    assert [len(pool) for pool in trained] == [80, 80]  # each network's warm-up: its own draw of 2 x 40
+    trained.clear()
+    method.train_epoch(1)
+    pool = seen[0]
+    assert len(seen) == 2 and seen[1] is pool and len(pool) == len(set(pool.tolist())) == 40
+    counts = torch.bincount(ctx.labels[pool], minlength=ctx.num_classes)
+    assert counts.max() - counts.min() <= 1  # balanced over the noisy classes
+    assert all(set(batch.tolist()) <= set(pool.tolist()) for batch in trained if batch is not None)
+    method.train_epoch(2)
+    assert not torch.equal(seen[2], pool)  # a fresh draw each epoch
+    with pytest.raises(ValueError, match="gmm_history=1"):
+        DivideMix(_ctx(tmp_path, "method.epoch_pool=40", "method.gmm_history=5"))

@@ -34,8 +34,9 @@ class _FakeWriter:
 
 
 @pytest.mark.parametrize("tensorboard", [True, False])
-def test_jsonl_lines_and_type_conversion(tmp_path, tensorboard: bool) -> None:
-    rec = RunRecorder(tmp_path / "run", tensorboard=tensorboard)  # tensorboard is not installed here
+def test_jsonl_lines_and_type_conversion(tmp_path, monkeypatch, tensorboard: bool) -> None:
+    monkeypatch.setattr(metrics, "_summary_writer_cls", lambda: None)  # as where tensorboard is not installed
+    rec = RunRecorder(tmp_path / "run", tensorboard=tensorboard)
     rec.log_epoch({"epoch": 0, "loss/ce": torch.tensor(1.5), "train/acc": np.float32(0.25), "lr": 0.02})
     rec.log_epoch({"epoch": np.int64(1), "loss/ce": float("nan"), "test_acc": np.float64("inf"), "n": np.int32(3)})
     rec.close()
@@ -54,13 +55,13 @@ def test_epoch_is_required(tmp_path) -> None:
 
 
 def test_truncate_after_keeps_earlier_epochs(tmp_path) -> None:
-    rec = RunRecorder(tmp_path)
+    rec = RunRecorder(tmp_path, tensorboard=False)
     for epoch in range(5):
         rec.log_epoch({"epoch": epoch, "test_acc": 10.0 * epoch})
     kept = rec.truncate_after(2)
     assert [r["epoch"] for r in kept] == [0, 1, 2] and rec.records() == kept
     rec.log_epoch({"epoch": 3, "test_acc": 31.0})  # the resumed run appends after the kept lines
-    assert [r["test_acc"] for r in RunRecorder(tmp_path).records()] == [0.0, 10.0, 20.0, 31.0]
+    assert [r["test_acc"] for r in RunRecorder(tmp_path, tensorboard=False).records()] == [0.0, 10.0, 20.0, 31.0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.jsonl"]
 
 
