@@ -125,6 +125,8 @@ class DivideMix(Method):
         pool = cfg.method.epoch_pool
         if pool is not None and (isinstance(pool, bool) or int(pool) != pool or pool < 2):
             raise ValueError(f"method.epoch_pool must be an integer >= 2 (samples drawn per epoch) or null, got {pool!r}")
+        # the noisy labels the pools are balanced over, copied to the host once per run, not once per draw
+        self.pool_labels = self.ctx.labels.cpu().numpy() if pool is not None else None
         if pool is not None and self.settings["gmm_history"] > 1:
             raise ValueError(f"method.epoch_pool draws other samples each epoch, so the GMM cannot average their losses "
                              f"over epochs: give method.gmm_history=1 (got {self.settings['gmm_history']})")
@@ -167,7 +169,7 @@ class DivideMix(Method):
             return None
         size = min(int(size) * scale, self.ctx.num_train)
         seed = int(torch.randint(2**31 - 1, ()).item())
-        picked = class_balanced_subset(self.ctx.labels.cpu().numpy(), size, seed)
+        picked = class_balanced_subset(self.pool_labels, size, seed)
         return torch.from_numpy(picked).to(self.ctx.device)
 
     def co_divide(self, k: int, epoch: int, stats: dict, pool: Optional[torch.Tensor] = None) -> torch.Tensor:

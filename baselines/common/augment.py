@@ -184,7 +184,7 @@ class BatchAugment:
             return False
         if self.crop_size > min(images.shape[2:]) + 2 * self.crop_padding:
             raise ValueError(f"crop_size {self.crop_size} is larger than the {images.shape[2]}x{images.shape[3]} "
-                             "images; decode them larger (dataset.decode_size) or crop smaller")
+                             "images; decode them larger or crop smaller")
         return True
 
     def normalize(self, images_uint8: torch.Tensor) -> torch.Tensor:

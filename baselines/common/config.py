@@ -36,16 +36,14 @@ OmegaConf.register_new_resolver("dataset_dir", dataset_dir_name, replace=True)
 
 @dataclass
 class DatasetConfig:
-    name: str = "cifar10"  # digits | cifar10 | cifar100 | image_folder | animal10n | clothing1m | webvision
+    name: str = "cifar10"  # digits | cifar10 | cifar100 | image_folder | animal10n
     root: Optional[str] = None  # CIFAR: where torchvision's pickles are (downloaded when missing); image_folder: required
     cache_dir: Optional[str] = None  # decoded image folders and noisy labels; default ~/.cache/sanm_plugin
     train_subset: Optional[int] = None  # class-balanced subset of the training split, for quick runs
     download: bool = True
-    # the streamed datasets (clothing1m, webvision): decoded to this square size, cropped by augment=imagenet
-    decode_size: int = 256
-    workers: int = 2  # DataLoader decoding processes per stream of batches (0: decode in the training process)
-    webvision_classes: int = 50  # mini-WebVision: the first 50 classes (DivideMix, ELR+)
-    imagenet_val: Optional[str] = None  # WebVision: ImageNet's val folder, evaluated on the same classes when given
+    # a dataset streamed from its files (streaming.py): DataLoader decoding processes per stream of batches
+    # (0: decode in the training process)
+    workers: int = 2
 
 
 @dataclass

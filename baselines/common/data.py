@@ -8,8 +8,8 @@ PIL in worker processes, so each split is loaded once as `uint8 [N, C, H, W]`. S
   fake in the same format works in tests); torchvision is used only to download them.
 - `image_folder`: `root/{train,test}/<class>/<image>`, decoded once and cached as `.npz`.
 - `animal10n`: its release's `training/` and `testing/` folders, decoded once and cached.
-- `clothing1m`, `webvision`: streamed from their files (streaming.py, real_world.py): a split is then an
-  `ImageFiles`, indexable like the array, decoded in DataLoader workers during the run.
+- A split may instead be an `ImageFiles` (streaming.py): files indexable like the array, decoded in
+  DataLoader workers during the run, for data too large for memory or of mixed image sizes.
 
 Labels here are the TRUE labels; noise is applied elsewhere, keyed by `ImageDataset.identity`.
 """
@@ -45,7 +45,6 @@ __all__ = [
 ]
 
 DATASETS = ("digits", "cifar10", "cifar100", "image_folder", "animal10n")
-STREAMED_DATASETS: tuple[str, ...] = ()  # read from their files during the run (the Clothing1M and WebVision adapters: next step)
 # Animal-10N's label ids (the number before the underscore in <label>_<id>.jpg), as its release names them
 ANIMAL10N_CLASSES = ("cat", "lynx", "wolf", "coyote", "cheetah", "jaguar", "chimpanzee", "orangutan", "hamster",
                      "guinea pig")
@@ -145,7 +144,6 @@ def load_dataset(
     train_subset: int | None = None,
     seed: int = 0,
     download: bool = True,
-    options: dict[str, Any] | None = None,
 ) -> ImageDataset:
     """Load one of `DATASETS` into memory.
 
@@ -158,8 +156,6 @@ def load_dataset(
         train_subset: Keep a class-balanced subset of this many training samples (quick runs).
         seed: Seeds the digits train/test split and the choice of the subset.
         download: Let torchvision fetch CIFAR when it is missing under `root`.
-        options: The streamed datasets' own settings (`decode_size`, WebVision's `num_classes` and
-            `imagenet_val`), as real_world.load takes them.
 
     Raises:
         DatasetError: One line saying what is missing where, and what to do instead.
@@ -179,10 +175,6 @@ def load_dataset(
         if root is None:
             raise DatasetError("dataset=animal10n needs dataset.root=<folder with training/ and testing/>")
         data = _load_animal10n(Path(root).expanduser(), cache)
-    elif name in STREAMED_DATASETS:
-        from . import real_world
-
-        data = real_world.load(name, root, **(options or {}))
     else:
         raise DatasetError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
     if train_subset is not None:

@@ -35,7 +35,7 @@ from .acceleration import Acceleration, routed_model
 from .augment import build_augment
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .config import AUTO, dataset_dir_name
-from .data import STREAMED_DATASETS, DatasetError, ImageDataset, default_cache_dir, load_dataset
+from .data import DatasetError, ImageDataset, default_cache_dir, load_dataset
 from .streaming import ImageFiles, StreamedImages
 from .metrics import (ConsoleLog, EpochMeans, QuietConsole, RankRecords, RunRecorder, epoch_progress,
                       tensorboard_available)
@@ -202,7 +202,7 @@ class RunContext:
         if self.image_shape[1] > self.data.image_shape[1] or self.image_shape[2] > self.data.image_shape[2]:
             raise ValueError(f"augment.crop_size={cfg.augment.get('crop_size')} is larger than the images of "
                              f"{self.data.name} ({self.data.image_shape[1]}x{self.data.image_shape[2]}); give a "
-                             "smaller crop or a larger dataset.decode_size")
+                             "smaller crop or larger images")
         self.sanm_settings = _sanm_settings(cfg, self.warmup_epochs, method_cls.sanm_requirements(cfg))
         self.pretrained: Optional[str] = None if cfg.pretrained in (None, AUTO) else cfg.pretrained
 
@@ -711,12 +711,8 @@ def validation_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np
 def _load_data(cfg: DictConfig) -> ImageDataset:
     if cfg.dataset.name == "image_folder" and not cfg.dataset.root:
         raise ValueError("dataset=image_folder needs dataset.root=<folder with train/<class>/ and test/<class>/>")
-    options = {"decode_size": cfg.dataset.decode_size}
-    if cfg.dataset.name == "webvision":
-        options.update(num_classes=cfg.dataset.webvision_classes, imagenet_val=cfg.dataset.imagenet_val)
     return load_dataset(cfg.dataset.name, root=cfg.dataset.root, cache_dir=cfg.dataset.cache_dir,
-                        train_subset=cfg.dataset.train_subset, seed=cfg.seed, download=cfg.dataset.download,
-                        options=options if cfg.dataset.name in STREAMED_DATASETS else None)
+                        train_subset=cfg.dataset.train_subset, seed=cfg.seed, download=cfg.dataset.download)
 
 
 def _sanm_settings(cfg: DictConfig, warmup_epochs: int, required: dict) -> Optional[SANMSettings]:
