@@ -36,7 +36,7 @@ OmegaConf.register_new_resolver("dataset_dir", dataset_dir_name, replace=True)
 
 @dataclass
 class DatasetConfig:
-    name: str = "cifar10"  # digits | cifar10 | cifar100 | image_folder | animal10n
+    name: str = "cifar10"  # digits | cifar10 | cifar100 | image_folder | animal10n | clothing1m | webvision
     root: Optional[str] = None  # CIFAR: where torchvision's pickles are (downloaded when missing); image_folder: required
     cache_dir: Optional[str] = None  # decoded image folders and noisy labels; default ~/.cache/sanm_plugin
     train_subset: Optional[int] = None  # class-balanced subset of the training split, for quick runs
@@ -44,6 +44,9 @@ class DatasetConfig:
     # a dataset streamed from its files (streaming.py): DataLoader decoding processes per stream of batches
     # (0: decode in the training process)
     workers: int = 2
+    decode_size: Optional[int] = None  # a streamed dataset's square decode size (clothing1m 256, webvision 320)
+    first_classes: int = 50  # webvision: the first N classes (mini-WebVision: 50)
+    imagenet_val: Optional[str] = None  # webvision: ImageNet's val folder (<class id>/ subfolders), a second test set
 
 
 @dataclass

@@ -8,6 +8,7 @@ PIL in worker processes, so each split is loaded once as `uint8 [N, C, H, W]`. S
   fake in the same format works in tests); torchvision is used only to download them.
 - `image_folder`: `root/{train,test}/<class>/<image>`, decoded once and cached as `.npz`.
 - `animal10n`: its release's `training/` and `testing/` folders, decoded once and cached.
+- `clothing1m`, `webvision`: their releases' file lists, streamed (real_world.py).
 - A split may instead be an `ImageFiles` (streaming.py): files indexable like the array, decoded in
   DataLoader workers during the run, for data too large for memory or of mixed image sizes.
 
@@ -33,6 +34,7 @@ import numpy as np
 from PIL import Image
 
 from .files import atomic_write
+from .real_world import load_clothing1m, load_webvision
 from .streaming import ImageFiles
 
 __all__ = [
@@ -44,7 +46,9 @@ __all__ = [
     "load_dataset",
 ]
 
-DATASETS = ("digits", "cifar10", "cifar100", "image_folder", "animal10n")
+DATASETS = ("digits", "cifar10", "cifar100", "image_folder", "animal10n", "clothing1m", "webvision")
+# streamed from their files (streaming.py), decoded to a square of `decode_size` pixels unless given
+STREAMED = {"clothing1m": 256, "webvision": 320}
 # Animal-10N's label ids (the number before the underscore in <label>_<id>.jpg), as its release names them
 ANIMAL10N_CLASSES = ("cat", "lynx", "wolf", "coyote", "cheetah", "jaguar", "chimpanzee", "orangutan", "hamster",
                      "guinea pig")
@@ -144,6 +148,9 @@ def load_dataset(
     train_subset: int | None = None,
     seed: int = 0,
     download: bool = True,
+    decode_size: int | None = None,
+    first_classes: int = 50,
+    imagenet_val: str | os.PathLike[str] | None = None,
 ) -> ImageDataset:
     """Load one of `DATASETS` into memory.
 
@@ -156,6 +163,9 @@ def load_dataset(
         train_subset: Keep a class-balanced subset of this many training samples (quick runs).
         seed: Seeds the digits train/test split and the choice of the subset.
         download: Let torchvision fetch CIFAR when it is missing under `root`.
+        decode_size: A streamed dataset's square decode size (default `STREAMED[name]`: Resize + CenterCrop).
+        first_classes: webvision: keep the first this many classes (mini-WebVision: 50).
+        imagenet_val: webvision: ImageNet's val folder, one subfolder per class, evaluated as a second test set.
 
     Raises:
         DatasetError: One line saying what is missing where, and what to do instead.
@@ -175,6 +185,16 @@ def load_dataset(
         if root is None:
             raise DatasetError("dataset=animal10n needs dataset.root=<folder with training/ and testing/>")
         data = _load_animal10n(Path(root).expanduser(), cache)
+    elif name in STREAMED:
+        if root is None:
+            raise DatasetError(f"dataset={name} needs dataset.root=<the folder of its release>; see README.md, "
+                               "Real-world datasets")
+        size = STREAMED[name] if decode_size is None else decode_size
+        if name == "clothing1m":
+            data = load_clothing1m(Path(root).expanduser(), size)
+        else:
+            data = load_webvision(Path(root).expanduser(), size, first_classes,
+                                  Path(imagenet_val).expanduser() if imagenet_val else None)
     else:
         raise DatasetError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
     if train_subset is not None:

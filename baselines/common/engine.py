@@ -712,7 +712,9 @@ def _load_data(cfg: DictConfig) -> ImageDataset:
     if cfg.dataset.name == "image_folder" and not cfg.dataset.root:
         raise ValueError("dataset=image_folder needs dataset.root=<folder with train/<class>/ and test/<class>/>")
     return load_dataset(cfg.dataset.name, root=cfg.dataset.root, cache_dir=cfg.dataset.cache_dir,
-                        train_subset=cfg.dataset.train_subset, seed=cfg.seed, download=cfg.dataset.download)
+                        train_subset=cfg.dataset.train_subset, seed=cfg.seed, download=cfg.dataset.download,
+                        decode_size=cfg.dataset.decode_size, first_classes=cfg.dataset.first_classes,
+                        imagenet_val=cfg.dataset.imagenet_val)
 
 
 def _sanm_settings(cfg: DictConfig, warmup_epochs: int, required: dict) -> Optional[SANMSettings]:
@@ -805,8 +807,11 @@ def _summary(records: list[dict], cfg: DictConfig, ctx: RunContext, wall_seconds
         "mean_last10_test_acc": float(np.mean(accs[-10:])), "epochs": len(records),
         "noise_rate_actual": ctx.noise_rate_actual, "wall_seconds": wall_seconds,
     }
-    if ctx.has_validation:  # model selection on the noisy validation split: the first epoch with the best val_acc
-        best = max(range(len(records)), key=lambda i: (records[i]["val_acc"], -i))
+    for name in ctx.extra_tests:  # WebVision's ImageNet val
+        extra = [r[f"test_acc_{name}"] for r in records]
+        summary.update({f"best_test_acc_{name}": max(extra), f"last_test_acc_{name}": extra[-1]})
+    if ctx.has_validation:  # model selection on the validation split (noisy, or the dataset's own clean one):
+        best = max(range(len(records)), key=lambda i: (records[i]["val_acc"], -i))  # the first epoch with the best
         summary.update(best_val_acc=records[best]["val_acc"], best_val_epoch=records[best]["epoch"],
                        test_acc_at_best_val=records[best]["test_acc"])
     return summary

@@ -112,3 +112,21 @@ def test_decoder_cost_benchmark_prints_both_decoders_against_the_backbone(tmp_pa
     assert "feature map (512, 2, 2)" in stdout, stdout
     for kind in ("bn", "linear"):
         assert re.search(rf"decoder={kind}: [\d.]+M parameters, forward \+ backward \d+ ms \([\d.]+x", stdout), stdout
+
+
+def test_memorisation_protocol_drops_the_lr_only_for_step_schedules():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import cifar10_mini
+
+    protocol = cifar10_mini.PROTOCOLS["memorisation"]
+    assert cifar10_mini.schedule_overrides("ce", protocol) == ["trainer.lr_milestones=[36]"]
+    assert cifar10_mini.schedule_overrides("coteaching", protocol) == []  # its linear decay, scaled to the epochs
+    assert cifar10_mini.schedule_overrides("ce", cifar10_mini.PROTOCOLS["short"]) == []
+
+
+def test_streaming_benchmark_prints_throughput_and_the_memory_of_a_long_list(tmp_path):
+    stdout = _run(tmp_path, "benchmarks/streaming.py", "--workers", "0", "--images", "8", "--batch", "4",
+                  "--list-entries", "3000")
+    assert re.search(r"^workers 0: \d+ images/s \(8 images, batch 4, .*views \[3, 224, 224\]$", stdout, flags=re.M), stdout
+    assert re.search(r"^a 3,000-entry Clothing1M list \([\d.]+ MB .*\): peak RSS \d+ MB, -?\d+ MB above", stdout,
+                     flags=re.M), stdout
