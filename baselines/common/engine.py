@@ -37,7 +37,7 @@ from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, s
 from .config import AUTO, dataset_dir_name
 from .data import DatasetError, ImageDataset, default_cache_dir, load_dataset
 from .streaming import ImageFiles, StreamedImages
-from .metrics import (ConsoleLog, EpochMeans, QuietConsole, RankRecords, RunRecorder, epoch_progress,
+from .metrics import (ConsoleLog, EpochMeans, QuietConsole, RankRecords, RunRecorder, epoch_progress, without_truth,
                       tensorboard_available)
 from .models import LIBRARY_MODELS, build_model
 from .noise import NoiseSpec, actual_noise_rate, cached_noisy_labels, method_noise_rate
@@ -513,6 +513,8 @@ def run(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path] = Non
             with ctx.acceleration.autocast():
                 stats = method.train_epoch(epoch)
             stats = distributed.mean_over_ranks(stats, ctx.device, world)
+            if not ctx.data.labels_known:
+                stats = without_truth(stats)
             for net in method.networks.values():
                 net.model.eval()
                 distributed.sync_buffers(net.module, world)

@@ -149,6 +149,16 @@ def test_the_clothing1m_dividemix_preset_runs_at_a_small_size(tmp_path, sanm):
     assert cfg.method.lambda_u == 0 and cfg.method.drop_unlabeled and cfg.trainer.weight_decay == 1e-3
     summary = run(cfg, BASELINES["dividemix"], run_dir=tmp_path / "run")
     assert summary["epochs"] == 2 and "test_acc_at_best_val" in summary
+    last = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    # the labels' truth is unknown: no selection precision / recall or mask ratios by truth, which would read 1
+    assert "labeled_fraction_net1" in last and not any(k.startswith(("selection_", "mask_ratio_")) for k in last)
+
+
+def test_the_clothing1m_preset_asks_for_its_imagenet_weights_once_the_data_are_there(tmp_path):
+    write_clothing1m(tmp_path / "c1m")
+    cfg = _cfg("dividemix", "+experiment=clothing1m_dividemix", f"dataset.root={tmp_path / 'c1m'}", smoke=False)
+    with pytest.raises(ConfigurationError, match=r"model.weights=resnet50_imagenet.pt: no such file; save a state dict"):
+        run(cfg, BASELINES["dividemix"], run_dir=tmp_path / "run")
 
 
 @pytest.mark.parametrize("preset, expected", [
