@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Baseline x noise x SANM: one Hydra multirun per method, each job in its own run directory
-# (<output_root>/<method>/<dataset>/<noise>/<sanm>/seed<k>), then one table of every finished run.
+# (<output_root>/<method>/<dataset>/<noise>/<sanm>/seed<k>), then `python -m baselines.report`: mean ± std over
+# the seeds and SANM's gain over its base method.
 #
 #   examples/sweep.sh +experiment=smoke                       # all six methods, tiny, on digits (minutes)
+#   SEEDS=0,1,2 METHODS=ce examples/sweep.sh +experiment=smoke   # three seeds
 #   METHODS="dividemix elr_plus" NOISES=sym_0.5,sym_0.8 examples/sweep.sh   # CIFAR-10, the paper's settings
 #   LAUNCHER=joblib examples/sweep.sh ...                     # jobs in parallel here (pip install -e ".[sweeps]")
 #   LAUNCHER=submitit_slurm examples/sweep.sh hydra.launcher.partition=gpu ...   # one SLURM job per run
@@ -13,11 +15,12 @@ set -euo pipefail
 METHODS=${METHODS:-"ce dividemix c2d elr_plus cdr coteaching"}
 NOISES=${NOISES:-"sym_0.5,asym_0.4"}
 SANM=${SANM:-"off,on"}
+SEEDS=${SEEDS:-0}
 OUTPUT_ROOT=${OUTPUT_ROOT:-outputs/sweep}
 PYTHON=${PYTHON:-python}
 
 for method in $METHODS; do
-  "$PYTHON" -m "baselines.$method" -m "noise=$NOISES" "+sanm=$SANM" "output_root=$OUTPUT_ROOT" \
+  "$PYTHON" -m "baselines.$method" -m "noise=$NOISES" "+sanm=$SANM" "seed=$SEEDS" "output_root=$OUTPUT_ROOT" \
     ${LAUNCHER:+"hydra/launcher=$LAUNCHER"} "$@"
 done
-"$PYTHON" "$(dirname "$0")/sweep_table.py" "$OUTPUT_ROOT"
+"$PYTHON" -m baselines.report "$OUTPUT_ROOT"

@@ -24,3 +24,7 @@ def test_a_wheel_install_runs_the_smoke_preset(tmp_path):
                             cwd=tmp_path, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out" / "ce" / "digits" / "none" / "off" / "seed0" / "summary.json").is_file()
+    # the report reads the paper's figures from the installed package
+    report = subprocess.run([sys.executable, "-m", "baselines.report", "out"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True)
+    assert report.returncode == 0 and "| ce | digits | none | off |" in report.stdout, report.stderr

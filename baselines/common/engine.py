@@ -504,6 +504,7 @@ def run(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path] = Non
                 f"writing {run_dir}")
     console.say("logging to " + _loggers(cfg.tensorboard))
     resumed_at = time.time()
+    recorder.write_status("running", epoch=completed, epochs=cfg.trainer.epochs)  # what baselines.report reads
     try:
         for epoch in range(completed, cfg.trainer.epochs):  # `epoch` is the 0-based index; outputs say epoch + 1
             epoch_start = time.time()
@@ -545,10 +546,16 @@ def run(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path] = Non
             summary.update(ctx.fitted_labels(method.predict))
         method.on_run_end()
         recorder.write_summary(summary)
+        recorder.write_status("finished", epoch=completed, epochs=cfg.trainer.epochs)
         distributed.barrier(world)  # no rank leaves (and tears the group down) before rank 0 has written
         distributed.stop(world)
     except KeyboardInterrupt:
+        recorder.write_status("interrupted", epoch=completed, epochs=cfg.trainer.epochs)
         raise RunInterrupted(run_dir, completed, cfg.trainer.epochs) from None
+    except Exception as error:
+        recorder.write_status("failed", epoch=completed, epochs=cfg.trainer.epochs,
+                              error=" ".join(f"{type(error).__name__}: {error}".split())[:300])
+        raise
     finally:
         recorder.close()
     console.say(f"best test_acc {summary['best_test_acc']:.2f}, last {summary['last_test_acc']:.2f} "

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import sys
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -137,6 +139,15 @@ class RunRecorder:
         # Every complete line ends with "\n", so the piece after the last one is empty unless the write was torn.
         return [json.loads(line) for line in lines[:-1] if line.strip()]
 
+    def write_status(self, state: str, **info: Any) -> None:
+        """status.json: running | finished | interrupted | failed, with the process that wrote it, so a report
+        can tell a run in progress from one that stopped (a killed run's status stays `running` with a pid
+        that is gone)."""
+        status = {"state": state, "pid": os.getpid(), "host": socket.gethostname(), "time": time.time(), **info}
+        with atomic_write(self.run_dir / "status.json", "w") as handle:
+            json.dump(_jsonable(status), handle, indent=2)
+            handle.write("\n")
+
     def write_summary(self, summary: dict[str, Any]) -> None:
         """Writes summary.json atomically, so a reader never sees half of it."""
         with atomic_write(self.summary_path, "w") as handle:
@@ -172,6 +183,9 @@ class RankRecords:
         return self._records
 
     def write_summary(self, summary: dict[str, Any]) -> None:
+        pass
+
+    def write_status(self, state: str, **info: Any) -> None:
         pass
 
     def close(self) -> None:

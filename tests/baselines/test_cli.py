@@ -251,10 +251,13 @@ def test_ctrl_c_says_what_is_checkpointed_and_how_to_continue(tmp_path):
     line, = err.strip().splitlines()  # one line, no traceback
     done = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])["epoch"]
     assert line.startswith(f"interrupted: epoch {done} of 30 is checkpointed in {run_dir}; continue with: ")
+    status = json.loads((run_dir / "status.json").read_text())  # what baselines.report lists apart
+    assert status["state"] == "interrupted" and status["epoch"] == done and status["epochs"] == 30
     command = line.split("continue with: ")[1].split()
     assert command[:3] == ["python", "-m", "baselines.ce"] and command[-1] == "resume=true"
     cli("ce", *command[3:])  # the printed command finishes the run
     assert [r["epoch"] for r in metrics(run_dir)] == list(range(1, 31))
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "finished"
 
 
 def test_a_sanm_key_without_a_preset_says_to_add_one(tmp_path):

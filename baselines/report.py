@@ -1,0 +1,306 @@
+"""Tables of finished runs: `python -m baselines.report DIR... [--csv | --latex]`.
+
+Every run directory under the given folders (one holding resolved.yaml, metrics.jsonl or summary.json) is
+read. Finished runs (summary.json) are grouped by method x dataset x noise x SANM preset, and by any other
+setting that differs between runs of one setting (`model.width=16`, `sanm.mu=0.3`: the `variant` column),
+so that only seeds are averaged: best, last and mean-of-the-last-10 test accuracy as mean ± sample std over
+seeds, SANM's gain over its base method's group (same setting and variant, `+sanm=off`), and the paper's
+number where the setting is one of its tables (paper_results.csv). Runs in progress, stopped, interrupted or
+failed (status.json, written by the engine) are listed apart and never averaged in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import socket
+import sys
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import OmegaConf
+
+__all__ = ["Group", "Run", "find_runs", "group_runs", "main", "markdown", "paper_results"]
+
+PAPER_RESULTS = Path(__file__).with_name("paper_results.csv")
+RUN_FILES = ("summary.json", "metrics.jsonl", "resolved.yaml", "status.json")
+# settings that do not change what a run trains (paths, run control, speed options) or differ by seed
+IGNORED = {"seed", "device", "resume", "overwrite", "output_root", "run_dir", "tensorboard", "progress", "pretrained",
+           "dataset.root", "dataset.cache_dir", "dataset.download", "dataset.workers", "noise.name", "noise.rate_actual",
+           "trainer.eval_batch_size", "trainer.precision", "trainer.channels_last", "trainer.compile", "trainer.sync_bn"}
+
+
+@dataclass
+class Run:
+    path: Path
+    state: str  # finished | running | stopped | interrupted | failed | unfinished
+    summary: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)  # resolved.yaml, flattened to dotted keys
+    epochs_done: int = 0
+    epochs: Optional[int] = None
+    error: str = ""
+
+    @property
+    def seed(self) -> Any:
+        return self.settings.get("seed", self.path.name.removeprefix("seed"))
+
+    @property
+    def setting(self) -> tuple[str, str, str]:
+        """(method, dataset, noise)."""
+        s, c = self.summary, self.settings
+        return (s.get("method", c.get("method.name", "?")), s.get("dataset", c.get("dataset.name", "?")),
+                s.get("noise", c.get("noise.name", "?")))
+
+    @property
+    def sanm(self) -> str:
+        if "sanm" in self.summary:
+            return self.summary["sanm"]
+        return self.settings.get("sanm.name", "off") if self.settings.get("sanm.enabled", False) else "off"
+
+
+@dataclass
+class Group:
+    method: str
+    dataset: str
+    noise: str
+    sanm: str
+    variant: str  # the settings that tell this group from the others of its setting, "" when none do
+    runs: list[Run]
+    base: Optional["Group"] = None  # the +sanm=off group of the same setting and variant
+    paper: Optional[dict] = None  # the paper's row for this setting
+
+    def values(self, key: str) -> list[float]:
+        return [r.summary[key] for r in self.runs if r.summary.get(key) is not None]
+
+    @property
+    def seeds(self) -> list[Any]:
+        return sorted((r.seed for r in self.runs), key=str)
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict):
+        return {prefix: tree} if prefix else {}
+    flat = {}
+    for key, value in tree.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, name))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _read_run(path: Path) -> Run:
+    settings = {}
+    if (path / "resolved.yaml").is_file():
+        try:
+            settings = _flatten(OmegaConf.to_container(OmegaConf.load(path / "resolved.yaml")) or {})
+        except Exception:  # a torn or foreign file: the run is still listed, by its summary
+            settings = {}
+    metrics = path / "metrics.jsonl"
+    epochs_done = sum(1 for line in metrics.read_text().splitlines() if line.strip()) if metrics.is_file() else 0
+    run = Run(path, "unfinished", settings=settings, epochs_done=epochs_done, epochs=settings.get("trainer.epochs"))
+    status = {}
+    if (path / "status.json").is_file():
+        try:
+            status = json.loads((path / "status.json").read_text())
+        except json.JSONDecodeError:
+            status = {}
+    if (path / "summary.json").is_file():
+        try:
+            run.summary = json.loads((path / "summary.json").read_text())
+            run.state = "finished"
+            return run
+        except json.JSONDecodeError:
+            run.error = "summary.json unreadable"
+    state = status.get("state")
+    if state == "running":
+        here = status.get("host") == socket.gethostname()
+        run.state = "running" if not here or _alive(int(status.get("pid", -1))) else "stopped"
+        if not here:
+            run.error = f"on {status.get('host')}"
+        elif run.state == "stopped":
+            run.error = "its process is gone (killed?); resume=true continues it"
+    elif state in ("interrupted", "failed"):
+        run.state, run.error = state, status.get("error", "")
+    return run
+
+
+def find_runs(folders: Iterable[Path]) -> list[Run]:
+    """Every run directory under `folders` (a folder may itself be one)."""
+    found: set[Path] = set()
+    for folder in folders:
+        for name in RUN_FILES:
+            found.update(p.parent for p in Path(folder).rglob(name) if "checkpoints" not in p.parts)
+    return [_read_run(path) for path in sorted(found)]
+
+
+def paper_results(path: Path = PAPER_RESULTS) -> dict[tuple[str, str, str, str], dict]:
+    """(method, sanm off|on, dataset, noise) -> the paper's row (table, cell, best)."""
+    lines = [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
+    return {(r["method"], r["sanm"], r["dataset"], r["noise"]): {**r, "best": float(r["best"])}
+            for r in csv.DictReader(lines)}
+
+
+def _describe(keys: Sequence[str], settings: dict) -> str:
+    return ", ".join(f"{k}={json.dumps(settings.get(k))}" for k in keys)
+
+
+def group_runs(runs: Iterable[Run], paper: Optional[dict] = None) -> list[Group]:
+    """The finished runs grouped so that only seeds differ inside a group; each SANM group linked to its base."""
+    paper = paper_results() if paper is None else paper
+    by_setting: dict[tuple, list[Run]] = defaultdict(list)
+    for run in runs:
+        if run.state == "finished":
+            by_setting[run.setting].append(run)
+    groups = []
+    for (method, dataset, noise), members in sorted(by_setting.items()):
+        keys = sorted({k for r in members for k in r.settings} - IGNORED)
+        sanm_keys = [k for k in keys if k.startswith(("sanm.", "method.sanm_")) or k == "sanm"]
+        base_keys = [k for k in keys if k not in sanm_keys and len({json.dumps(r.settings.get(k)) for r in members}) > 1]
+        split: dict[tuple, list[Run]] = defaultdict(list)
+        for run in members:
+            split[(_describe(base_keys, run.settings), run.sanm)].append(run)
+        made = {}
+        for (base_variant, sanm), same in sorted(split.items()):
+            if sanm == "off":
+                made[(base_variant, sanm, "")] = same
+                continue
+            varying = [k for k in sanm_keys if k != "sanm" and len({json.dumps(r.settings.get(k)) for r in same}) > 1]
+            # among the SANM runs of one preset, options that differ (ablations) make groups of their own
+            for run in same:
+                made.setdefault((base_variant, sanm, _describe(varying, run.settings)), []).append(run)
+        offs, made_here = {}, []
+        for (base_variant, sanm, sanm_variant), same in sorted(made.items()):
+            variant = "; ".join(v for v in (base_variant, sanm_variant) if v)
+            group = Group(method, dataset, noise, sanm, variant, same,
+                          paper=paper.get((method, "off" if sanm == "off" else "on", dataset, noise)))
+            if sanm == "off":
+                offs[base_variant] = group
+            made_here.append((base_variant, group))
+        for base_variant, group in made_here:
+            if group.sanm != "off":
+                group.base = offs.get(base_variant)
+        groups += [group for _, group in made_here]
+    return groups
+
+
+def _mean_std(values: list[float]) -> tuple[Optional[float], Optional[float]]:
+    if not values:
+        return None, None
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, None
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def _fmt(mean: Optional[float], std: Optional[float], pm: str) -> str:
+    if mean is None:
+        return "-"
+    return f"{mean:.2f}" if std is None else f"{mean:.2f} {pm} {std:.2f}"
+
+
+def _gain(group: Group, key: str) -> str:
+    if group.base is None:
+        return "-"
+    ours, base = _mean_std(group.values(key))[0], _mean_std(group.base.values(key))[0]
+    return "-" if ours is None or base is None else f"{ours - base:+.2f}"
+
+
+COLUMNS = ("method", "dataset", "noise", "SANM", "variant", "seeds", "best", "last", "mean last 10",
+           "at best val", "gain best", "gain last", "paper best")
+
+
+def table_rows(groups: list[Group], pm: str = "±") -> list[list[str]]:
+    rows = []
+    for g in groups:
+        paper = "-" if g.paper is None else f"{g.paper['best']:.2f} (Table {g.paper['table']})"
+        rows.append([g.method, g.dataset, g.noise, g.sanm, g.variant or "-",
+                     f"{len(g.runs)} ({', '.join(map(str, g.seeds))})",
+                     *(_fmt(*_mean_std(g.values(k)), pm) for k in
+                       ("best_test_acc", "last_test_acc", "mean_last10_test_acc", "test_acc_at_best_val")),
+                     _gain(g, "best_test_acc"), _gain(g, "last_test_acc"), paper])
+    return rows
+
+
+def not_finished(runs: list[Run]) -> list[str]:
+    return [f"- {r.state}: {r.path} ({r.epochs_done}/{r.epochs if r.epochs is not None else '?'} epochs"
+            f"{'; ' + r.error if r.error else ''})" for r in runs if r.state != "finished"]
+
+
+def markdown(runs: list[Run], groups: list[Group]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(row) + " |" for row in table_rows(groups)]
+    finished = sum(r.state == "finished" for r in runs)
+    lines += ["", f"{finished} finished runs in {len(groups)} groups; a cell is the mean ± sample std over seeds; "
+                  "gain: SANM's mean minus its base method's (+sanm=off, same setting and variant)."]
+    rest = not_finished(runs)
+    if rest:
+        lines += ["", f"Not averaged in ({len(rest)}):", *rest]
+    return "\n".join(lines)
+
+
+def as_csv(groups: list[Group]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    writer.writerows(table_rows(groups, pm="+-"))
+    return out.getvalue()
+
+
+def latex(groups: list[Group]) -> str:
+    def escape(text: str) -> str:
+        return "".join({"_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#", "{": r"\{", "}": r"\}"}.get(c, c)
+                       for c in text)
+
+    lines = [r"\begin{tabular}{" + "l" * 6 + "r" * (len(COLUMNS) - 6) + "}", r"\toprule",
+             " & ".join(escape(c) for c in COLUMNS) + r" \\", r"\midrule"]
+    for row in table_rows(groups, pm="PLUSMINUS"):
+        lines.append(" & ".join(escape(c).replace("PLUSMINUS", r"$\pm$") for c in row) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m baselines.report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folders", nargs="+", type=Path, help="output roots or run directories")
+    fmt = parser.add_mutually_exclusive_group()
+    fmt.add_argument("--csv", action="store_true", help="the table as CSV on stdout")
+    fmt.add_argument("--latex", action="store_true", help="the table as a LaTeX tabular (booktabs) on stdout")
+    args = parser.parse_args(argv)
+    missing = [str(f) for f in args.folders if not f.is_dir()]
+    if missing:
+        raise SystemExit(f"error: {', '.join(missing)}: not a folder; pass output roots or run directories")
+    runs = find_runs(args.folders)
+    if not runs:
+        raise SystemExit(f"error: no runs under {', '.join(map(str, args.folders))} (no summary.json, "
+                         "metrics.jsonl or resolved.yaml)")
+    groups = group_runs(runs)
+    if args.csv:
+        sys.stdout.write(as_csv(groups))
+    elif args.latex:
+        print(latex(groups))
+    else:
+        print(markdown(runs, groups))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""baselines.report: grouping by setting and variant, mean ± std over seeds, SANM's gain, the paper's number,
+and unfinished runs (running, stopped, failed, legacy) listed apart, never averaged in."""
+
+import json
+import os
+
+import pytest
+from omegaconf import OmegaConf
+
+from baselines.report import as_csv, find_runs, group_runs, latex, main, markdown, paper_results
+
+
+def _run(root, sanm, seed, best, last, width=16, mu=None, state="finished", pid=None, method="ce"):
+    path = root / state / method / "cifar10" / "sym_0.5" / f"{sanm}-w{width}-{mu}" / f"seed{seed}"
+    path.mkdir(parents=True)
+    settings = {"method": {"name": method, "sanm_train_on": "clean_and_masked"}, "dataset": {"name": "cifar10",
+                "root": f"/data/{seed}"}, "noise": {"name": "sym_0.5", "rate_actual": 0.45 + seed / 100},
+                "model": {"width": width}, "trainer": {"epochs": 3}, "seed": seed,
+                "sanm": None if sanm == "off" else {"name": sanm, "enabled": True, "mu": mu or 0.2}}
+    OmegaConf.save(OmegaConf.create(settings), path / "resolved.yaml")
+    epochs = 3 if state == "finished" else 1
+    (path / "metrics.jsonl").write_text("".join(json.dumps({"epoch": e + 1}) + "\n" for e in range(epochs)))
+    if state == "finished":
+        (path / "summary.json").write_text(json.dumps({
+            "method": method, "dataset": "cifar10", "noise": "sym_0.5", "sanm": sanm, "best_test_acc": best,
+            "last_test_acc": last, "mean_last10_test_acc": last - 1}))
+    elif state != "legacy":
+        status = {"state": state, "pid": pid or os.getpid(), "host": os.uname().nodename}
+        if state == "failed":
+            status["error"] = "RuntimeError: CUDA out of memory"
+        (path / "status.json").write_text(json.dumps(status))
+    return path
+
+
+@pytest.fixture
+def runs(tmp_path):
+    for seed, (off, on) in enumerate([((40.0, 30.0), (45.0, 44.0)), ((42.0, 34.0), (47.0, 46.0))]):
+        _run(tmp_path, "off", seed, *off)
+        _run(tmp_path, "on", seed, *on)
+    _run(tmp_path, "on", 0, 50.0, 49.0, mu=0.3)  # an ablation: its own group, against the same base
+    _run(tmp_path, "off", 0, 60.0, 59.0, width=64)  # another variant of the setting
+    _run(tmp_path, "off", 1, 0, 0, state="failed")
+    _run(tmp_path, "on", 2, 0, 0, state="running")  # this process: alive
+    _run(tmp_path, "on", 3, 0, 0, state="running", pid=2**22 + 12345)  # no such process: stopped
+    _run(tmp_path, "on", 4, 0, 0, state="legacy")  # metrics only, written before status.json existed
+    return tmp_path
+
+
+def test_groups_average_only_seeds_and_link_sanm_to_its_base(runs):
+    found = find_runs([runs])
+    assert sorted(r.state for r in found if r.state != "finished") == ["failed", "running", "stopped", "unfinished"]
+    groups = {(g.sanm, g.variant): g for g in group_runs(found)}
+    assert set(groups) == {("off", "model.width=16"), ("off", "model.width=64"), ("on", "model.width=16; sanm.mu=0.2"),
+                           ("on", "model.width=16; sanm.mu=0.3")}
+    on = groups[("on", "model.width=16; sanm.mu=0.2")]
+    assert on.seeds == [0, 1] and on.base is groups[("off", "model.width=16")]
+    assert on.paper["best"] == 89.7 and on.paper["table"] == "6" and on.base.paper["best"] == 79.4  # CIFAR-10 sym 50%
+    ablation = groups[("on", "model.width=16; sanm.mu=0.3")]
+    assert ablation.base is on.base and len(ablation.runs) == 1
+
+
+def test_the_markdown_table_gives_mean_std_and_gain_by_hand(runs):
+    found = find_runs([runs])
+    text = markdown(found, group_runs(found))
+    # off: best 40, 42 -> 41.00 ± 1.41 (sample std); last 30, 34 -> 32.00 ± 2.83; on: 46 ± 1.41, 45 ± 1.41
+    assert "| ce | cifar10 | sym_0.5 | off | model.width=16 | 2 (0, 1) | 41.00 ± 1.41 | 32.00 ± 2.83 | 31.00 ± 2.83 " \
+           "| - | - | - | 79.40 (Table 6) |" in text
+    assert "| on | model.width=16; sanm.mu=0.2 | 2 (0, 1) | 46.00 ± 1.41 | 45.00 ± 1.41 | 44.00 ± 1.41 | - | +5.00 " \
+           "| +13.00 | 89.70 (Table 6) |" in text
+    assert "| sanm.mu=0.3" not in text and "model.width=16; sanm.mu=0.3 | 1 (0) | 50.00 | 49.00 | 48.00 | - | +9.00" in text
+    assert "| off | model.width=64 | 1 (0) | 60.00 |" in text
+    assert "6 finished runs in 4 groups" in text and "Not averaged in (4):" in text
+    assert "- failed: " in text and "CUDA out of memory" in text and "(1/3 epochs" in text
+    assert "- stopped: " in text and "its process is gone" in text and "- running: " in text
+
+
+def test_csv_and_latex_carry_the_same_rows(runs):
+    groups = group_runs(find_runs([runs]))
+    lines = as_csv(groups).splitlines()
+    assert lines[0].startswith("method,dataset,noise,SANM,variant,seeds,best") and len(lines) == 1 + len(groups)
+    assert "41.00 +- 1.41" in lines[1]
+    tex = latex(groups)
+    assert tex.startswith(r"\begin{tabular}") and r"41.00 $\pm$ 1.41" in tex and r"sym\_0.5" in tex
+    assert tex.count(r" \\") == 1 + len(groups)
+
+
+def test_main_refuses_a_missing_folder_and_an_empty_one(tmp_path, capsys):
+    with pytest.raises(SystemExit, match="not a folder"):
+        main([str(tmp_path / "absent")])
+    with pytest.raises(SystemExit, match="no runs under"):
+        main([str(tmp_path)])
+
+
+def test_the_paper_figures_are_read_with_their_table_and_cell():
+    paper = paper_results()
+    assert paper[("dividemix", "on", "cifar10", "sym_0.9")]["best"] == 92.3
+    assert paper[("dividemix", "off", "clothing1m", "none")]["table"] == "3"
+    assert {t["table"] for t in paper.values()} == {"1", "3", "6"}
+    assert all(row["cell"] for row in paper.values())
+
+
+def test_a_run_that_fails_mid_training_is_reported_as_failed_with_its_error(tmp_path, monkeypatch):
+    from hydra import compose, initialize_config_dir
+
+    from baselines.common.engine import run
+    from baselines.registry import BASELINES
+    from test_distributed import ROOT
+
+    method = BASELINES["ce"]
+    calls = []
+    original = method.train_epoch
+
+    def failing(self, epoch):
+        calls.append(epoch)
+        if len(calls) == 2:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return original(self, epoch)
+
+    monkeypatch.setattr(method, "train_epoch", failing)
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="ce", overrides=["+experiment=smoke", "progress=false"])
+    with pytest.raises(RuntimeError, match="simulated"):
+        run(cfg, method, run_dir=tmp_path / "run")
+    status = json.loads((tmp_path / "run" / "status.json").read_text())
+    assert status["state"] == "failed" and status["epoch"] == 1 and "CUDA out of memory" in status["error"]
+    found = find_runs([tmp_path])
+    assert [r.state for r in found] == ["failed"] and group_runs(found) == []
+    assert "- failed: " in markdown(found, []) and "(1/2 epochs; RuntimeError: CUDA out of memory" in markdown(found, [])
