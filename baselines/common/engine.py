@@ -558,6 +558,8 @@ def run(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path] = Non
         raise
     finally:
         recorder.close()
+    if cfg.get("output_root"):
+        console.say(f"table of the runs under {cfg.output_root}: python -m baselines.report {cfg.output_root}")
     console.say(f"best test_acc {summary['best_test_acc']:.2f}, last {summary['last_test_acc']:.2f} "
                 f"({time.time() - start:.0f} s); summary in {run_dir / 'summary.json'}")
     return summary
