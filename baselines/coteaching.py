@@ -42,6 +42,7 @@ from omegaconf import DictConfig
 from baselines.common.cli import entry_point
 from baselines.common.config import AUTO, MethodConfig, register_schema
 from baselines.common.engine import Batch, Method, Network
+from baselines.common.metrics import selection_scores
 from baselines.common.sanm_hook import soft_cross_entropy
 
 # baselines.md 8.2: linear decay from epoch 80 (CIFAR-100: 100) of upstream's 200
@@ -189,9 +190,7 @@ class CoTeaching(Method):
         *picked_clean, clean_seen = self._selection_counts.tolist()  # the epoch's one host sync
         stats = {}
         for k, hits in enumerate(picked_clean):
-            stats.update(self._suffix({"selection_precision": hits / self._picked if self._picked else float("nan"),
-                                       "selection_recall": hits / clean_seen if clean_seen else float("nan")},
-                                      f"net{k + 1}"))
+            stats.update(self._suffix(selection_scores(self._picked, hits, clean_seen), f"net{k + 1}"))
         return stats
 
     # ------------------------------------------------------------------ evaluation

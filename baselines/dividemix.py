@@ -36,7 +36,7 @@ from baselines.common.cli import entry_point
 from baselines.common.config import AUTO, MethodConfig, register_schema
 from baselines.common.data import class_balanced_subset
 from baselines.common.engine import Method, Network
-from baselines.common.metrics import EpochMeans, binary_auc
+from baselines.common.metrics import EpochMeans, binary_auc, selection_scores
 from baselines.common.mixup import (co_guess, linear_rampup, mix, negative_entropy, refine_labels, sharpen,
                                     uniform_prior_penalty)
 from baselines.common.sanm_hook import soft_cross_entropy
@@ -184,8 +184,7 @@ class DivideMix(Method):
         picked, hits, clean_count = torch.stack([selected.sum(), (selected & clean).sum(), clean.sum()]).tolist()
         stats.update(self._suffix({  # one host sync for the counts (the GMM itself was fit on the host)
             "labeled_fraction": picked / len(selected),
-            "selection_precision": hits / max(picked, 1),
-            "selection_recall": hits / max(clean_count, 1),
+            **selection_scores(picked, hits, clean_count),
             "gmm_auc": binary_auc(prob, clean),
         }, self.nets[k].name))
         return prob.to(self.ctx.device)

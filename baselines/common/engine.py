@@ -13,6 +13,7 @@ A method (one module in baselines/) subclasses `Method` and writes only what is 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
@@ -160,8 +161,7 @@ class RunContext:
         self.warmup_epochs = method_cls.resolve_warmup(cfg)
         self.data = _load_data(cfg)
         self.cache_dir = Path(cfg.dataset.cache_dir) if cfg.dataset.cache_dir else default_cache_dir()
-        spec = NoiseSpec(type=cfg.noise.type, rate=cfg.noise.rate, protocol=cfg.noise.protocol,
-                         asym_map=cfg.noise.asym_map, file=cfg.noise.file, file_key=cfg.noise.file_key)
+        spec = NoiseSpec.from_config(cfg.noise)
         if spec.type == "idn" and self.data.streamed:
             raise ValueError(f"noise={cfg.noise.name} (instance-dependent) needs the images in memory, and "
                              f"{self.data.name} is streamed from its files; its own labels are noisy: use noise=none")
@@ -527,14 +527,15 @@ def run(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path] = Non
             record["epoch_seconds"] = time.time() - epoch_start
             recorder.log_epoch(record)
             rng = distributed.all_objects(capture_rng_state(), world)
-            if world.is_main:
-                save_checkpoint(checkpoint, {
-                    "format": CHECKPOINT_FORMAT, "epoch": epoch + 1, "method_name": method.name, "identity": identity,
-                    "networks": {name: net.state_dict() for name, net in method.networks.items()},
-                    "method": method.extra_state(), "rng": rng[0], **({"rng_ranks": rng} if world.active else {}),
-                    "wall_seconds": elapsed + time.time() - resumed_at,
-                })
-            completed = epoch + 1
+            with _interrupts_deferred():  # a Ctrl-C here lands after `completed` counts the checkpoint just written
+                if world.is_main:
+                    save_checkpoint(checkpoint, {
+                        "format": CHECKPOINT_FORMAT, "epoch": epoch + 1, "method_name": method.name,
+                        "identity": identity, "networks": {name: net.state_dict() for name, net in method.networks.items()},
+                        "method": method.extra_state(), "rng": rng[0], **({"rng_ranks": rng} if world.active else {}),
+                        "wall_seconds": elapsed + time.time() - resumed_at,
+                    })
+                completed = epoch + 1
             console.say(f"epoch {completed}/{cfg.trainer.epochs}  test_acc {test_acc:.2f}  " + "  ".join(
                 f"{k} {v:.4g}" for k, v in stats.items() if isinstance(v, float) and not math.isnan(v)))
             if completed == 1 and ctx.acceleration.compile_backend:
@@ -563,6 +564,22 @@ def run(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path] = Non
     console.say(f"best test_acc {summary['best_test_acc']:.2f}, last {summary['last_test_acc']:.2f} "
                 f"({time.time() - start:.0f} s); summary in {run_dir / 'summary.json'}")
     return summary
+
+
+@contextlib.contextmanager
+def _interrupts_deferred():
+    """SIGINT held back (where the platform can block signals, in the main thread) and delivered on exit."""
+    import signal
+    import threading
+
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def check_distributable(cfg: DictConfig, method_cls: type[Method], world: distributed.World) -> None:

@@ -23,7 +23,8 @@ from tqdm import tqdm
 
 from baselines.common.files import atomic_write
 
-__all__ = ["ConsoleLog", "RunRecorder", "binary_auc", "epoch_progress", "tensorboard_available", "without_truth"]
+__all__ = ["ConsoleLog", "RunRecorder", "binary_auc", "epoch_progress", "selection_scores", "tensorboard_available",
+           "without_truth"]
 
 # diagnostics measured against the true labels (a key may carry a _net1 / _net2 suffix)
 TRUTH_DIAGNOSTICS = ("selection_precision", "selection_recall", "gmm_auc", "mask_ratio_noisy", "mask_ratio_clean")
@@ -207,6 +208,15 @@ class EpochMeans:
 
     def means(self) -> dict[str, float]:
         return {key: (value / max(self.steps, 1)).item() for key, value in self.totals.items()}
+
+
+def selection_scores(picked: float, hits: float, clean: float) -> dict[str, float]:
+    """A selection's precision (the share of the `picked` samples whose label is right: `hits`) and recall (the
+    share of the `clean` right-labelled samples picked), against the true labels. NaN where undefined (nothing
+    picked, no right label seen): 0 would read as a selection that is all wrong. Every selecting method reports
+    these two the same way."""
+    return {"selection_precision": hits / picked if picked else float("nan"),
+            "selection_recall": hits / clean if clean else float("nan")}
 
 
 def without_truth(stats: dict[str, Any]) -> dict[str, Any]:

@@ -85,6 +85,12 @@ class NoiseSpec:
     file: str | None = None
     file_key: str | None = None
 
+    @classmethod
+    def from_config(cls, noise: Any) -> "NoiseSpec":
+        """The spec of a run's `noise` config group (NoiseConfig): every field of this class read from it by name,
+        so a field added here is read without a second list; `name` (the run directory's) is not the noise's."""
+        return cls(**{f.name: noise[f.name] for f in dataclasses.fields(cls)})
+
     def __post_init__(self) -> None:
         if self.type not in NOISE_TYPES:
             raise ValueError(f"unknown noise type {self.type!r}; valid: {', '.join(NOISE_TYPES)}")

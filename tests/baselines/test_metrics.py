@@ -145,3 +145,14 @@ def test_epoch_means_average_each_term_over_the_steps():
     assert means.steps == 2
     assert means.means() == {"loss": pytest.approx(3.0), "weight": pytest.approx(1.0)}
     assert all(not value.requires_grad for value in means.totals.values())
+
+
+def test_selection_scores_by_hand_and_nan_where_undefined():
+    import math
+
+    from baselines.common.metrics import selection_scores
+
+    assert selection_scores(picked=4, hits=3, clean=6) == {"selection_precision": 0.75, "selection_recall": 0.5}
+    empty = selection_scores(picked=0, hits=0, clean=6)
+    assert math.isnan(empty["selection_precision"]) and empty["selection_recall"] == 0.0
+    assert math.isnan(selection_scores(picked=2, hits=0, clean=0)["selection_recall"])

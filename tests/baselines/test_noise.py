@@ -453,3 +453,18 @@ def test_settings_each_type_uses_are_accepted():
     NoiseSpec("asym", 0.4, asym_map={0: 1})
     NoiseSpec("file", file="labels.npy", file_key="worse_label")
     NoiseSpec("pairflip", 0.45, protocol="exclude_true")  # the protocol holds for every type (see above)
+
+
+def test_the_spec_reads_every_field_of_the_noise_config_by_name():
+    import dataclasses
+
+    from omegaconf import OmegaConf
+
+    from baselines.common.config import NoiseConfig
+    from baselines.common.noise import NoiseSpec
+
+    cfg = OmegaConf.structured(NoiseConfig(name="sym_0.3", type="sym", rate=0.3, protocol="exclude_true"))
+    spec = NoiseSpec.from_config(cfg)
+    assert (spec.type, spec.rate, spec.protocol, spec.file) == ("sym", 0.3, "exclude_true", None)
+    # every field of the spec is a field of the config group, so from_config cannot miss one
+    assert {f.name for f in dataclasses.fields(NoiseSpec)} <= {f.name for f in dataclasses.fields(NoiseConfig)}
