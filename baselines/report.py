@@ -27,6 +27,8 @@ from typing import Any, Optional
 
 from omegaconf import OmegaConf
 
+from baselines.common.config import flatten
+
 __all__ = ["Group", "Run", "find_runs", "group_runs", "main", "markdown", "paper_results"]
 
 PAPER_RESULTS = Path(__file__).with_name("paper_results.csv")
@@ -84,19 +86,6 @@ class Group:
         return sorted((r.seed for r in self.runs), key=str)
 
 
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(tree, dict):
-        return {prefix: tree} if prefix else {}
-    flat = {}
-    for key, value in tree.items():
-        name = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, dict) and value:
-            flat.update(_flatten(value, name))
-        else:
-            flat[name] = value
-    return flat
-
-
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -111,7 +100,7 @@ def _read_run(path: Path) -> Run:
     settings = {}
     if (path / "resolved.yaml").is_file():
         try:
-            settings = _flatten(OmegaConf.to_container(OmegaConf.load(path / "resolved.yaml")) or {})
+            settings = flatten(OmegaConf.to_container(OmegaConf.load(path / "resolved.yaml")) or {})
         except Exception:  # a torn or foreign file: the run is still listed, by its summary
             settings = {}
     metrics = path / "metrics.jsonl"

@@ -30,6 +30,19 @@ def dataset_dir_name(name: str, root: Optional[str]) -> str:
     return f"image_folder-{folder.name}-{hashlib.sha1(str(folder).encode()).hexdigest()[:8]}"
 
 
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """{dotted key: leaf} of a nested config (empty dicts stay leaves): how run identities and reports compare
+    runs setting by setting."""
+    flat = {}
+    for key, value in tree.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, name))
+        else:
+            flat[name] = value
+    return flat
+
+
 # conf/common.yaml names run directories with ${dataset_dir:${dataset.name},${dataset.root}}
 OmegaConf.register_new_resolver("dataset_dir", dataset_dir_name, replace=True)
 

@@ -35,7 +35,7 @@ from . import distributed
 from .acceleration import Acceleration, routed_model
 from .augment import build_augment
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
-from .config import AUTO, dataset_dir_name
+from .config import AUTO, dataset_dir_name, flatten
 from .data import DatasetError, ImageDataset, default_cache_dir, load_dataset
 from .streaming import ImageFiles, StreamedImages
 from .metrics import (ConsoleLog, EpochMeans, QuietConsole, RankRecords, RunRecorder, epoch_progress, without_truth,
@@ -637,7 +637,7 @@ def run_identity(cfg: DictConfig, dataset_identity: str) -> dict[str, str]:
     identity = {"dataset": dataset_identity, "seed": json.dumps(given["seed"]),
                 "pretrained": json.dumps(given.get("pretrained")), "sanm": json.dumps(given.get("sanm") is not None)}
     for group in ("noise", "model", "method", "trainer", "augment", "sanm"):
-        for key, value in _flatten(given.get(group) or {}, group).items():
+        for key, value in flatten(given.get(group) or {}, group).items():
             if key not in RESUMABLE_KEYS and key != "noise.name":
                 identity[key] = json.dumps(value, sort_keys=True)
     return identity
@@ -686,16 +686,6 @@ def upgrade_identity(saved: dict[str, str]) -> dict[str, str]:
     if "augment.name" in saved:  # added with augment=imagenet; every earlier preset views the whole image
         saved.setdefault("augment.crop_size", "null")
     return saved
-
-
-def _flatten(tree: dict, prefix: str) -> dict:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            flat.update(_flatten(value, f"{prefix}.{key}"))
-        else:
-            flat[f"{prefix}.{key}"] = value
-    return flat
 
 
 def _short(value: Optional[str]) -> str:

@@ -102,7 +102,7 @@ def load_clothing1m(root: Path, decode_size: int):
     files, and the images under `root/images/...` as the files name them. The noisy training split (1M images,
     about 38% wrong) with its crawled labels; the clean validation split (14,313) for model selection and the
     clean test split (10,526), labelled from clean_label_kv.txt."""
-    from .data import ImageDataset
+    from .data import ImageDataset, _content_hash
 
     notes = root / "annotations" if (root / "annotations" / CLOTHING1M_FILES[0]).is_file() else root
     hint = (f"expected {', '.join(CLOTHING1M_FILES)} in {root}/annotations/ (or {root}/) and the images they "
@@ -126,7 +126,7 @@ def load_clothing1m(root: Path, decode_size: int):
         name="clothing1m", train_images=train, train_labels=train_labels, test_images=test, test_labels=test_labels,
         class_names=list(CLOTHING1M_CLASSES), mean=mean, std=std, labels_known=False,
         val_images=val, val_labels=val_labels,
-        identity=f"clothing1m|train={train.fingerprint()[:16]}|labels={_digest(train_labels)}",
+        identity=f"clothing1m|train={train.fingerprint()[:16]}|labels={_content_hash(train_labels)}",
     )
 
 
@@ -140,7 +140,7 @@ def load_webvision(root: Path, decode_size: int, first_classes: int, imagenet_va
     is the test set; `imagenet_val`, when given, is evaluated too as `test_acc_imagenet`: a folder with one
     subfolder per class, named by its class id (`0/ ... 49/`, DivideMix's layout) or by its synset as
     `root/info/synsets.txt` lists them."""
-    from .data import ImageDataset
+    from .data import ImageDataset, _content_hash
 
     if isinstance(first_classes, bool) or int(first_classes) != first_classes or not 1 <= first_classes <= 1000:
         raise _error(f"dataset.first_classes must be an integer in 1..1000 (mini-WebVision: 50), got {first_classes!r}")
@@ -165,7 +165,7 @@ def load_webvision(root: Path, decode_size: int, first_classes: int, imagenet_va
         test_labels=val_labels[keep_val], class_names=names, mean=mean, std=std, labels_known=False,
         extra_tests=extra,
         identity=f"webvision|classes={first_classes}|train={train.fingerprint()[:16]}|"
-                 f"labels={_digest(train_labels[keep_train])}",
+                 f"labels={_content_hash(train_labels[keep_train])}",
     )
 
 
@@ -196,8 +196,3 @@ def _imagenet_val(folder: Path, first_classes: int, synsets: list[str], decode_s
         raise _error(f"webvision: no images in the class folders of {folder}")
     return ImageFiles(folder, paths, decode_size), np.array(labels, dtype=np.int64)
 
-
-def _digest(labels: np.ndarray) -> str:
-    import hashlib
-
-    return hashlib.sha256(np.ascontiguousarray(labels).data).hexdigest()[:16]
