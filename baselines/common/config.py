@@ -207,6 +207,15 @@ class MethodConfig:
 
 
 @dataclass
+class PlotsConfig:
+    """What a run draws (baselines/plot.py) and saves for it; none of it changes what the run trains."""
+
+    enabled: bool = True  # PNGs into run_dir/plots at the end of the run, when matplotlib is installed
+    epochs: Any = AUTO  # when to save G, mask ratios and the gallery (auto: 4 epochs over SANM's; [] none)
+    gallery: int = 8  # training images in the gallery, half of them with wrong labels
+
+
+@dataclass
 class RunConfig:
     method: Any = field(default_factory=MethodConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
@@ -225,6 +234,7 @@ class RunConfig:
     # auto = the method's default: none, except C2D, which then runs a short SimCLR pre-training first
     tensorboard: bool = True  # scalars under run_dir/tensorboard when tensorboard is installed
     progress: bool = True  # a tqdm bar per epoch (shown only on a terminal)
+    plots: PlotsConfig = field(default_factory=PlotsConfig)
 
 
 def register_schema(name: str, method: MethodConfig) -> None:

@@ -43,6 +43,7 @@ from .metrics import (ConsoleLog, EpochMeans, QuietConsole, RankRecords, RunReco
 from .models import LIBRARY_MODELS, build_model
 from .noise import NoiseSpec, actual_noise_rate, cached_noisy_labels, method_noise_rate
 from .sanm_hook import SANMHook, SANMSettings
+from .snapshots import Snapshots
 from .trainer import build_optimizer, lr_at, resolve_trainer
 
 
@@ -503,6 +504,7 @@ def run(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path] = Non
                 f"{f' x {world.size} processes' if world.active else ''}, {ctx.acceleration.describe()}; "
                 f"writing {run_dir}")
     console.say("logging to " + _loggers(cfg.tensorboard))
+    snapshots = Snapshots(ctx, method.networks, run_dir) if world.is_main else None
     resumed_at = time.time()
     recorder.write_status("running", epoch=completed, epochs=cfg.trainer.epochs)  # what baselines.report reads
     try:
@@ -526,6 +528,8 @@ def run(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path] = Non
                 record["val_acc"] = ctx.val_accuracy(method.predict)
             record["epoch_seconds"] = time.time() - epoch_start
             recorder.log_epoch(record)
+            if snapshots is not None and snapshots.due(epoch + 1):
+                snapshots.save(epoch + 1)
             rng = distributed.all_objects(capture_rng_state(), world)
             with _interrupts_deferred():  # a Ctrl-C here lands after `completed` counts the checkpoint just written
                 if world.is_main:
@@ -559,11 +563,26 @@ def run(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path] = Non
         raise
     finally:
         recorder.close()
+    if world.is_main and cfg.plots.enabled:
+        console.say(_draw_plots(run_dir))
     if cfg.get("output_root"):
         console.say(f"table of the runs under {cfg.output_root}: python -m baselines.report {cfg.output_root}")
     console.say(f"best test_acc {summary['best_test_acc']:.2f}, last {summary['last_test_acc']:.2f} "
                 f"({time.time() - start:.0f} s); summary in {run_dir / 'summary.json'}")
     return summary
+
+
+def _draw_plots(run_dir: Path) -> str:
+    """The end-of-run plots (baselines/plot.py), or why there are none; a finished run never fails on a plot."""
+    from baselines import plot  # matplotlib is imported there only when present
+
+    if not plot.matplotlib_available():
+        return "plots: none (matplotlib is not installed: pip install -e \".[logging]\" adds it)"
+    try:
+        written = plot.write_plots(run_dir)
+    except Exception as error:  # noqa: BLE001 - the run's results are safe on disk; say what went wrong
+        return f"plots: not written ({type(error).__name__}: {error}); retry with python -m baselines.plot {run_dir}"
+    return f"plots ({len(written)}) in {run_dir / 'plots'}; python -m baselines.plot {run_dir} redraws them"
 
 
 @contextlib.contextmanager

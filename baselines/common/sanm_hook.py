@@ -113,6 +113,9 @@ class SANMHook(torch.nn.Module):
                                        input_normalization)
         self.register_buffer("clean_prob", torch.ones(len(is_clean), device=is_clean.device))
         self.register_buffer("is_clean", is_clean.bool(), persistent=False)
+        # the last mask ratio each sample was given (NaN: not masked yet), for the plots; not checkpointed
+        self.register_buffer("last_ratio", torch.full((len(is_clean),), float("nan"), device=is_clean.device),
+                             persistent=False)
         self.loss_history: list = []  # normalised GMM losses, for averaging over epochs (DivideMix at 90%)
         self._reset_stats()
 
@@ -202,6 +205,7 @@ class SANMHook(torch.nn.Module):
 
     def _accumulate(self, ratio: torch.Tensor, index: torch.Tensor) -> None:
         right = self.is_clean[index].long()
+        self.last_ratio[index] = ratio.float()
         self._ratio_sum.index_add_(0, right, ratio.float())
         self._ratio_count.index_add_(0, right, torch.ones_like(ratio, dtype=torch.float))
 

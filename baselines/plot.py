@@ -1,0 +1,343 @@
+"""Plots of one run: `python -m baselines.plot RUN_DIR [RUN_DIR ...]` writes PNGs into each RUN_DIR/plots.
+
+Works at any time, also while the run trains (it reads metrics.jsonl and the snapshots in diagnostics/, both
+written atomically). A run draws them itself at its end when matplotlib is installed (`pip install -e
+".[logging]"`; `plots.enabled=false` turns that off). The figures:
+
+- accuracy.png: test (and validation) accuracy per epoch, the lr on a second axis, lr drops marked;
+- quality.png: the distribution of SANM's label quality G over training samples whose label is truly right
+  and truly wrong, at each snapshot epoch (plots.epochs);
+- mask_ratio.png: the mask ratio SANM gave each sample against its G, and the mean mask ratio on right and
+  wrong labels per epoch;
+- selection.png: the precision and recall of the clean samples a selecting method picks, per epoch;
+- gallery.png: a fixed set of training images (half with wrong labels) with their class activation map and the
+  peak (red) and trough (blue) boxes SANM drew at each snapshot epoch, and the masked image at the last.
+
+A figure whose data the run does not have (no SANM: no G; CE: no selection) is skipped, and the reason said.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from baselines.common.metrics import binary_auc
+from baselines.common.snapshots import DIAGNOSTICS_DIR
+
+PLOTS_DIR = "plots"
+LR_DROP = 0.7  # an epoch whose lr is below this share of the previous epoch's is marked as a drop
+SCATTER_POINTS = 4000  # samples drawn in the mask-ratio scatter (a random subset of a large training set)
+RIGHT, WRONG = "tab:green", "tab:red"
+
+
+def matplotlib_available() -> bool:
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+class RunFiles:
+    """What a run directory holds for the plots: its epoch records, settings and snapshots."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        metrics = self.run_dir / "metrics.jsonl"
+        if not metrics.is_file():
+            raise FileNotFoundError(f"no metrics.jsonl in {self.run_dir}: give a run directory "
+                                    "(outputs/<method>/<dataset>/<noise>/<sanm>/seed<k>) of a run that has finished "
+                                    "at least one epoch")
+        lines = metrics.read_text(encoding="utf-8").split("\n")
+        self.records = [json.loads(line) for line in lines[:-1] if line.strip()]  # a torn last line is skipped
+        self.settings = self._settings()
+        self.snapshots = [dict(np.load(path, allow_pickle=False))
+                          for path in sorted((self.run_dir / DIAGNOSTICS_DIR).glob("epoch_*.npz"))]
+
+    def _settings(self) -> dict:
+        path = self.run_dir / "resolved.yaml"
+        if not path.is_file():
+            return {}
+        from omegaconf import OmegaConf
+
+        return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+
+    @property
+    def title(self) -> str:
+        s = self.settings
+        if not s:
+            return str(self.run_dir)
+        sanm = f"SANM {s['sanm'].get('name', 'on')}" if s.get("sanm") else "no SANM"
+        return (f"{s['method']['name']} on {s['dataset']['name']}, noise {s['noise']['name']}, {sanm}, "
+                f"seed {s.get('seed', '?')}")
+
+    def series(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """(epochs, values) of `key` over the epochs that recorded it (None, JSON's NaN, dropped)."""
+        pairs = [(r["epoch"], r[key]) for r in self.records if r.get(key) is not None]
+        epochs, values = zip(*pairs) if pairs else ((), ())
+        return np.asarray(epochs, dtype=int), np.asarray(values, dtype=float)
+
+    def keys(self, *prefixes: str) -> list[str]:
+        found = {k for r in self.records for k in r if k.startswith(prefixes)}
+        return sorted(found)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on a cluster node
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp.png")
+    figure.savefig(temporary, dpi=110, bbox_inches="tight")
+    temporary.replace(path)  # a reader (or a second plot call) never sees half a PNG
+    _pyplot().close(figure)
+    return path
+
+
+def lr_drops(epochs: np.ndarray, lrs: np.ndarray) -> list[int]:
+    """Epochs whose lr fell below LR_DROP of the previous epoch's (a step schedule's milestones)."""
+    return [int(e) for e, prev, lr in zip(epochs[1:], lrs[:-1], lrs[1:]) if prev > 0 and lr < LR_DROP * prev]
+
+
+def plot_accuracy(run: RunFiles, path: Path) -> Optional[Path]:
+    plt = _pyplot()
+    keys = run.keys("test_acc", "val_acc")
+    if not keys:
+        return None
+    figure, axis = plt.subplots(figsize=(8, 4.5))
+    for key in keys:
+        epochs, values = run.series(key)
+        axis.plot(epochs, values, marker="o" if len(epochs) < 30 else None, markersize=3, label=key)
+    epochs, test = run.series("test_acc")
+    if len(test):
+        best = int(np.argmax(test))
+        axis.scatter([epochs[best]], [test[best]], marker="*", s=90, color="black", zorder=3,
+                     label=f"best test_acc {test[best]:.2f} (epoch {epochs[best]})")
+    lr_epochs, lrs = run.series("lr")
+    for i, epoch in enumerate(lr_drops(lr_epochs, lrs)):
+        axis.axvline(epoch - 0.5, color="grey", linestyle=":", label="lr drop" if i == 0 else None)
+    _epoch_axis(axis)
+    axis.set_ylabel("accuracy (%)")
+    axis.set_title(f"accuracy per epoch\n{run.title}", fontsize=10)
+    axis.grid(alpha=0.3)
+    if len(lrs):
+        lr_axis = axis.twinx()
+        lr_axis.plot(lr_epochs, lrs, color="grey", alpha=0.5, linewidth=1)
+        lr_axis.set_ylim(0, 1.15 * max(lrs.max(), 1e-12))  # from 0, so a constant lr reads as constant
+        lr_axis.set_ylabel("learning rate (grey line)", color="grey")
+    axis.legend(loc="lower right", fontsize=8)
+    return _save(figure, path)
+
+
+def _epoch_axis(axis: Any) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_xlabel("epoch")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _grid(count: int, columns: int = 4) -> tuple[int, int]:
+    columns = min(columns, count)
+    return -(-count // columns), columns
+
+
+def plot_quality(run: RunFiles, path: Path) -> Optional[Path]:
+    if not run.snapshots:
+        return None
+    plt = _pyplot()
+    rows, columns = _grid(len(run.snapshots))
+    figure, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.0 * rows), squeeze=False)
+    bins = np.linspace(0, 1, 26)
+    for axis, snap in zip(axes.flat, run.snapshots):
+        quality, right = snap["clean_prob"].astype(float), snap["is_clean"].astype(bool)
+        if bool(snap["labels_known"]):
+            for mask, color, name in ((right, RIGHT, "right labels"), (~right, WRONG, "wrong labels")):
+                if mask.any():
+                    axis.hist(quality[mask], bins=bins, color=color, alpha=0.55, label=f"{name} ({mask.sum()})",
+                              weights=np.full(mask.sum(), 1 / mask.sum()))
+            auc = binary_auc(quality, right)
+            axis.set_title(f"epoch {int(snap['epoch'])}" + ("" if np.isnan(auc) else f", AUC {auc:.3f}"), fontsize=9)
+        else:
+            axis.hist(quality, bins=bins, color="tab:blue", alpha=0.7, weights=np.full(len(quality), 1 / len(quality)))
+            axis.set_title(f"epoch {int(snap['epoch'])} (no true labels)", fontsize=9)
+        axis.set_xlabel("G (probability the label is right)")
+        axis.set_ylabel("share of the samples")
+        axis.grid(alpha=0.3)
+    for axis in list(axes.flat)[len(run.snapshots):]:
+        axis.axis("off")
+    axes.flat[0].legend(fontsize=8)
+    figure.suptitle(f"label quality G, right vs wrong labels\n{run.title}", fontsize=10)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_mask_ratio(run: RunFiles, path: Path) -> Optional[Path]:
+    per_epoch = run.keys("mask_ratio_")
+    if not run.snapshots and not per_epoch:
+        return None
+    plt = _pyplot()
+    figure, (left, right_axis) = plt.subplots(1, 2, figsize=(11, 4.2))
+    if run.snapshots:
+        snap = run.snapshots[-1]
+        quality, ratio = snap["clean_prob"].astype(float), snap["mask_ratio"].astype(float)
+        right = snap["is_clean"].astype(bool)
+        seen = np.flatnonzero(~np.isnan(ratio))
+        if len(seen) > SCATTER_POINTS:
+            seen = np.sort(np.random.default_rng(0).choice(seen, SCATTER_POINTS, replace=False))
+        for mask, color, name in ((right, RIGHT, "right label"), (~right, WRONG, "wrong label")):
+            chosen = seen[mask[seen]]
+            if len(chosen):
+                left.scatter(quality[chosen], ratio[chosen], s=6, alpha=0.5, color=color, label=name)
+        left.set_xlabel("G (probability the label is right)")
+        left.set_ylabel("mask ratio r")
+        left.set_title(f"mask ratio against G, epoch {int(snap['epoch'])}", fontsize=9)
+        left.legend(fontsize=8)
+        left.grid(alpha=0.3)
+    else:
+        left.axis("off")
+        left.text(0.5, 0.5, "no snapshot yet (plots.epochs)", ha="center", va="center")
+    for key in per_epoch:
+        epochs, values = run.series(key)
+        color = WRONG if "noisy" in key else RIGHT
+        right_axis.plot(epochs, values, color=color, linestyle="--" if key.endswith("net2") else "-", label=key)
+    _epoch_axis(right_axis)
+    right_axis.set_ylabel("mean mask ratio")
+    right_axis.set_title("mean mask ratio on wrong (noisy) and right (clean) labels", fontsize=9)
+    right_axis.grid(alpha=0.3)
+    if per_epoch:
+        right_axis.legend(fontsize=8)
+    figure.suptitle(run.title, fontsize=10)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_selection(run: RunFiles, path: Path) -> Optional[Path]:
+    keys = run.keys("selection_precision", "selection_recall")
+    if not keys:
+        return None
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(8, 4.2))
+    for key in keys:
+        epochs, values = run.series(key)
+        axis.plot(epochs, values, color="tab:blue" if "precision" in key else "tab:orange",
+                  linestyle="--" if key.endswith("net2") else "-", marker="o" if len(epochs) < 30 else None,
+                  markersize=3, label=key)
+    axis.set_ylim(0, 1.02)
+    _epoch_axis(axis)
+    axis.set_ylabel("share")
+    axis.set_title(f"clean-sample selection: precision and recall against the true labels\n{run.title}", fontsize=10)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    return _save(figure, path)
+
+
+def _show(axis: Any, image: np.ndarray) -> None:
+    picture = image.transpose(1, 2, 0)
+    if picture.shape[2] == 1:
+        axis.imshow(picture[:, :, 0], cmap="gray", vmin=0, vmax=255)
+    else:
+        axis.imshow(picture)
+
+
+def _box(axis: Any, box: np.ndarray, color: str) -> None:
+    from matplotlib.patches import Rectangle
+
+    top, bottom, left, right = (int(v) for v in box)
+    if bottom > top and right > left:
+        axis.add_patch(Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False, edgecolor=color,
+                                 linewidth=1.5))
+
+
+def plot_gallery(run: RunFiles, path: Path) -> Optional[Path]:
+    snaps = [s for s in run.snapshots if "gallery_images" in s]
+    if not snaps:
+        return None
+    plt = _pyplot()
+    names = [str(n) for n in snaps[-1]["class_names"]]
+    count, columns = len(snaps[-1]["gallery_index"]), len(snaps) + 1
+    figure, axes = plt.subplots(count, columns, figsize=(1.9 * columns + 1.6, 1.9 * count), squeeze=False)
+    for row in range(count):
+        label, true = int(snaps[-1]["gallery_label"][row]), int(snaps[-1]["gallery_true_label"][row])
+        verdict = "right label" if label == true else "wrong label"
+        axes[row, 0].set_ylabel(f"{verdict}\n{names[label]}" + ("" if label == true else f"\n(true {names[true]})"),
+                                fontsize=8, color=RIGHT if label == true else WRONG)
+        for column, snap in enumerate(snaps):
+            axis = axes[row, column]
+            _show(axis, snap["gallery_images"][row])
+            axis.imshow(snap["gallery_cam"][row].astype(float), cmap="jet", alpha=0.4, vmin=0, vmax=1)
+            _box(axis, snap["gallery_peak_box"][row], "red")
+            _box(axis, snap["gallery_trough_box"][row], "blue")
+            predicted = names[int(snap["gallery_predicted"][row])]
+            axis.set_title(f"ep {int(snap['epoch'])}: G {float(snap['gallery_quality'][row]):.2f}, "
+                           f"r {float(snap['gallery_ratio'][row]):.2f}\npred {predicted}", fontsize=7)
+        _show(axes[row, -1], snaps[-1]["gallery_masked"][row])
+        axes[row, -1].set_title(f"masked, epoch {int(snaps[-1]['epoch'])}", fontsize=7)
+    for axis in axes.flat:
+        axis.set_xticks([])
+        axis.set_yticks([])
+    figure.suptitle(f"activation map with SANM's peak (red) and trough (blue) boxes\n{run.title}", fontsize=10)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+FIGURES = {
+    "accuracy.png": (plot_accuracy, "no test accuracy recorded yet"),
+    "quality.png": (plot_quality, "no snapshot of G (SANM off, or before plots.epochs' first epoch)"),
+    "mask_ratio.png": (plot_mask_ratio, "no mask ratios (SANM off, or not active yet)"),
+    "selection.png": (plot_selection, "the method selects no clean samples (no selection_precision recorded)"),
+    "gallery.png": (plot_gallery, "no gallery snapshot (SANM off, plots.gallery=0, or none saved yet)"),
+}
+
+
+def write_plots(run_dir: str | Path, output: Optional[str | Path] = None,
+                skipped: Optional[dict[str, str]] = None) -> list[Path]:
+    """Writes each figure the run has data for into `output` (default RUN_DIR/plots); returns their paths.
+    The figures left out go into `skipped` with the reason, when given."""
+    run = RunFiles(run_dir)
+    folder = Path(output) if output is not None else run.run_dir / PLOTS_DIR
+    written = []
+    for name, (draw, why) in FIGURES.items():
+        result = draw(run, folder / name)
+        if result is not None:
+            written.append(result)
+        elif skipped is not None:
+            skipped[name] = why
+    return written
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m baselines.plot", description=__doc__.split("\n")[0])
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories (they hold metrics.jsonl)")
+    parser.add_argument("--output", help="write the PNGs here instead of RUN_DIR/plots (one run only)")
+    args = parser.parse_args(argv)
+    if args.output and len(args.run_dirs) > 1:
+        parser.error("--output takes one RUN_DIR; leave it out to write into each run's plots/")
+    if not matplotlib_available():
+        print("matplotlib is not installed: pip install -e \".[logging]\" adds it", file=sys.stderr)
+        return 2
+    status = 0
+    for run_dir in args.run_dirs:
+        skipped: dict[str, str] = {}
+        try:
+            written = write_plots(run_dir, args.output, skipped)
+        except FileNotFoundError as error:
+            print(error, file=sys.stderr)
+            status = 2
+            continue
+        for path in written:
+            print(path)
+        for name, why in skipped.items():
+            print(f"{name}: skipped, {why}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
