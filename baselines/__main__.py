@@ -28,6 +28,9 @@ def main(argv: list[str]) -> None:
     if not argv or argv[0] in ("-h", "--help"):
         print(listing())
         return
+    if argv[0] == "--names":  # the noisy-label methods, one per line, for scripts (examples/sweep.sh)
+        print("\n".join(BASELINES))
+        return
     name, rest = argv[0], argv[1:]
     if name not in {**BASELINES, **PRETRAINING}:
         print(listing(), file=sys.stderr)

@@ -1,4 +1,4 @@
-"""C2D, Contrast to Divide (Zheltonozhskii et al., WACV 2022; ContrastToDivide/C2D), baselines.md section 5.
+"""C2D, Contrast to Divide (Zheltonozhskii et al., WACV 2022; ContrastToDivide/C2D), docs/baselines.md section 5.
 
 DivideMix started from a self-supervised (SimCLR) encoder, which keeps the warm-up from fitting the
 noise. Changes relative to DivideMix (5.2): the networks load `pretrained=` (the classifier stays fresh);
@@ -20,7 +20,7 @@ import torch
 from omegaconf import OmegaConf
 
 from baselines.common.cli import entry_point
-from baselines.common.config import AUTO, RunConfig, register_schema
+from baselines.common.config import AUTO, RunConfig
 from baselines.common.engine import run
 from baselines.dividemix import DivideMix, DivideMixConfig
 from baselines.pretrain_simclr import PretrainSimCLR, SimCLRConfig
@@ -30,17 +30,15 @@ AUTO_PRETRAIN_EPOCHS = 2  # pretrained=auto is for smoke runs; real runs pass a 
 
 @dataclass
 class C2DConfig(DivideMixConfig):
-    name: str = "c2d"
-    gmm_max_iter: int = 200
-    warmup_grad_clip: float = 1.0
-    drop_unlabeled: bool = True
-
-
-register_schema("c2d", C2DConfig())
+    # DivideMix's keys (docs/baselines.md 4.3, 5.2); warmup_epochs auto = 5, C2D's with a self-supervised start
+    gmm_max_iter: int = 200  # C2D's GaussianMixture
+    warmup_grad_clip: float = 1.0  # C2D clips the warm-up gradient norm
+    drop_unlabeled: bool = True  # with lambda_u = 0, only the labeled rows of the mixed batch are trained on
 
 
 class C2D(DivideMix):
     name = "c2d"
+    config = C2DConfig
     schedule = {"reference_epochs": 361, "lr_milestones": [150, 300]}  # train_cifar.py: StepLR(150, 0.1), 361 epochs
     @property
     def sequential(self) -> bool:
@@ -78,7 +76,7 @@ class C2D(DivideMix):
         run_dir = self.ctx.run_dir / "pretrain_simclr"
         encoder = run_dir / "encoder.pt"
         if not encoder.exists():
-            pre = OmegaConf.merge(OmegaConf.structured(RunConfig(method=SimCLRConfig())), {
+            pre = OmegaConf.merge(OmegaConf.structured(RunConfig(method=SimCLRConfig(name=PretrainSimCLR.name))), {
                 "dataset": cfg.dataset, "model": cfg.model, "seed": cfg.seed, "device": cfg.device,
                 "trainer": {"epochs": AUTO_PRETRAIN_EPOCHS, "batch_size": cfg.trainer.batch_size, "lr": 0.5,
                             "weight_decay": 1e-4, "lr_schedule": "cosine"},

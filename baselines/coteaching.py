@@ -1,4 +1,4 @@
-"""Co-teaching (Han et al., NeurIPS 2018; bhanML/Co-teaching `main.py`, `loss.py`), baselines.md section 8.
+"""Co-teaching (Han et al., NeurIPS 2018; bhanML/Co-teaching `main.py`, `loss.py`), docs/baselines.md section 8.
 
 Two 9-layer CNNs see the same batch. Each keeps the k = int((1 - rho(e)) * B) samples with its smallest
 cross-entropy and hands them to its peer: network 1 is updated on network 2's selection and network 2
@@ -25,7 +25,7 @@ selected are masked (SANM[1]) from network k's own forward on the batch (the one
 so no extra clean forward), their noisy labels are regularised (SANM[2]), and the masked views' soft
 cross-entropy plus the reconstruction of the selected images (SANM[3]) join network k's loss
 (sanm.train_on=masked: they replace its cross-entropy). Only the exchanged samples are masked (one of
-the two readings of baselines.md 9.7): a sample the peer rejected as noisy never reaches network k,
+the two readings of docs/baselines.md 9.7): a sample the peer rejected as noisy never reaches network k,
 masked or not, and the selection itself is made on the clean forward alone.
 """
 
@@ -40,26 +40,26 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from baselines.common.cli import entry_point
-from baselines.common.config import AUTO, MethodConfig, register_schema
-from baselines.common.engine import Batch, Method, Network
+from baselines.common.config import AUTO, MethodConfig
+from baselines.common.engine import Batch, Method, Network, per_network
 from baselines.common.metrics import selection_scores
 from baselines.common.sanm_hook import soft_cross_entropy
 
-# baselines.md 8.2: linear decay from epoch 80 (CIFAR-100: 100) of upstream's 200
+# docs/baselines.md 8.2: linear decay from epoch 80 (CIFAR-100: 100) of upstream's 200
 DECAY_START = {"cifar10": 80, "cifar100": 100}  # of upstream's 200 epochs
 
 
 @dataclass
 class CoTeachingConfig(MethodConfig):
-    name: str = "coteaching"
     warmup_epochs: Any = AUTO  # epochs before SANM starts; auto = num_gradual (the forget rate has reached eps)
-    forget_rate: Any = AUTO  # eps: auto (expected wrong-label share) | nominal | actual | a number in [0, 1)
-    num_gradual: int = 10  # T_k: epochs over which the forget rate rises to eps
-    exponent: float = 1.0  # c: the rise ends at eps**c
-    beta1_after_decay: Optional[float] = 0.1  # Adam beta1 from trainer.lr_decay_start on; null keeps it
-
-
-register_schema("coteaching", CoTeachingConfig())
+    # eps: auto = the expected share of wrong labels (DivideMix sym: r*(C-1)/C, e.g. 0.45 at sym 50% on CIFAR-10;
+    # asym 40%: about 0.2) | nominal = r | actual = the realised share | a number in [0, 1)
+    forget_rate: Any = AUTO
+    num_gradual: int = 10  # T_k: the forget rate rises linearly from 0 to eps over the first 10 epochs (main.py)
+    exponent: float = 1.0  # c: the rise ends at eps**c (main.py)
+    beta1_after_decay: Optional[float] = 0.1  # Adam beta1 from trainer.lr_decay_start on (main.py: mom2); null keeps 0.9
+    # SANM (sanm_train_on clean_and_masked, sanm_target label): the CE on the peer's selection stays, and the
+    # masked copies' NLR loss on the noisy one-hot labels of the selected samples is added
 
 
 def forget_rate(epoch: int, eps: float, num_gradual: int, exponent: float) -> float:
@@ -83,6 +83,8 @@ def small_loss_selection(losses: torch.Tensor, keep: int) -> torch.Tensor:
 
 class CoTeaching(Method):
     name = "coteaching"
+    config = CoTeachingConfig
+    diagnostics = (*per_network("selection_precision", "selection_recall"), "forget_rate", "test_acc_net2")
     default_warmup_epochs = 10  # T_k; resolve_warmup reads method.num_gradual
 
     @classmethod

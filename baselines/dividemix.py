@@ -1,4 +1,4 @@
-"""DivideMix (Li, Socher, Hoi, ICLR 2020; LiJunnan1992/DivideMix `Train_cifar.py`), baselines.md section 4.
+"""DivideMix (Li, Socher, Hoi, ICLR 2020; LiJunnan1992/DivideMix `Train_cifar.py`), docs/baselines.md section 4.
 
 Two networks. After a cross-entropy warm-up, each epoch fits a two-component GMM on each network's
 per-sample losses (co-divide); each network then trains on the labeled / unlabeled split made by its
@@ -33,16 +33,16 @@ import torch
 import torch.nn.functional as F
 
 from baselines.common.cli import entry_point
-from baselines.common.config import AUTO, MethodConfig, register_schema
+from baselines.common.config import AUTO, MethodConfig
 from baselines.common.data import class_balanced_subset
-from baselines.common.engine import Method, Network
+from baselines.common.engine import Method, Network, per_network
 from baselines.common.metrics import EpochMeans, binary_auc, selection_scores
 from baselines.common.mixup import (co_guess, linear_rampup, mix, negative_entropy, refine_labels, sharpen,
                                     uniform_prior_penalty)
 from baselines.common.sanm_hook import soft_cross_entropy
 from sanm_plugin import gmm_clean_probability
 
-# baselines.md 4.3 (paper App. B Table 7, corroborated by DivideMix issues #10, #46, #50): lambda_u per noise
+# docs/baselines.md 4.3 (paper App. B Table 7, corroborated by DivideMix issues #10, #46, #50): lambda_u per noise
 LAMBDA_U = {
     "cifar10": {"sym": {0.2: 0.0, 0.5: 25.0, 0.8: 25.0, 0.9: 50.0}, "asym": {0.4: 0.0}},
     "cifar100": {"sym": {0.2: 25.0, 0.5: 150.0, 0.8: 150.0, 0.9: 150.0}},
@@ -57,7 +57,10 @@ HIGH_NOISE = 0.9  # at 90% noise: tau 0.6 and the GMM fits the mean of the last 
 
 @dataclass
 class DivideMixConfig(MethodConfig):
-    name: str = "dividemix"
+    # warmup_epochs auto = 10 on CIFAR-10, 30 on CIFAR-100 (docs/baselines.md 4.3). SANM (sanm_train_on
+    # clean_and_masked, sanm_target label, sanm_recon_source separate): the masked views join the MixMatch batch
+    # as extra rows, NLR on the refined (labeled) and guessed (unlabeled) targets, and the reconstruction comes
+    # from a forward of the masked views, as in the official code
     lambda_u: Any = AUTO  # weight of the unlabeled loss, from the table above
     p_threshold: Any = AUTO  # tau: labeled = GMM clean probability > tau; 0.5, 0.6 at 90% noise
     gmm_history: Any = AUTO  # epochs of normalised losses the GMM averages: 5 at 90% noise, else 1
@@ -78,11 +81,9 @@ class DivideMixConfig(MethodConfig):
     epoch_pool: Optional[int] = None
 
 
-register_schema("dividemix", DivideMixConfig())
-
 
 def dividemix_defaults(dataset: str, noise_type: str, rate: float, recipe: str = "paper") -> dict[str, Any]:
-    """The table of baselines.md 4.3 (other datasets and noises take the CIFAR-10 row nearest in rate), or the
+    """The table of docs/baselines.md 4.3 (other datasets and noises take the CIFAR-10 row nearest in rate), or the
     official SANM script's fixed lambda_u / tau; both average the GMM's losses over 5 epochs at 90% noise."""
     table = LAMBDA_U.get(dataset, LAMBDA_U["cifar10"])
     rows = table.get(noise_type) or table["sym"]
@@ -100,6 +101,8 @@ def check_recipe(method_cfg) -> str:
 
 class DivideMix(Method):
     name = "dividemix"
+    config = DivideMixConfig
+    diagnostics = per_network("labeled_fraction", "selection_precision", "selection_recall", "gmm_auc")
     schedule = {"reference_epochs": 300, "lr_milestones": [150]}  # Train_cifar.py: lr /10 after 150 of 300
     distributed = True  # torchrun: one co-divide over the gathered losses, each rank its slice of every batch
 

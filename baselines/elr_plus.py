@@ -1,4 +1,4 @@
-"""ELR+ and ELR (Liu, Niles-Weed, Razavian, Fernandez-Granda, NeurIPS 2020; shengliu66/ELR), baselines.md 6.
+"""ELR+ and ELR (Liu, Niles-Weed, Razavian, Fernandez-Granda, NeurIPS 2020; shengliu66/ELR), docs/baselines.md 6.
 
 Early-learning regularisation: each sample keeps a target t_i, a temporal ensemble of past predictions,
 and the loss adds lambda * mean log(1 - <t_i, p_i>), which pulls the prediction towards what the network
@@ -20,7 +20,7 @@ makes it a copy anyway); ELR runs on the project's PreAct ResNet-18 instead of u
 The global step s that schedules w(s) and the EMA decay is upstream's: one counter, advanced after each
 epoch by network 1's number of steps, so both networks see the same s at the same point of their pass.
 
-SANM points (baselines.md 9.7, [inferred]): G is the default per-epoch GMM of each network's losses
+SANM points (our reading, docs/baselines.md 9.7): G is the default per-epoch GMM of each network's losses
 (`Method.on_epoch_start`), from `method.warmup_epochs` (default 2) on; ELR+ itself has no warm-up.
 ELR+: a no-grad forward of the trained network on the un-mixed batch gives the logits and feature maps
 for SANM[1]; SANM[2] regularises the one-hot labels (or the clean prediction with sanm.target=prediction);
@@ -41,17 +41,17 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from baselines.common.cli import entry_point
-from baselines.common.config import AUTO, MethodConfig, register_schema
+from baselines.common.config import AUTO, MethodConfig
 from baselines.common.elr import (WeightAverage, clamped_softmax, elr_term, sigmoid_rampup, target_weighted_labels,
                                   update_targets)
-from baselines.common.engine import Batch, Method, Network
+from baselines.common.engine import Batch, Method, Network, per_network
 from baselines.common.metrics import EpochMeans
 from baselines.common.mixup import mix
 from baselines.common.sanm_hook import soft_cross_entropy
 
 VARIANTS = ("elr_plus", "elr")
 
-# baselines.md 6.2 (ELR_plus/config_cifar10.json, config_cifar10_asym.json, config_cifar100.json): per noise type;
+# docs/baselines.md 6.2 (ELR_plus/config_cifar10.json, config_cifar10_asym.json, config_cifar100.json): per noise type;
 # coef_step and ema_step count training steps (40000 ~ 100 epochs of 50k images at batch 128)
 ELR_PLUS_TABLE = {
     "cifar10": {"sym": {"beta": 0.7, "lambda_elr": 3.0, "coef_step": 0},
@@ -59,7 +59,7 @@ ELR_PLUS_TABLE = {
     "cifar100": {"sym": {"beta": 0.9, "lambda_elr": 7.0, "coef_step": 40000},
                  "asym": {"beta": 0.9, "lambda_elr": 7.0, "coef_step": 40000}},
 }
-# baselines.md 6.1 (ELR/config_*.json)
+# docs/baselines.md 6.1 (ELR/config_*.json)
 ELR_TABLE = {
     "cifar10": {"sym": {"beta": 0.7, "lambda_elr": 3.0}, "asym": {"beta": 0.9, "lambda_elr": 1.0}},
     "cifar100": {"sym": {"beta": 0.9, "lambda_elr": 7.0}, "asym": {"beta": 0.9, "lambda_elr": 7.0}},
@@ -85,19 +85,19 @@ ELR_PLUS_ONLY = ("coef_step", "ema_alpha", "ema_step", "mixup_alpha", "label_wei
 
 @dataclass
 class ELRPlusConfig(MethodConfig):
-    name: str = "elr_plus"  # conf/elr_plus.yaml sets it to the variant, so ELR runs get their own directories
-    variant: str = "elr_plus"  # elr_plus (6.2) | elr (6.1)
-    beta: Any = AUTO  # temporal-ensemble momentum of the targets
-    lambda_elr: Any = AUTO  # lambda, the weight of the ELR term
-    coef_step: Any = AUTO  # ELR+: steps of the sigmoid ramp of lambda (0 = none)
-    ema_alpha: float = 0.997  # ELR+: ceiling of the EMA decay
-    ema_step: int = 40000  # ELR+: steps of the sigmoid ramp of the EMA decay
-    mixup_alpha: float = 1.0  # ELR+: lam ~ Beta(alpha, alpha)
-    label_weighting: Any = AUTO  # ELR+: mixed labels times the mixed targets (Y*q / sum Y*q); CIFAR-100 only
+    name: str = "${.variant}"  # so an ELR run writes outputs/elr/..., not over an ELR+ run
+    variant: str = "elr_plus"  # elr_plus (two networks, mixup, weight averaging; 6.2) | elr (one network; 6.1)
+    # warmup_epochs auto = 2 epochs before SANM starts; ELR and ELR+ have no warm-up of their own (configs: 0)
+    beta: Any = AUTO  # temporal-ensemble momentum of the targets: 0.7 CIFAR-10 sym, 0.9 CIFAR-10 asym and CIFAR-100
+    lambda_elr: Any = AUTO  # lambda, the ELR term's weight: 3 CIFAR-10 sym, 1 CIFAR-10 asym, 7 CIFAR-100
+    coef_step: Any = AUTO  # ELR+: steps of the sigmoid ramp of lambda: 0 (none) on CIFAR-10, 40000 on CIFAR-100
+    ema_alpha: float = 0.997  # ELR+: ceiling of the EMA decay a_t = ema_alpha * rho(s + 1, ema_step) (every CIFAR config)
+    ema_step: int = 40000  # ELR+: steps of the EMA decay's sigmoid ramp (every CIFAR config)
+    mixup_alpha: float = 1.0  # ELR+: lam ~ Beta(1, 1), folded to lam >= 0.5 (every config)
+    label_weighting: Any = AUTO  # ELR+: mixed labels times the mixed targets, Y*q / sum(Y*q); true on CIFAR-100 only
+    # SANM: masked rows join the mixup batch beside the clean ones (ELR: CE + ELR term stays), NLR on the one-hot
+    # noisy label; ELR+ reconstructs from the mixup forward's features (saves a forward), ELR from its own
     sanm_recon_source: str = "mixed"
-
-
-register_schema("elr_plus", ELRPlusConfig())
 
 
 def _row(table: dict, dataset: str, noise_type: str) -> dict:
@@ -107,7 +107,7 @@ def _row(table: dict, dataset: str, noise_type: str) -> dict:
 
 
 def elr_defaults(variant: str, dataset: str, noise_type: str) -> dict[str, Any]:
-    """What the method keys' `auto` means (baselines.md 6.1, 6.2); ELR+-only keys are None for ELR."""
+    """What the method keys' `auto` means (docs/baselines.md 6.1, 6.2); ELR+-only keys are None for ELR."""
     _check_variant(variant)
     if variant == "elr":
         return {**_row(ELR_TABLE, dataset, noise_type), "coef_step": None, "label_weighting": None}
@@ -115,7 +115,7 @@ def elr_defaults(variant: str, dataset: str, noise_type: str) -> dict[str, Any]:
 
 
 def elr_trainer_defaults(variant: str, dataset: str, noise_type: str) -> dict[str, Any]:
-    """The trainer keys conf/elr_plus.yaml leaves `auto` (baselines.md 6.1, 6.2); the milestones are the table's
+    """The trainer keys conf/elr_plus.yaml leaves `auto` (docs/baselines.md 6.1, 6.2); the milestones are the table's
     for its own epochs, scaled when trainer.epochs is set."""
     _check_variant(variant)
     row = _row(ELR_TRAINER if variant == "elr" else ELR_PLUS_TRAINER, dataset, noise_type)
@@ -161,6 +161,8 @@ def _check_settings(s: dict[str, Any]) -> None:
 
 class ELRPlus(Method):
     name = "elr_plus"
+    config = ELRPlusConfig
+    diagnostics = per_network("target_accuracy")
     default_warmup_epochs = 2  # epochs before SANM starts (G needs a trained network); ELR(+) has no warm-up
 
     @classmethod
@@ -223,7 +225,7 @@ class ELRPlus(Method):
 
     # ------------------------------------------------------------------ ELR+
     def _elr_plus_step(self, k: int, batch: Batch, step: int) -> dict[str, torch.Tensor]:
-        """One ELR+ step of network k at global step `step` (baselines.md 6.2), SANM's rows joining the mixup."""
+        """One ELR+ step of network k at global step `step` (docs/baselines.md 6.2), SANM's rows joining the mixup."""
         s, num_classes = self.settings, self.ctx.num_classes
         net, x, index = self.nets[k], batch.images, batch.index
         labels = F.one_hot(batch.labels, num_classes).float()
@@ -268,7 +270,7 @@ class ELRPlus(Method):
 
     # ------------------------------------------------------------------ ELR
     def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """One ELR step (baselines.md 6.1); with SANM the shared supervised loss wraps CE + the ELR term."""
+        """One ELR step (docs/baselines.md 6.1); with SANM the shared supervised loss wraps CE + the ELR term."""
         net = self.nets[0]
         terms: dict[str, torch.Tensor] = {}
         clean_loss = self._elr_loss(batch, terms)

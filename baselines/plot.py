@@ -173,7 +173,8 @@ def plot_quality(run: RunFiles, path: Path) -> Optional[Path]:
         axis.grid(alpha=0.3)
     for axis in list(axes.flat)[len(run.snapshots):]:
         axis.axis("off")
-    axes.flat[0].legend(fontsize=8)
+    if axes.flat[0].get_legend_handles_labels()[0]:  # no legend where the true labels are unknown
+        axes.flat[0].legend(fontsize=8)
     figure.suptitle(f"label quality G, right vs wrong labels\n{run.title}", fontsize=10)
     figure.tight_layout()
     return _save(figure, path)

@@ -1,4 +1,4 @@
-"""SimCLR pre-training of the encoder C2D starts from (baselines.md 5.1; HobbitLong/SupContrast `main_supcon.py`).
+"""SimCLR pre-training of the encoder C2D starts from (docs/baselines.md 5.1; HobbitLong/SupContrast `main_supcon.py`).
 
 Two strong views of each image, the configured model's pooled features, a projection head
 Linear(d, d)-ReLU-Linear(d, 128), L2-normalised, NT-Xent at temperature 0.5, SGD with cosine annealing.
@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.common.cli import entry_point
-from baselines.common.config import MethodConfig, register_schema
+from baselines.common.config import MethodConfig
 from baselines.common.contrastive import SimCLRViews, nt_xent
 from baselines.common.engine import Method, save_encoder
 from baselines.common.metrics import EpochMeans
@@ -26,17 +26,17 @@ from baselines.common.metrics import EpochMeans
 
 @dataclass
 class SimCLRConfig(MethodConfig):
-    name: str = "pretrain_simclr"
     temperature: float = 0.5  # SupContrast's SimCLR recipe
     projection_dim: int = 128
     min_crop_scale: float = 0.2  # RandomResizedCrop(scale=(0.2, 1))
 
 
-register_schema("pretrain_simclr", SimCLRConfig())
-
 
 class PretrainSimCLR(Method):
     name = "pretrain_simclr"
+    config = SimCLRConfig
+    pretraining = True
+    diagnostics = ("loss/nt_xent",)
 
     def build(self) -> None:
         if self.ctx.sanm_settings is not None:

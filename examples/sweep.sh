@@ -3,7 +3,7 @@
 # (<output_root>/<method>/<dataset>/<noise>/<sanm>/seed<k>), then `python -m baselines.report`: mean ± std over
 # the seeds and SANM's gain over its base method.
 #
-#   examples/sweep.sh +experiment=smoke                       # all six methods, tiny, on digits (minutes)
+#   examples/sweep.sh +experiment=smoke                       # every method, tiny, on digits (minutes)
 #   SEEDS=0,1,2 METHODS=ce examples/sweep.sh +experiment=smoke   # three seeds
 #   METHODS="dividemix elr_plus" NOISES=sym_0.5,sym_0.8 examples/sweep.sh   # CIFAR-10, the paper's settings
 #   LAUNCHER=joblib examples/sweep.sh ...                     # jobs in parallel here (pip install -e ".[sweeps]")
@@ -12,12 +12,12 @@
 # Extra arguments are Hydra overrides given to every job; re-running with resume=true continues each run.
 set -euo pipefail
 
-METHODS=${METHODS:-"ce dividemix c2d elr_plus cdr coteaching"}
+PYTHON=${PYTHON:-python}
+METHODS=${METHODS:-$("$PYTHON" -m baselines --names)}  # default: every method the registry finds
 NOISES=${NOISES:-"sym_0.5,asym_0.4"}
 SANM=${SANM:-"off,on"}
 SEEDS=${SEEDS:-0}
 OUTPUT_ROOT=${OUTPUT_ROOT:-outputs/sweep}
-PYTHON=${PYTHON:-python}
 
 for method in $METHODS; do
   "$PYTHON" -m "baselines.$method" -m "noise=$NOISES" "+sanm=$SANM" "seed=$SEEDS" "output_root=$OUTPUT_ROOT" \

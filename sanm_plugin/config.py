@@ -91,12 +91,12 @@ class SANMConfig:
 
     @classmethod
     def paper(cls, **overrides: Any) -> "SANMConfig":
-        """The equations of the paper (design.md section 1): the library default."""
+        """The equations of the paper (docs/method.md section 1): the library default."""
         return cls(**overrides)
 
     @classmethod
     def official(cls, **overrides: Any) -> "SANMConfig":
-        """The official code's choices (baselines.md 9.3-9.5): energy map, corner box, channel fill."""
+        """The official code's choices (docs/baselines.md 9.3-9.5): energy map, corner box, channel fill."""
         settings = dict(
             mu=0.2,  # unused by ratio='official'; kept at the paper value
             delta=0.8,  # U(0.8, 1.25) aspect in Train_cifar.py

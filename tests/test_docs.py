@@ -1,18 +1,65 @@
-"""Every document the code, configs and README point to is shipped in the repository."""
+"""Every document the code, configs and README point to is shipped in the repository, and so is every section
+such a reference names."""
 
 import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ("baselines", "sanm_plugin", "conf", "benchmarks", "examples", "docs")
+SOURCES = ("baselines", "sanm_plugin", "conf", "benchmarks", "examples", "docs", "tests")
+TOP_LEVEL = ("README.md", "setup.cfg", "pyproject.toml")
+THIS_FILE = Path(__file__).resolve()
+
+# `docs/<file>.md section N`, `docs/<file>.md N`, `docs/<file>.md N.M`, `... N.M-N.K`, `... N.M, N.K and N.L`;
+# inside docs/ the name may be a Markdown link, `[docs/<file>.md](<file>.md) N.M`
+_SECTION = r"\d+(?:\.\d+)?"
+_SUBSECTION = r"\d+\.\d+"
+SECTION_REFERENCE = re.compile(
+    rf"\bdocs/(?P<file>[\w./-]+\.md)(?:\]\([\w./#-]*\))?\s+(?:section\s+(?P<section>\d+)\b"
+    rf"|(?P<list>{_SECTION}(?:(?:\s*-\s*|,\s*|\s+and\s+){_SUBSECTION})*)(?![\w.]*\d))"
+)
+HEADING = re.compile(r"^(#{2,3})[ \t]+(\d+(?:\.\d+)?)\.?[ \t]", re.MULTILINE)
+# the documents the code once pointed to outside the repository; only docs/ copies may be named now
+UNSHIPPED_NAMES = re.compile(r"\b(?:design|baselines|style)\.md\b")
 
 
 def _texts():
     for folder in SOURCES:
         for path in sorted((ROOT / folder).rglob("*")):
-            if path.suffix in (".py", ".yaml", ".md", ".csv", ".sh") and path.is_file():
+            if path.suffix in (".py", ".yaml", ".md", ".csv", ".sh") and path.is_file() and path != THIS_FILE:
                 yield path, path.read_text()
-    yield ROOT / "README.md", (ROOT / "README.md").read_text()
+    for name in TOP_LEVEL:
+        yield ROOT / name, (ROOT / name).read_text()
+
+
+def referenced_sections(text: str) -> list[tuple[str, str]]:
+    """(file under docs/, section number) for every section a `docs/<file>.md ...` reference in `text` names;
+    a range N.M-N.K names every subsection from N.M to N.K."""
+    found = []
+    for match in SECTION_REFERENCE.finditer(text):
+        if match["section"]:
+            found.append((match["file"], match["section"]))
+            continue
+        items = re.split(r"(,\s*|\s+and\s+)", match["list"])
+        for item in items[::2]:
+            if "-" in item:
+                low, high = (part.strip() for part in item.split("-"))
+                (major, first), (major_high, last) = low.split("."), high.split(".")
+                if major == major_high:
+                    found.extend((match["file"], f"{major}.{k}") for k in range(int(first), int(last) + 1))
+                else:
+                    found.extend([(match["file"], low), (match["file"], high)])
+            else:
+                found.append((match["file"], item.strip()))
+    return found
+
+
+def headings(path: Path) -> set[str]:
+    """'N' for every `## N.` heading of a Markdown file, 'N.M' for every `### N.M` one."""
+    numbers = set()
+    for level, number in HEADING.findall(path.read_text()):
+        if (level == "##") == ("." not in number):
+            numbers.add(number)
+    return numbers
 
 
 def test_every_docs_reference_names_a_shipped_file():
@@ -20,3 +67,43 @@ def test_every_docs_reference_names_a_shipped_file():
     assert references, "no docs/ references found: the pattern is wrong"
     missing = sorted(f"{path.relative_to(ROOT)}: {ref}" for path, ref in references if not (ROOT / ref).is_file())
     assert not missing, missing
+
+
+def test_the_reference_pattern_reads_sections_lists_and_ranges():
+    text = ("see docs/baselines.md 4.3 (e.g. 50), docs/method.md section 1, docs/baselines.md 1.1, 1.3, 7.4;\n"
+            "docs/baselines.md 9.3-9.5 and docs/baselines.md 6.1 and 6.2; docs/baselines.md 2. Then docs/runs.md\n"
+            "section 3, and docs/reproducing.md lists the cells")
+    assert referenced_sections(text) == [
+        ("baselines.md", "4.3"), ("method.md", "1"), ("baselines.md", "1.1"), ("baselines.md", "1.3"),
+        ("baselines.md", "7.4"), ("baselines.md", "9.3"), ("baselines.md", "9.4"), ("baselines.md", "9.5"),
+        ("baselines.md", "6.1"), ("baselines.md", "6.2"), ("baselines.md", "2"), ("runs.md", "3"),
+    ]
+
+
+def test_every_referenced_section_is_a_heading_of_its_document():
+    references = {(path, doc, section) for path, text in _texts() for doc, section in referenced_sections(text)}
+    assert len(references) > 40, "too few section references found: the pattern is wrong"
+    known: dict[str, set[str]] = {}
+    missing = []
+    for path, doc, section in sorted(references):
+        target = ROOT / "docs" / doc
+        if not target.is_file():
+            continue  # the shipped-file test reports it
+        if section not in known.setdefault(doc, headings(target)):
+            level = "## N." if "." not in section else "### N.M"
+            missing.append(f"{path.relative_to(ROOT)}: docs/{doc} {section} (no `{level}` heading {section})")
+    assert not missing, missing
+
+
+def test_no_source_names_a_document_outside_docs():
+    stray = []
+    for path, text in _texts():
+        for match in UNSHIPPED_NAMES.finditer(text):
+            before = text[: match.start()]
+            if re.search(r"(?<![\w/.-])docs/$", before):
+                continue
+            if path.parent == ROOT / "docs" and before.endswith("](") and (path.parent / match.group()).is_file():
+                continue  # a relative Markdown link between the shipped docs
+            line = text.count("\n", 0, match.start()) + 1
+            stray.append(f"{path.relative_to(ROOT)}:{line}: {match.group()}")
+    assert not stray, f"name the shipped docs/ file instead: {stray}"

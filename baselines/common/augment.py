@@ -4,7 +4,7 @@ policy (AutoAugment / RandAugment, policies.py), normalisation.
 The CIFAR recipe of every baseline (DivideMix, C2D, ELR+, CDR ``dataloader_cifar.py``-style loaders) is
 ``RandomCrop(32, padding=4)``, ``RandomHorizontalFlip()``, ``ToTensor()``, ``Normalize(mean, std)``, run per image
 through PIL in loader workers. Here the same distribution is drawn for a whole uint8 batch on the training device
-(design.md section 5): the batch is padded once and each sample's window, mirrored or not, is read with one
+(docs/runs.md 2.3): the batch is padded once and each sample's window, mirrored or not, is read with one
 ``torch.gather``. A mirrored crop is the same window read with its column indices reversed, so flipping is free.
 
 The presets are what `augment=<name>` selects (conf/augment/): `weak` (crop + flip, every baseline's CIFAR recipe),

@@ -1,6 +1,6 @@
 """Atomic checkpoints that ``torch.load(weights_only=True)`` accepts, RNG states included.
 
-Resuming (design.md section 6) must end in the same state as an uninterrupted run, so a checkpoint carries every
+Resuming (docs/runs.md section 4) must end in the same state as an uninterrupted run, so a checkpoint carries every
 random stream a run draws from: Python's ``random``, NumPy's global generator, torch's CPU generator and each CUDA
 device's. They are stored as tensors, ints, floats and tuples, the only things the weights-only unpickler loads, so
 no checkpoint ever needs the unsafe ``weights_only=False``.

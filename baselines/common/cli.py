@@ -29,8 +29,10 @@ def config_path() -> str:
     return "pkg://baselines.conf"
 
 
-def entry_point(method_cls: type[Method], config_name: str) -> Callable[[], None]:
-    """A `main()` for `method_cls`; the run directory is Hydra's (deterministic, see conf/common.yaml)."""
+def entry_point(method_cls: type[Method], config_name: Optional[str] = None) -> Callable[[], None]:
+    """A `main()` for `method_cls` on conf/<config_name>.yaml (default: the method's name); the run directory is
+    Hydra's (deterministic, see conf/common.yaml)."""
+    config_name = config_name or method_cls.name
 
     @hydra.main(version_base="1.3", config_path=config_path(), config_name=config_name)
     def compose_and_run(cfg: DictConfig) -> None:

@@ -9,9 +9,9 @@ the library and the command line share one set of checks.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, get_type_hints
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
@@ -100,7 +100,7 @@ class AugmentConfig:
 @dataclass
 class TrainerConfig:
     """How the networks are optimised. Keys a method tunes per dataset and noise may be `auto` in its
-    conf/<method>.yaml: the engine then fills them from `Method.trainer_defaults` (baselines.md tables)
+    conf/<method>.yaml: the engine then fills them from `Method.trainer_defaults` (docs/baselines.md, per method)
     and writes the values used to resolved.yaml; a command-line value always wins."""
 
     epochs: Any = 300
@@ -133,26 +133,12 @@ class TrainerConfig:
 
 
 @dataclass
-class SANMGroupConfig:
-    """`+sanm=on|official|off`: the hook math (SANMConfig) plus how the engine trains on masked views."""
+class SANMEngineKeys:
+    """The `sanm` group's own keys: which preset, and how the engine trains on the masked views."""
 
     name: str = "on"
     enabled: bool = True  # sanm=off sets false: the plain baseline, for sweeps
     preset: str = "paper"  # paper | official: the SANMConfig starting point
-    mu: Optional[float] = None  # None keeps the preset's value
-    delta: Optional[float] = None
-    beta: Optional[float] = None
-    activation: Optional[str] = None
-    ratio: Optional[str] = None
-    box: Optional[str] = None
-    fill: Optional[str] = None
-    trough: Optional[str] = None
-    label_spread: Optional[str] = None
-    validate: Optional[bool] = None
-    fill_space: Optional[str] = None
-    recon_target: Optional[str] = None
-    decoder: Optional[str] = None
-    extremes: Optional[str] = None
     train_on: str = AUTO  # auto | masked | clean_and_masked
     target: str = AUTO  # auto | label | prediction
     warmup_epochs: Any = AUTO  # auto | int: epochs before SANM starts (G needs a trained network)
@@ -160,9 +146,18 @@ class SANMGroupConfig:
 
     def hook_settings(self) -> Dict[str, Any]:
         """The SANMConfig fields this group sets (its other keys are the engine's), on top of the preset."""
-        keys = [f.name for f in fields(SANMConfig)]  # one list: a new hook switch needs no edit here
-        values = {key: getattr(self, key) for key in keys if getattr(self, key) is not None}
+        values = {f.name: getattr(self, f.name) for f in fields(SANMConfig) if getattr(self, f.name) is not None}
         return {"preset": self.preset, **values}
+
+
+# `+sanm=on|official|off`: SANMEngineKeys plus every SANMConfig field as an optional override (None keeps the
+# preset's value), generated from SANMConfig so that a new hook switch is a `sanm.` key with no edit here.
+SANMGroupConfig = make_dataclass(
+    "SANMGroupConfig",
+    [(name, Optional[hint], field(default=None)) for name, hint in get_type_hints(SANMConfig).items()],
+    bases=(SANMEngineKeys,),
+)
+SANMGroupConfig.__module__ = __name__
 
 
 # One line per key of the `sanm` group, for `--help` (conf/hydra/help/baselines.yaml renders it).
@@ -199,7 +194,10 @@ OmegaConf.register_new_resolver("sanm_help", sanm_help, replace=True)
 
 @dataclass
 class MethodConfig:
-    name: str = "ce"
+    """The `method` keys every method has; a method's own keys and defaults live in a subclass of this, its
+    class's `config` (the one place they are declared: conf/<method>.yaml holds no `method:` block)."""
+
+    name: str = ""  # empty: the method class's `name`
     warmup_epochs: Any = AUTO  # the method's warm-up; sanm.warmup_epochs=auto starts SANM when it ends
     sanm_train_on: str = "clean_and_masked"  # what sanm.train_on=auto means
     sanm_target: str = "label"  # what sanm.target=auto means
@@ -237,6 +235,16 @@ class RunConfig:
     plots: PlotsConfig = field(default_factory=PlotsConfig)
 
 
-def register_schema(name: str, method: MethodConfig) -> None:
-    """Store `RunConfig(method=...)` as `<name>_schema`, the first entry of conf/<name>.yaml's defaults."""
-    ConfigStore.instance().store(name=f"{name}_schema", node=RunConfig(method=method))
+ConfigStore.instance().store(name="run_schema", node=RunConfig)  # the first entry of every conf/<method>.yaml
+
+
+def register_method_schema(name: str, config: type[MethodConfig]) -> None:
+    """Store a method's `config` dataclass as `<name>_method` (package `method`), the second entry of
+    conf/<name>.yaml's defaults: unknown keys fail, and its defaults are the method's. Called for every Method
+    subclass that declares a `name` (engine.Method.__init_subclass__)."""
+    node = config()
+    if not node.name:
+        node.name = name
+    elif node.name != name and "${" not in node.name:
+        raise TypeError(f"{config.__name__}.name is {node.name!r}, but the method is {name!r}; leave it empty")
+    ConfigStore.instance().store(name=f"{name}_method", node=node, package="method")

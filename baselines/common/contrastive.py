@@ -1,4 +1,4 @@
-"""SimCLR pieces for C2D's pre-training (baselines.md 5.1): batched strong views and the NT-Xent loss.
+"""SimCLR pieces for C2D's pre-training (docs/baselines.md 5.1): batched strong views and the NT-Xent loss.
 
 The views follow SupContrast's recipe (RandomResizedCrop(scale 0.2-1), horizontal flip, ColorJitter
 (0.4, 0.4, 0.4) with p 0.8, RandomGrayscale p 0.2, normalise), done on whole batches on the device:

@@ -1,4 +1,4 @@
-"""CDR's critical-parameter gradient edit (Xia et al., ICLR 2021; baselines.md 7.1), for any method.
+"""CDR's critical-parameter gradient edit (Xia et al., ICLR 2021; docs/baselines.md 7.1), for any method.
 
 After backward and before the optimiser step, every weight scalar j of the conv kernels and linear
 weights (tensors with 2 or 4 dimensions; biases and norm parameters are left alone) is scored by its

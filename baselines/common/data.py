@@ -1,6 +1,6 @@
 """Image datasets held in memory as uint8 arrays, augmented later in whole batches on the device.
 
-design.md section 5: crop, flip and normalisation run on batched tensors, not per sample through
+docs/runs.md section 2: crop, flip and normalisation run on batched tensors, not per sample through
 PIL in worker processes, so each split is loaded once as `uint8 [N, C, H, W]`. Sources:
 
 - `digits`: scikit-learn's bundled 8x8 digits (1,797 images) upsampled to 32x32; works offline.
@@ -288,7 +288,7 @@ class _CifarLayout(NamedTuple):
     meta_file: str
     label_key: str
     names_key: str
-    mean: tuple[float, ...]  # baselines.md 1.4: the DivideMix / C2D / SANM constants
+    mean: tuple[float, ...]  # docs/baselines.md 1.4: the DivideMix / C2D / SANM constants
     std: tuple[float, ...]
 
 

@@ -1,4 +1,4 @@
-"""Early-learning regularisation (Liu et al., NeurIPS 2020; shengliu66/ELR), baselines.md 6.1 and 6.2.
+"""Early-learning regularisation (Liu et al., NeurIPS 2020; shengliu66/ELR), docs/baselines.md 6.1 and 6.2.
 
 The pieces ELR and ELR+ share, as functions on tensors (each tested against hand-computed values):
 the regulariser `mean_i log(1 - <t_i, p_i>)`, the temporal-ensemble target table, ELR+'s CIFAR-100

@@ -35,7 +35,7 @@ from . import distributed
 from .acceleration import Acceleration, routed_model
 from .augment import build_augment
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
-from .config import AUTO, dataset_dir_name, flatten
+from .config import AUTO, MethodConfig, dataset_dir_name, flatten, register_method_schema
 from .data import DatasetError, ImageDataset, default_cache_dir, load_dataset
 from .streaming import ImageFiles, StreamedImages
 from .metrics import (ConsoleLog, EpochMeans, QuietConsole, RankRecords, RunRecorder, epoch_progress, without_truth,
@@ -341,15 +341,32 @@ class RunContext:
                 yield idx, predict(self.augment(images[idx], train=False))
 
 
+def per_network(*keys: str, networks: tuple[str, ...] = ("net1", "net2")) -> tuple[str, ...]:
+    """The metrics.jsonl names of per-network `keys` of a two-network method (`Method._suffix`)."""
+    return tuple(f"{key}_{net}" for key in keys for net in networks)
+
+
 class Method:
-    """Base of every baseline. Subclasses set `name`, build their networks, and write `train_step`."""
+    """Base of every baseline. A subclass that sets `name` declares a method, in one place: its `config` (the
+    `method` keys and their defaults), the `diagnostics` it promises in metrics.jsonl once its main phase runs,
+    its networks (`build`) and its step (`train_step`). Declaring it registers its config schema; the registry
+    (baselines/registry.py) finds it in its module `baselines/<name>.py`, and the tests, sweeps and listings
+    read the set of methods from there."""
 
     name = "method"
+    config: type[MethodConfig] = MethodConfig
+    diagnostics: tuple[str, ...] = ()  # metrics.jsonl keys beside the losses (per network: with _net1 / _net2)
+    pretraining = False  # a label-free step another method starts from (SimCLR), not a noisy-label method
     default_warmup_epochs = 0  # what method.warmup_epochs=auto means
     distributed = False  # runs under torchrun over N processes (engine: distributed.py)
     # the trainer keys conf/<method>.yaml leaves `auto`; `reference_epochs` is the run length its lr_milestones
     # were written for, so that they scale with trainer.epochs (trainer.py)
     schedule: dict = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:  # a declaration, not a helper subclass of one (tests patch methods so)
+            register_method_schema(cls.name, cls.config)
 
     @classmethod
     def trainer_defaults(cls, cfg: DictConfig) -> dict:

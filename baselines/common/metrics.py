@@ -1,4 +1,4 @@
-"""A run's metric files (design.md section 6), the AUC of clean-sample scores, and the per-epoch progress bar.
+"""A run's metric files (docs/runs.md section 3), the AUC of clean-sample scores, and the per-epoch progress bar.
 
 ``metrics.jsonl`` holds one strict-JSON object per epoch and is fsynced line by line, so a killed run loses at most
 the epoch in progress; on resume ``truncate_after`` drops the epochs the checkpoint does not cover. TensorBoard is an

@@ -1,4 +1,4 @@
-"""Mixup and the MixMatch pieces DivideMix (and ELR+'s mixup) share (baselines.md 4.2, 6.2).
+"""Mixup and the MixMatch pieces DivideMix (and ELR+'s mixup) share (docs/baselines.md 4.2, 6.2).
 
 Pure functions on tensors, so each is tested against hand-computed values.
 """

@@ -1,9 +1,9 @@
 """Networks the baselines train: DivideMix's PreAct ResNet-18 and Co-teaching's 9-layer CNN.
 
-Both are rebuilt from baselines.md section 2 (`DivideMix: PreResNet.py`, `Co-teaching: model.py`)
+Both are rebuilt from docs/baselines.md section 2 (`DivideMix: PreResNet.py`, `Co-teaching: model.py`)
 and follow timm's model contract (`forward_features`, `forward_head`, `get_classifier`,
 `num_features`), so SANM's CAM reads the feature map and the classifier weight without hooks
-(style.md, "Hook API").
+(docs/method.md 2.5).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class PreActBlock(nn.Module):
     """DivideMix's pre-activation basic block.
 
     Unlike He et al. (2016), the identity shortcut carries the BN-ReLU'd input `a`, not the raw
-    `x`; baselines.md section 2 keeps this quirk so results stay comparable with DivideMix, C2D,
+    `x`; docs/baselines.md section 2 keeps this quirk so results stay comparable with DivideMix, C2D,
     ELR+ and SANM.
     """
 
@@ -113,7 +113,7 @@ class CNN9(_TimmContract):
     """Co-teaching's 9-layer CNN (`Co-teaching: model.py`).
 
     Upstream calls `F.dropout2d` without `training=`, which on current PyTorch is active in eval
-    too; baselines.md section 2 recommends `nn.Dropout2d`, active only in training, as here.
+    too; docs/baselines.md section 2 recommends `nn.Dropout2d`, active only in training, as here.
 
     Args:
         num_classes: Output classes.

@@ -1,6 +1,6 @@
 """Label noise for the baselines: synthetic generators, label files and a disk cache.
 
-The upstream repos disagree on what "r % noise" means (baselines.md section 1), so the protocol is
+The upstream repos disagree on what "r % noise" means (docs/baselines.md section 1), so the protocol is
 an option:
 
 * ``dividemix`` (1.1, DivideMix / C2D / SANM ``dataloader_cifar.py``): a seeded permutation selects
@@ -48,7 +48,7 @@ PROTOCOLS = ("dividemix", "exclude_true")
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
 )
-# DivideMix `dataloader_cifar.py` (baselines.md 1.1): 9->1, 2->0, 4->7, 3<->5, here by class name.
+# DivideMix `dataloader_cifar.py` (docs/baselines.md 1.1): 9->1, 2->0, 4->7, 3<->5, here by class name.
 _CIFAR10_ASYM = {
     "truck": "automobile", "bird": "airplane", "deer": "horse", "cat": "dog", "dog": "cat",
 }
@@ -72,7 +72,7 @@ class NoiseSpec:
     Attributes:
         type: One of ``NOISE_TYPES``.
         rate: Nominal rate r, the share of samples selected (unused by 'none' and 'file').
-        protocol: 'dividemix' (baselines.md 1.1) or 'exclude_true' (1.3); see the module docstring.
+        protocol: 'dividemix' (docs/baselines.md 1.1) or 'exclude_true' (1.3); see the module docstring.
         asym_map: Explicit ``{source: target}`` class map for 'asym'; overrides every built-in rule.
         file: Label file for 'file': .npy, .npz, .pt/.pth or .json.
         file_key: Entry to read when the file holds a dict, e.g. CIFAR-10N's 'worse_label'.
@@ -140,7 +140,7 @@ def cifar100_superclass_targets(
 ) -> np.ndarray:
     """For every sample, a uniformly random other fine class of its true coarse superclass.
 
-    C2D's CIFAR-100 asym noise (baselines.md 1.1). Membership is read from the (fine, coarse) pairs
+    C2D's CIFAR-100 asym noise (docs/baselines.md 1.1). Membership is read from the (fine, coarse) pairs
     in the data, so no table of the 20 superclasses is needed.
 
     Args:
@@ -357,7 +357,7 @@ def _check_labels(labels: np.ndarray, num_classes: int, what: str) -> np.ndarray
 def _idn_labels(
     y: np.ndarray, num_classes: int, rate: float, images: np.ndarray, rng: np.random.Generator
 ) -> np.ndarray:
-    """CDR's instance-dependent noise (baselines.md 1.5): one [N_c, D] @ [D, C] product per class.
+    """CDR's instance-dependent noise (docs/baselines.md 1.5): one [N_c, D] @ [D, C] product per class.
 
     Pixels are standardised per channel over the training set, as CDR feeds normalised tensors;
     this also makes the labels independent of the input's scale (uint8, [0, 1] or normalised).

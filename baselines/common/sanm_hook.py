@@ -116,17 +116,16 @@ class SANMHook(torch.nn.Module):
         # the last mask ratio each sample was given (NaN: not masked yet), for the plots; not checkpointed
         self.register_buffer("last_ratio", torch.full((len(is_clean),), float("nan"), device=is_clean.device),
                              persistent=False)
-        self.loss_history: list = []  # normalised GMM losses, for averaging over epochs (DivideMix at 90%)
         self._reset_stats()
 
     # ------------------------------------------------------------------ label quality
     def active(self, epoch: int) -> bool:
         return epoch >= self.settings.warmup_epochs
 
-    def refresh_quality(self, losses: torch.Tensor, history_window: int = 0) -> dict[str, float]:
-        """G from the per-sample losses of an evaluation pass (Eq. 2); returns its diagnostics."""
-        history = self.loss_history if history_window > 0 else None
-        self.set_quality(gmm_clean_probability(losses, history, window=max(history_window, 1)))
+    def refresh_quality(self, losses: torch.Tensor) -> dict[str, float]:
+        """G from the per-sample losses of an evaluation pass (Eq. 2); returns its diagnostics. (A method that
+        averages losses over epochs, DivideMix at 90% noise, computes G itself and calls set_quality.)"""
+        self.set_quality(gmm_clean_probability(losses))
         return {"gmm_auc": binary_auc(self.clean_prob, self.is_clean)}
 
     def set_quality(self, clean_prob: torch.Tensor) -> None:
@@ -176,12 +175,14 @@ class SANMHook(torch.nn.Module):
         targets: torch.Tensor,
         classifier_weight: Optional[torch.Tensor],
         clean_loss: Callable[[torch.Tensor], torch.Tensor],
+        masked_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = soft_cross_entropy,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The whole SANM step for a method whose loss is a supervised loss on one batch.
 
-        train_on='clean_and_masked': clean_loss(clean logits) + soft CE of the masked view + L_r;
-        'masked': the clean forward runs without gradient (it only places the masks), and the masked
-        view's soft CE + L_r replace the clean loss.
+        train_on='clean_and_masked': clean_loss(clean logits) + masked_loss(masked logits, regularised targets)
+        + L_r; 'masked': the clean forward runs without gradient (it only places the masks), and the masked
+        view's loss + L_r replace the clean loss. masked_loss defaults to soft cross-entropy (Eq. 8); a method
+        with a loss of its own (GCE, SCE) passes it, called on the [B, C] regularised targets.
         """
         if self.settings.train_on == "masked":
             with torch.no_grad():
@@ -192,7 +193,7 @@ class SANMHook(torch.nn.Module):
             clean_term = clean_loss(logits)
         views = self.views(images, logits, feats, index, targets, classifier_weight)
         logits_m, feats_m = tap(views.images)
-        masked_term = soft_cross_entropy(logits_m, views.targets)
+        masked_term = masked_loss(logits_m, views.targets)
         reconstruction = self.reconstruction(feats_m, images)
         loss = clean_term + masked_term + reconstruction
         return loss, {"loss/clean": clean_term.detach(), "loss/masked": masked_term.detach(),
@@ -221,7 +222,8 @@ class SANMHook(torch.nn.Module):
 
     # ------------------------------------------------------------------ checkpoints
     def extra_state(self) -> dict:
-        return {"loss_history": [torch.as_tensor(h) for h in self.loss_history]}
+        """Nothing beyond the state_dict (G is a buffer); kept so checkpoints keep one layout."""
+        return {}
 
     def load_extra_state(self, state: dict) -> None:
-        self.loss_history = [h.numpy() for h in state["loss_history"]]
+        """Checkpoints written before this version carry an always-empty `loss_history`: nothing to restore."""

@@ -1,4 +1,4 @@
-"""CDR: the critical-parameter edit by hand (baselines.md 7.1), eps resolution, model selection, resume."""
+"""CDR: the critical-parameter edit by hand (docs/baselines.md 7.1), eps resolution, model selection, resume."""
 
 import json
 import math

@@ -1,4 +1,4 @@
-"""SimCLR pieces for C2D (baselines.md 5.1): NT-Xent against hand-computed values, batched views, encoders."""
+"""SimCLR pieces for C2D (docs/baselines.md 5.1): NT-Xent against hand-computed values, batched views, encoders."""
 
 import math
 

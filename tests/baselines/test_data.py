@@ -98,7 +98,7 @@ def test_fake_cifar10_loads_as_written(tmp_path):
         np.testing.assert_array_equal(getattr(ds, key), written[key])
     assert ds.train_images.shape == (50, 3, 32, 32) and ds.train_labels.dtype == np.int64
     assert ds.class_names == CIFAR10_CLASSES and ds.coarse_labels is None
-    # DivideMix's constants (baselines.md 1.4), not statistics of the fake.
+    # DivideMix's constants (docs/baselines.md 1.4), not statistics of the fake.
     assert ds.mean == (0.4914, 0.4822, 0.4465) and ds.std == (0.2023, 0.1994, 0.2010)
     # A different fake must not share the real data's identity (it keys the noise cache).
     write_fake_cifar10(tmp_path / "other", seed=1)

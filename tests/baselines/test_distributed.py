@@ -200,5 +200,5 @@ def test_sanm_dividemix_over_two_processes_runs_and_resumes(tmp_path):
     checkpoint = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     assert len(checkpoint["rng_ranks"]) == 2  # every rank's streams, so the resumed run continues each
     written = sorted(p.name for p in run_dir.iterdir() if p.name != "tensorboard")  # there when it is installed
-    assert written == [".hydra", "checkpoints", "metrics.jsonl", "resolved.yaml", "run.log", "status.json",
-                       "summary.json"]
+    assert written == [".hydra", "checkpoints", "diagnostics", "metrics.jsonl", "resolved.yaml", "run.log",
+                       "status.json", "summary.json"]

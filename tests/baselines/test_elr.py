@@ -1,4 +1,4 @@
-"""ELR and ELR+ (baselines.md 6.1, 6.2): the pieces against hand-computed values, the step's wiring, resume."""
+"""ELR and ELR+ (docs/baselines.md 6.1, 6.2): the pieces against hand-computed values, the step's wiring, resume."""
 
 import copy
 import math

@@ -1,4 +1,4 @@
-"""MixMatch pieces (baselines.md 4.2) against hand-computed values."""
+"""MixMatch pieces (docs/baselines.md 4.2) against hand-computed values."""
 
 import math
 

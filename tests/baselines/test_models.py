@@ -13,7 +13,7 @@ from baselines.common.models import CNN9, MODELS, PreActResNet18, build_model
 SMALL = {"preact_resnet18": {"width": 8}, "cnn9": {}}
 # Feature map for a 32x32 input. PreAct: strides 1, 2, 2, 2 -> 4x4. CNN9: two 2x max-pools
 # (32 -> 8), then three unpadded 3x3 convs (8 -> 6 -> 4 -> 2); the global pool then gives 1x1
-# (baselines.md section 2).
+# (docs/baselines.md section 2).
 FEATURE_SHAPE = {"preact_resnet18": (64, 4, 4), "cnn9": (128, 2, 2)}
 
 

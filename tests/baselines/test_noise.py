@@ -1,4 +1,4 @@
-"""`baselines.common.noise` against the noise protocols of baselines.md 1.1, 1.3 and 1.5."""
+"""`baselines.common.noise` against the noise protocols of docs/baselines.md 1.1, 1.3 and 1.5."""
 
 from __future__ import annotations
 
@@ -102,7 +102,7 @@ def test_output_is_valid_and_input_untouched(kind, protocol, rate, seed):
 
 def test_cifar10_asym_flips_only_source_classes(labels):
     noisy = make_noisy_labels(NoiseSpec("asym", 0.4), labels, C, seed=123, dataset="cifar10")
-    expected = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}  # baselines.md 1.1
+    expected = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}  # docs/baselines.md 1.1
     assert cifar10_asym_map(CIFAR10_CLASSES) == expected
     changed = noisy != labels
     assert set(np.unique(labels[changed])) == set(expected)

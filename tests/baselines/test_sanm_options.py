@@ -1,25 +1,12 @@
 """SANM's ablation options (fill space, reconstruction target, decoder, extremes) reach every network's hooks."""
 
-from pathlib import Path
-
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-
-from baselines.common.engine import RunContext
-from baselines.common.trainer import resolve_trainer
-from baselines.registry import BASELINES
-
-ROOT = Path(__file__).resolve().parents[2]
+from method_steps import build_method
 
 
 def _method(tmp_path, name, *overrides):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name=name, overrides=["+experiment=smoke", "noise=sym_0.5", "tensorboard=false",
-                                                   "progress=false", f"dataset.cache_dir={tmp_path}", *overrides])
-    cls = BASELINES[name]
-    cfg = resolve_trainer(cfg, cls.trainer_defaults(cfg))
-    return cls(RunContext(cfg, tmp_path, cls))
+    return build_method(tmp_path, name, *overrides)
 
 
 @pytest.mark.parametrize("name", ["ce", "dividemix"])

@@ -19,7 +19,8 @@ from fake_data import write_image_folder  # noqa: E402
 
 def _run(tmp_path, *args) -> str:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "SANM_CACHE_DIR": str(tmp_path / "cache")}
-    out = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    # a hang guard only: each script here takes under a minute; 30 minutes outlasts any loaded machine's pass
+    out = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     return out.stdout
 

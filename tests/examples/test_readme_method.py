@@ -1,4 +1,5 @@
-"""README's "Adding your own method" example runs as printed, with and without SANM."""
+"""README's "Adding your own method" shows baselines/gce.py and conf/gce.yaml as shipped, and the example runs
+as printed, with and without SANM."""
 
 import json
 import re
@@ -8,26 +9,38 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from baselines.common.engine import run
-from baselines.registry import BASELINES  # noqa: F401  (registers the ce schema the example composes)
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _example_source() -> str:
+def _block(language: str, first_line: str) -> str:
     readme = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"```python\n(# baselines/mymethod.py\n.*?)```", readme, flags=re.S)
+    blocks = re.findall(rf"```{language}\n({re.escape(first_line)}.*?)```", readme, flags=re.S)
     assert len(blocks) == 1, "README's method example moved; update this test"
     return blocks[0]
 
 
+def _without_docstring(source: str) -> str:
+    """The module's code after its docstring and `from __future__` line (README leaves both out)."""
+    body = source.split('"""', 2)[2]
+    return body.replace("from __future__ import annotations\n", "").strip() + "\n"
+
+
+def test_readme_shows_the_shipped_gce_module_and_yaml():
+    shown = _block("python", "# baselines/gce.py\n").split("\n", 1)[1]
+    assert shown == _without_docstring((ROOT / "baselines" / "gce.py").read_text())
+    yaml = (ROOT / "conf" / "gce.yaml").read_text().split("\n", 1)[1]  # less its usage comment
+    assert _block("yaml", "defaults:\n  - ce\n") == yaml
+
+
 @pytest.mark.parametrize("sanm", [None, "on"])
 def test_readme_method_example_trains_through_the_engine(tmp_path, sanm):
-    namespace = {"__name__": "mymethod_example"}
-    exec(compile(_example_source(), "README.md", "exec"), namespace)
+    namespace = {"__name__": "gce_example"}
+    exec(compile(_block("python", "# baselines/gce.py\n"), "README.md", "exec"), namespace)
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="ce", overrides=["+experiment=smoke", "noise=sym_0.5",
-                                                    *([f"+sanm={sanm}"] if sanm else [])])
-    summary = run(cfg, namespace["MyMethod"], run_dir=tmp_path)
+        cfg = compose(config_name="gce", overrides=["+experiment=smoke", "noise=sym_0.5", "method.q=0.5",
+                                                     *([f"+sanm={sanm}"] if sanm else [])])
+    summary = run(cfg, namespace["GCE"], run_dir=tmp_path)
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert summary["epochs"] == 2 and "loss" in records[1]
+    assert summary["epochs"] == 2 and ("loss/supervised" in records[0])
     assert ("mask_ratio_clean" in records[1]) == bool(sanm)

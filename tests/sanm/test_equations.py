@@ -1,4 +1,4 @@
-"""The paper's equations against hand-computed values (design.md section 1)."""
+"""The paper's equations against hand-computed values (docs/method.md section 1)."""
 
 import numpy as np
 import pytest
