@@ -43,7 +43,7 @@ from baselines.common.cli import entry_point
 from baselines.common.config import AUTO, MethodConfig
 from baselines.common.engine import Batch, Method, Network, per_network
 from baselines.common.metrics import selection_scores
-from baselines.common.sanm_hook import soft_cross_entropy
+from baselines.common.losses import soft_cross_entropy
 
 # docs/baselines.md 8.2: linear decay from epoch 80 (CIFAR-100: 100) of upstream's 200
 DECAY_START = {"cifar10": 80, "cifar100": 100}  # of upstream's 200 epochs

@@ -39,7 +39,7 @@ from baselines.common.engine import Method, Network, per_network
 from baselines.common.metrics import EpochMeans, binary_auc, selection_scores
 from baselines.common.mixup import (co_guess, linear_rampup, mix, negative_entropy, refine_labels, sharpen,
                                     uniform_prior_penalty)
-from baselines.common.sanm_hook import soft_cross_entropy
+from baselines.common.losses import soft_cross_entropy
 from sanm_plugin import gmm_clean_probability
 
 # docs/baselines.md 4.3 (paper App. B Table 7, corroborated by DivideMix issues #10, #46, #50): lambda_u per noise

@@ -47,7 +47,7 @@ from baselines.common.elr import (WeightAverage, clamped_softmax, elr_term, sigm
 from baselines.common.engine import Batch, Method, Network, per_network
 from baselines.common.metrics import EpochMeans
 from baselines.common.mixup import mix
-from baselines.common.sanm_hook import soft_cross_entropy
+from baselines.common.losses import soft_cross_entropy
 
 VARIANTS = ("elr_plus", "elr")
 

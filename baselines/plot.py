@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from baselines.common.metrics import binary_auc
+from baselines.common.metrics import binary_auc, read_records
 from baselines.common.snapshots import DIAGNOSTICS_DIR
 
 PLOTS_DIR = "plots"
@@ -50,8 +49,7 @@ class RunFiles:
             raise FileNotFoundError(f"no metrics.jsonl in {self.run_dir}: give a run directory "
                                     "(outputs/<method>/<dataset>/<noise>/<sanm>/seed<k>) of a run that has finished "
                                     "at least one epoch")
-        lines = metrics.read_text(encoding="utf-8").split("\n")
-        self.records = [json.loads(line) for line in lines[:-1] if line.strip()]  # a torn last line is skipped
+        self.records = read_records(metrics)
         self.settings = self._settings()
         self.snapshots = [dict(np.load(path, allow_pickle=False))
                           for path in sorted((self.run_dir / DIAGNOSTICS_DIR).glob("epoch_*.npz"))]

@@ -52,8 +52,9 @@ import torch
 import torch.nn.functional as F
 
 from baselines.common.engine import Network
+from baselines.common.losses import soft_cross_entropy
 from baselines.common.models import PreActResNet18
-from baselines.common.sanm_hook import SANMHook, SANMSettings, soft_cross_entropy
+from baselines.common.sanm_hook import SANMHook, SANMSettings
 from sanm_plugin import FeatureTap, SANMConfig
 
 CLASSES, IMAGE = 10, (3, 32, 32)

@@ -124,17 +124,7 @@ class SANMAugmenter(nn.Module):
         device_type = images.device.type
         context = torch.autocast(device_type, enabled=False) if _autocast_on(device_type) else nullcontext()
         with context:
-            if cfg.activation == "cam" and classifier_weight is not None:
-                maps = activation.class_activation_map(feature_maps, logits, classifier_weight)
-            else:
-                if cfg.activation == "cam" and not self._warned_energy:
-                    warnings.warn(
-                        "SANM: activation='cam' but no classifier_weight was given; using the feature-energy "
-                        "map instead (pass classifier_weight=model's [num_classes, K] weight for the CAM)",
-                        stacklevel=2,
-                    )
-                    self._warned_energy = True
-                maps = activation.energy_map(feature_maps)
+            maps = self.activation_map(feature_maps, logits, classifier_weight)
             read = activation.extreme_pixels if cfg.extremes == "exact" else activation.quantised_extreme_pixels
             anchors = read(maps, (height, width))  # [B, 2, 2]: (peak, trough) x (row, col)
             ratios = masking.box_ratios(clean_prob, cfg)  # [B, 2]
@@ -149,6 +139,25 @@ class SANMAugmenter(nn.Module):
         (peak, trough), (peak_box, trough_box) = anchors.unbind(1), boxes.long().unbind(1)
         peak_ratio, trough_ratio = ratios.unbind(1)
         return MaskedBatch(masked, peak_ratio, peak, trough, peak_box, trough_box, trough_images, trough_ratio)
+
+    def activation_map(self, feature_maps: torch.Tensor, logits: torch.Tensor,
+                       classifier_weight: torch.Tensor | None) -> torch.Tensor:
+        """[B, h, w] map whose extremes place the boxes: the CAM of the predicted class (Eq. 1), or the feature
+        energy (config.activation='energy', or no classifier_weight given, which warns once)."""
+        if self.config.activation == "cam" and classifier_weight is not None:
+            return activation.class_activation_map(feature_maps, logits, classifier_weight)
+        if self.config.activation == "cam" and not self._warned_energy:
+            warnings.warn(
+                "SANM: activation='cam' but no classifier_weight was given; using the feature-energy "
+                "map instead (pass classifier_weight=model's [num_classes, K] weight for the CAM)",
+                stacklevel=3,
+            )
+            self._warned_energy = True
+        return activation.energy_map(feature_maps)
+
+    def to_pixels(self, images: torch.Tensor) -> torch.Tensor:
+        """The images in [0, 1] pixel units: the input's normalisation undone (a no-op for raw pixels)."""
+        return torch.addcmul(self.pixel_mean.view(1, -1, 1, 1), images.float(), self.pixel_std.view(1, -1, 1, 1))
 
     # ------------------------------------------------------------------ SANM[2]: label regularisation
     def regularize_labels(self, targets: torch.Tensor, masked: MaskedBatch) -> torch.Tensor:
@@ -209,7 +218,7 @@ class SANMAugmenter(nn.Module):
         reconstruction = (decoder or self.decoder)(masked_feature_maps).float()
         target = images.detach().float()
         if self.config.recon_target == "pixel":  # the image itself: undo the input's normalisation
-            target = torch.addcmul(self.pixel_mean.view(1, -1, 1, 1), target, self.pixel_std.view(1, -1, 1, 1))
+            target = self.to_pixels(target)
         target = target.repeat(copies, 1, 1, 1)
         return self.config.beta * copies * F.mse_loss(reconstruction, target)
 

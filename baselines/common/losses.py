@@ -8,7 +8,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["as_probabilities", "cross_entropy", "generalized_cross_entropy", "symmetric_cross_entropy"]
+__all__ = ["as_probabilities", "cross_entropy", "generalized_cross_entropy", "soft_cross_entropy",
+           "symmetric_cross_entropy"]
 
 
 def as_probabilities(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -21,11 +22,16 @@ def as_probabilities(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
     return targets.float()
 
 
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of -sum_c t_c log softmax(z)_c, for probability targets [B, C]."""
+    return -(targets * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
+
+
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean over the batch of -sum_c t_c log softmax(z)_c (F.cross_entropy on class ids, the same value)."""
+    """soft_cross_entropy on class ids [B] (F.cross_entropy, the same value) or probabilities [B, C]."""
     if targets.dim() == 1:
         return F.cross_entropy(logits.float(), targets)
-    return -(as_probabilities(targets, logits.shape[1]) * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
+    return soft_cross_entropy(logits, as_probabilities(targets, logits.shape[1]))
 
 
 def generalized_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, q: float) -> torch.Tensor:

@@ -23,8 +23,8 @@ from tqdm import tqdm
 
 from baselines.common.files import atomic_write
 
-__all__ = ["ConsoleLog", "RunRecorder", "binary_auc", "epoch_progress", "selection_scores", "tensorboard_available",
-           "without_truth"]
+__all__ = ["ConsoleLog", "RunRecorder", "binary_auc", "epoch_progress", "read_records", "selection_scores",
+           "tensorboard_available", "without_truth"]
 
 # diagnostics measured against the true labels (a key may carry a _net1 / _net2 suffix)
 TRUTH_DIAGNOSTICS = ("selection_precision", "selection_recall", "gmm_auc", "mask_ratio_noisy", "mask_ratio_clean")
@@ -82,6 +82,17 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def read_records(metrics_path: str | Path) -> list[dict[str, Any]]:
+    """The epoch records of a metrics.jsonl ([] when there is none); a torn last line (the run died mid-write, or
+    is writing it now) is ignored."""
+    path = Path(metrics_path)
+    if not path.exists():
+        return []
+    lines = path.read_text(encoding="utf-8").split("\n")
+    # Every complete line ends with "\n", so the piece after the last one is empty unless the write was torn.
+    return [json.loads(line) for line in lines[:-1] if line.strip()]
+
+
 class RunRecorder:
     """Writes a run's metrics.jsonl (one JSON object per epoch), summary.json, and TensorBoard scalars when
     tensorboard is importable.
@@ -133,12 +144,8 @@ class RunRecorder:
         return kept
 
     def records(self) -> list[dict[str, Any]]:
-        """Reads metrics.jsonl back; a torn last line (the run died mid-write) is ignored."""
-        if not self.metrics_path.exists():
-            return []
-        lines = self.metrics_path.read_text(encoding="utf-8").split("\n")
-        # Every complete line ends with "\n", so the piece after the last one is empty unless the write was torn.
-        return [json.loads(line) for line in lines[:-1] if line.strip()]
+        """Reads metrics.jsonl back (read_records)."""
+        return read_records(self.metrics_path)
 
     def write_status(self, state: str, **info: Any) -> None:
         """status.json: running | finished | interrupted | failed, with the process that wrote it, so a report

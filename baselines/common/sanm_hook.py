@@ -15,22 +15,17 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional
 
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
 from sanm_plugin import SANMAugmenter, SANMConfig, gmm_clean_probability
 
 from .config import AUTO, SANMGroupConfig
+from .losses import soft_cross_entropy
 from .metrics import binary_auc
 
 TRAIN_ON = ("masked", "clean_and_masked")
 TARGETS = ("label", "prediction")
 RECON_SOURCES = ("separate", "mixed")
-
-
-def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean over the batch of -sum_c t_c log softmax(z)_c, for probability targets [B, c]."""
-    return -(targets * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
 
 
 @dataclass(frozen=True)

@@ -67,20 +67,16 @@ def gallery_indices(is_clean: torch.Tensor, size: int, seed: int) -> torch.Tenso
     return torch.from_numpy(np.concatenate(picked))  # the wrong labels first, for the gallery's rows
 
 
-def _pixels(views: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """Normalised views back to uint8 pixels [K, C, H, W], for display."""
-    shape = (1, -1, 1, 1)
-    mean_t = torch.tensor(mean, dtype=torch.float32, device=views.device).view(shape)
-    std_t = torch.tensor(std, dtype=torch.float32, device=views.device).view(shape)
-    pixels = (views.float() * std_t + mean_t).clamp(0, 1)
-    return (pixels * 255).round().to(torch.uint8).cpu().numpy()
+def _uint8(pixels: torch.Tensor) -> np.ndarray:
+    """[0, 1] pixels as uint8 [K, C, H, W], for display."""
+    return (pixels.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
 
 
 @torch.no_grad()
 def gallery(ctx: "RunContext", net: "Network", index: torch.Tensor) -> dict[str, np.ndarray]:
     """The gallery images as the network sees them at test time, their activation map (upsampled, scaled to
     [0, 1] per image) and the masks SANM's hook draws for them with their current G."""
-    hook = net.sanm
+    hook, augmenter = net.sanm, net.sanm.augmenter
     index = index.to(ctx.device)
     if hasattr(ctx.train_images, "plan"):  # a streamed dataset decodes what it was told to expect
         ctx.train_images.plan([index], stream="eval")
@@ -91,24 +87,21 @@ def gallery(ctx: "RunContext", net: "Network", index: torch.Tensor) -> dict[str,
     try:
         tap = FeatureTap(model)
         logits, feats = tap(views)
-        weight = tap.classifier_weight if hook.augmenter.config.activation == "cam" else None
+        weight = tap.classifier_weight
     finally:
         model.train(was_training)
     quality = hook.clean_prob[index]
     devices = [ctx.device] if ctx.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):  # the fill's random draws must not move the run's RNG
-        masked = hook.augmenter.modulate_batch(views, feats, logits, quality, weight)
-    maps = (activation.class_activation_map(feats, logits, weight) if weight is not None
-            else activation.energy_map(feats))
-    maps = activation.upsample_bilinear(maps, tuple(views.shape[-2:]))
+        masked = augmenter.modulate_batch(views, feats, logits, quality, weight)
+    maps = activation.upsample_bilinear(augmenter.activation_map(feats, logits, weight), tuple(views.shape[-2:]))
     low = maps.flatten(1).min(dim=1).values.view(-1, 1, 1)
     high = maps.flatten(1).max(dim=1).values.view(-1, 1, 1)
     maps = (maps - low) / (high - low).clamp(min=1e-12)
-    mean, std = ctx.data.mean, ctx.data.std
     return {
         "gallery_index": index.cpu().numpy(),
-        "gallery_images": _pixels(views, mean, std),
-        "gallery_masked": _pixels(masked.images, mean, std),
+        "gallery_images": _uint8(augmenter.to_pixels(views)),
+        "gallery_masked": _uint8(augmenter.to_pixels(masked.images)),
         "gallery_cam": maps.half().cpu().numpy(),
         "gallery_peak_box": masked.peak_box.cpu().numpy(),
         "gallery_trough_box": masked.trough_box.cpu().numpy(),
