@@ -13,8 +13,6 @@ from typing import MutableSequence
 
 import numpy as np
 import torch
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.mixture import GaussianMixture
 
 
 def normalize_losses(losses: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -68,6 +66,10 @@ def gmm_clean_probability(
         normalized = np.mean(np.stack(list(history)), axis=0)
     if np.unique(normalized).size < 2:
         return torch.full((normalized.size,), 0.5, dtype=torch.float32, device=device)
+    # imported here: scikit-learn takes a second or two to import, and a run without G never needs it
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.mixture import GaussianMixture
+
     gmm = GaussianMixture(
         n_components=2, max_iter=max_iter, tol=tol, reg_covar=reg_covar, random_state=random_state
     )

@@ -604,18 +604,25 @@ def _draw_plots(run_dir: Path) -> str:
 
 @contextlib.contextmanager
 def _interrupts_deferred():
-    """SIGINT held back (where the platform can block signals, in the main thread) and delivered on exit."""
+    """A Ctrl-C inside the block is held back and raised as KeyboardInterrupt when the block ends.
+
+    A Python-level handler rather than a blocked signal mask: a process-directed SIGINT that the main thread
+    blocks is delivered to whichever other thread does not (torch's, tensorboard's), and one was seen to be lost
+    that way under load. Only the main thread may install handlers; elsewhere the block runs as it is."""
     import signal
     import threading
 
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    pending: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
+    if pending and previous is not signal.SIG_IGN:
+        raise KeyboardInterrupt
 
 
 def check_distributable(cfg: DictConfig, method_cls: type[Method], world: distributed.World) -> None:

@@ -21,7 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torchvision.transforms.v2.functional as TF
 
 __all__ = ["AUTOAUGMENT_CIFAR10", "RANDAUGMENT_POOL", "PerImageAugment", "PolicyAugment", "apply_op", "c2d_warmup",
            "cutout"]
@@ -87,6 +86,9 @@ def apply_op(images: torch.Tensor, op: str, value: float, fill: int) -> torch.Te
     """
     if op == "Identity":
         return images
+    # imported here: torchvision takes seconds to import, and only the strong views need it
+    import torchvision.transforms.v2.functional as TF
+
     if op == "AutoContrast":
         return TF.autocontrast(images)
     if op == "Equalize":

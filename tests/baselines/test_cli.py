@@ -130,11 +130,14 @@ def test_a_fresh_run_never_overwrites_silently(tmp_path):
 @pytest.mark.parametrize("method", sorted(BASELINES))
 def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, method):
     """The whole state survives: networks, optimisers, SANM, RNG streams and each method's own state
-    (DivideMix's GMM history, ELR+'s target tables and EMA networks, Co-teaching's two Adam optimisers)."""
-    epochs = 3
-    args = ["+experiment=smoke", "+sanm=on", "noise=sym_0.9", f"trainer.epochs={epochs}"]
+    (DivideMix's GMM history, ELR+'s target tables and EMA networks, Co-teaching's two Adam optimisers).
+    No warm-up, so the checkpoint the resumed run starts from was written after an epoch with SANM and each
+    method's main phase active."""
+    epochs = 2
+    args = ["+experiment=smoke", "+sanm=on", "noise=sym_0.9", f"trainer.epochs={epochs}", "method.warmup_epochs=0"]
     cli(method, *args, f"output_root={tmp_path / 'whole'}")
     whole = run_dir_of(tmp_path / "whole", method, "sym_0.9", "on")
+    assert "mask_ratio_noisy" in " ".join(metrics(whole)[0]), "SANM was not active in the first epoch"
 
     killed = run_dir_of(tmp_path / "killed", method, "sym_0.9", "on")
     proc = subprocess.Popen([sys.executable, "-m", f"baselines.{method}", *args, f"output_root={tmp_path / 'killed'}"],
@@ -239,7 +242,7 @@ def test_resume_refuses_another_image_folder_in_the_same_run_dir(tmp_path):
 
 
 def test_ctrl_c_says_what_is_checkpointed_and_how_to_continue(tmp_path):
-    args = ["+experiment=smoke", "noise=sym_0.5", "trainer.epochs=30", f"output_root={tmp_path}"]
+    args = ["+experiment=smoke", "noise=sym_0.5", "trainer.epochs=5", f"output_root={tmp_path}"]
     run_dir = run_dir_of(tmp_path, "ce", "sym_0.5", None)
     proc = subprocess.Popen([sys.executable, "-m", "baselines.ce", *args], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -250,13 +253,13 @@ def test_ctrl_c_says_what_is_checkpointed_and_how_to_continue(tmp_path):
     assert proc.returncode == 130, err
     line, = err.strip().splitlines()  # one line, no traceback
     done = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])["epoch"]
-    assert line.startswith(f"interrupted: epoch {done} of 30 is checkpointed in {run_dir}; continue with: ")
+    assert line.startswith(f"interrupted: epoch {done} of 5 is checkpointed in {run_dir}; continue with: ")
     status = json.loads((run_dir / "status.json").read_text())  # what baselines.report lists apart
-    assert status["state"] == "interrupted" and status["epoch"] == done and status["epochs"] == 30
+    assert status["state"] == "interrupted" and status["epoch"] == done and status["epochs"] == 5
     command = line.split("continue with: ")[1].split()
     assert command[:3] == ["python", "-m", "baselines.ce"] and command[-1] == "resume=true"
     cli("ce", *command[3:])  # the printed command finishes the run
-    assert [r["epoch"] for r in metrics(run_dir)] == list(range(1, 31))
+    assert [r["epoch"] for r in metrics(run_dir)] == list(range(1, 6))
     assert json.loads((run_dir / "status.json").read_text())["state"] == "finished"
 
 

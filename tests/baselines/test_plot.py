@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from baselines import plot
 from baselines.common import engine
@@ -79,7 +80,8 @@ def test_snapshots_hold_g_mask_ratios_and_the_gallery_at_the_chosen_epochs(sanm_
     files = sorted((sanm_run / "diagnostics").glob("*.npz"))
     assert [f.name for f in files] == ["epoch_002.npz", "epoch_003.npz"]
     last = np.load(files[-1])
-    assert len(last["clean_prob"]) == 300 and last["is_clean"].shape == (300,) and int(last["epoch"]) == 3
+    n = OmegaConf.load(ROOT / "conf" / "experiment" / "smoke.yaml").dataset.train_subset  # one G per training image
+    assert len(last["clean_prob"]) == n and last["is_clean"].shape == (n,) and int(last["epoch"]) == 3
     quality, ratio = last["clean_prob"].astype(float), last["mask_ratio"].astype(float)
     assert ((0 <= quality) & (quality <= 1)).all()
     assert np.isfinite(ratio).all()  # CE + SANM masks every sample every epoch
