@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from omegaconf import OmegaConf
 
+from baselines.common.checkpoint import capture_rng_state, restore_rng_state
 from baselines.common.cli import entry_point
 from baselines.common.config import AUTO, RunConfig
 from baselines.common.engine import run
@@ -71,7 +72,10 @@ class C2D(DivideMix):
         return torch.where(low < high, torch.clamp(torch.full_like(low, tau), low, high), torch.full_like(low, tau))
 
     def _pretrain(self):
-        """A short SimCLR run on this run's data and model, kept next to the run (reused on resume)."""
+        """A short SimCLR run on this run's data and model, kept next to the run (reused on resume and by a rerun).
+
+        The pre-training seeds and draws from the global RNGs; they are put back afterwards, so the classifier
+        heads built next start the same whether the encoder was trained now or found from an earlier attempt."""
         cfg = self.ctx.cfg
         run_dir = self.ctx.run_dir / "pretrain_simclr"
         encoder = run_dir / "encoder.pt"
@@ -83,7 +87,9 @@ class C2D(DivideMix):
                 "overwrite": True, "progress": cfg.progress, "tensorboard": False,
             })
             print(f"pretrained=auto: a {AUTO_PRETRAIN_EPOCHS}-epoch SimCLR pre-training first, in {run_dir}")
+            streams = capture_rng_state()
             run(pre, PretrainSimCLR, run_dir=run_dir)
+            restore_rng_state(streams)
         return encoder
 
 

@@ -132,7 +132,7 @@ def interleaved_us(fns, batch: int, device: str, min_seconds: float = 0.5, round
     return [value / batch * 1e6 for value in best]
 
 
-def breakdown(sanm: SANMAugmenter, tensors, batch: int, device: str) -> str:
+def breakdown(sanm: SANMAugmenter, tensors, batch: int, device: str, seconds: float = 0.2) -> str:
     """Where the batched time goes, part by part (the same calls modulate_batch makes)."""
     images, feats, logits, quality, weight, labels = tensors
     cfg, (_, h, w) = sanm.config, IMAGE
@@ -160,7 +160,7 @@ def breakdown(sanm: SANMAugmenter, tensors, batch: int, device: str) -> str:
                                           images.device, images.dtype),
         "nlr": lambda: sanm.regularize_labels(labels, mb),
     }
-    return ", ".join(f"{name} {per_sample_us(fn, batch, device, 0.2):.2f}" for name, fn in parts.items())
+    return ", ".join(f"{name} {per_sample_us(fn, batch, device, seconds):.2f}" for name, fn in parts.items())
 
 
 def main() -> None:
@@ -168,6 +168,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batches", type=int, nargs="+", default=[64, 128, 256])
+    parser.add_argument("--seconds", type=float, default=1.0,
+                        help="timing per function and batch size (the parts get a fifth); shorter is noisier")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} thread(s); "
@@ -188,10 +190,11 @@ def main() -> None:
                 return lambda: aug.regularize_labels(labels, aug.modulate_batch(images, feats, logits, quality, weight))
 
             loop = lambda: reference_loop(*tensors, preset())  # noqa: E731
-            fast, safe, slow = interleaved_us([hooks(sanm), hooks(checked), loop], batch, args.device, 1.0, rounds=7)
+            fast, safe, slow = interleaved_us([hooks(sanm), hooks(checked), loop], batch, args.device, args.seconds,
+                                              rounds=7)
             print(f"{name:9s} {batch:4d} {fast:15.2f} {safe:8.2f} {slow:15.1f} {slow / fast:8.1f}x {slow / safe:7.1f}x")
             if batch == args.batches[-1]:
-                print(f"          parts at B={batch} (us/sample): {breakdown(sanm, tensors, batch, args.device)}")
+                print(f"          parts at B={batch} (us/sample): {breakdown(sanm, tensors, batch, args.device, args.seconds / 5)}")
 
 
 if __name__ == "__main__":

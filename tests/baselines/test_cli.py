@@ -1,5 +1,6 @@
 """`python -m baselines.<method>` end to end on digits: outputs, presets, multirun, bad values, resume."""
 
+import contextlib
 import json
 import os
 import re
@@ -127,21 +128,39 @@ def test_a_fresh_run_never_overwrites_silently(tmp_path):
     assert len(metrics(tmp_path)) == 1
 
 
+@contextlib.contextmanager
+def one_torch_thread():
+    """This process's runs on one thread, like the runs the tests spawn (OMP_NUM_THREADS=1), so a run and its
+    kill-and-resume twin sum their floats in the same order and agree exactly."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("method", sorted(BASELINES))
 def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, method):
     """The whole state survives: networks, optimisers, SANM, RNG streams and each method's own state
     (DivideMix's GMM history, ELR+'s target tables and EMA networks, Co-teaching's two Adam optimisers).
     No warm-up, so the checkpoint the resumed run starts from was written after an epoch with SANM and each
-    method's main phase active."""
+    method's main phase active. The killed run is a real `python -m baselines.<method>` process; the
+    uninterrupted run and the resume run in this process (the same engine, without two more interpreter starts)."""
     epochs = 2
     args = ["+experiment=smoke", "+sanm=on", "noise=sym_0.9", f"trainer.epochs={epochs}", "method.warmup_epochs=0"]
-    cli(method, *args, f"output_root={tmp_path / 'whole'}")
     whole = run_dir_of(tmp_path / "whole", method, "sym_0.9", "on")
+    with one_torch_thread():
+        run(_cfg(method, *args[1:], f"output_root={tmp_path / 'whole'}"), BASELINES[method], run_dir=whole)
     assert "mask_ratio_noisy" in " ".join(metrics(whole)[0]), "SANM was not active in the first epoch"
 
     killed = run_dir_of(tmp_path / "killed", method, "sym_0.9", "on")
+    if (whole / "pretrain_simclr").is_dir():  # C2D's pretrained=auto encoder, found as a rerun finds it: the run
+        # must start the same as the one that trained it (the pre-training's RNG draws are put back)
+        shutil.copytree(whole / "pretrain_simclr", killed / "pretrain_simclr")
     proc = subprocess.Popen([sys.executable, "-m", f"baselines.{method}", *args, f"output_root={tmp_path / 'killed'}"],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 900  # a hang guard: the first epoch takes seconds (and a late kill still passes)
     while time.time() < deadline:  # wait for the first checkpoint, then kill inside the next epoch
         if (killed / "checkpoints" / "last.pt").exists() and len(metrics(killed)) >= 1:
@@ -151,7 +170,9 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, method):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert len(metrics(killed)) < epochs, "the run finished before it could be killed"
-    cli(method, *args, f"output_root={tmp_path / 'killed'}", "resume=true")
+    with one_torch_thread():
+        run(_cfg(method, *args[1:], f"output_root={tmp_path / 'killed'}", "resume=true"), BASELINES[method],
+            run_dir=killed)
     keys = [key for key in metrics(whole)[0] if key.startswith("test_acc")]
     assert [[r[k] for k in keys] for r in metrics(killed)] == [[r[k] for k in keys] for r in metrics(whole)]
     assert [r["epoch"] for r in metrics(killed)] == list(range(1, epochs + 1))
@@ -162,13 +183,13 @@ def test_pretrain_then_c2d_from_its_encoder(tmp_path):
     encoder = tmp_path / "pretrain_simclr" / "digits" / "none" / "off" / "seed0" / "encoder.pt"
     state = torch.load(encoder, weights_only=True)
     assert state["model_name"] == "preact_resnet18" and not any(k.startswith("linear.") for k in state["model"])
-    cli("c2d", "+experiment=smoke", "noise=sym_0.5", f"pretrained={encoder}", "trainer.epochs=2",
-        f"output_root={tmp_path}")
-    assert (tmp_path / "c2d" / "digits" / "sym_0.5" / "off" / "seed0" / "summary.json").exists()
-    # the networks started from the encoder: a wrong width or a missing file is one clear line
-    result = cli("c2d", "+experiment=smoke", f"pretrained={encoder}", "model.width=16", f"output_root={tmp_path}",
-                 check=False)
-    assert result.returncode != 0 and "width 8" in result.stderr.strip().splitlines()[-1]
+    # C2D in this process (the command line's own path is the smoke test's): it starts from the encoder
+    c2d = tmp_path / "c2d" / "digits" / "sym_0.5" / "off" / "seed0"
+    run(_cfg("c2d", "noise=sym_0.5", f"pretrained={encoder}", "trainer.epochs=2"), BASELINES["c2d"], run_dir=c2d)
+    assert (c2d / "summary.json").exists()
+    # a wrong width is one clear error that names both
+    with pytest.raises(ConfigurationError, match="width 8"):
+        run(_cfg("c2d", f"pretrained={encoder}", "model.width=16"), BASELINES["c2d"], run_dir=tmp_path / "wide")
 
 
 @pytest.mark.parametrize("pretrained,match", [("/no/such/encoder.pt", "not found"), (None, "pretrained=PATH")])

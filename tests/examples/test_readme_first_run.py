@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_readme_first_run_command_works_offline(tmp_path):
-    """The command as README prints it, shortened to 2 of its 10 epochs on 300 of its 1,437 images (its accuracy is
+    """The command as README prints it, shortened to 2 of its 10 epochs on 128 of its 1,437 images (four batches) (its accuracy is
     a measurement, in README: the full run takes minutes); it ends by saying where the summary is and how to
     table it."""
     readme = (ROOT / "README.md").read_text()
@@ -20,7 +20,7 @@ def test_readme_first_run_command_works_offline(tmp_path):
     assert command[:2] == ["python", "-m"] and "+experiment=first_run" in command
     # a hang guard only
     out = subprocess.run([sys.executable, *command[1:], "trainer.epochs=2", "method.warmup_epochs=1",
-                          "dataset.train_subset=300",
+                          "dataset.train_subset=128",
                           f"output_root={tmp_path}"], cwd=ROOT, check=True, capture_output=True, text=True, timeout=1800)
     summary = json.loads(next(tmp_path.rglob("summary.json")).read_text())
     assert summary["method"] == "dividemix" and summary["sanm"] == "on" and summary["noise"] == "sym_0.5"
