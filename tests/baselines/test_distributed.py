@@ -159,10 +159,8 @@ def torchrun(method, *overrides):
 
 
 def one_process(method, *overrides):
-    """The same run in this process: the engine is the same, and an interpreter start is saved."""
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name=method, overrides=list(overrides))
-    return run(cfg, BASELINES[method])
+    """The same smoke run in this process: the engine is the same, and an interpreter start is saved."""
+    return run(_cfg(method, *overrides), BASELINES[method])
 
 
 def records(root, method, noise, sanm):
@@ -178,7 +176,7 @@ def test_ce_over_two_processes_writes_one_run_close_to_one_process(tmp_path):
     args = ["+experiment=smoke", "dataset.train_subset=384", "noise=sym_0.2", "augment=none", "trainer.epochs=2",
             "progress=false"]
     torchrun("ce", *args, f"output_root={tmp_path / 'two'}")
-    one_process("ce", *args, f"output_root={tmp_path / 'one'}")
+    one_process("ce", *args[1:], f"output_root={tmp_path / 'one'}")
     run_dir, two = records(tmp_path / "two", "ce", "sym_0.2", "off")
     _, one = records(tmp_path / "one", "ce", "sym_0.2", "off")
     assert [r["epoch"] for r in two] == [1, 2]  # rank 0 alone wrote: no epoch twice
