@@ -47,8 +47,9 @@ class SANMConfig:
             to be raw pixels) or 'input' = into the tensor as given (official: normalised units).
         recon_target: what the decoder reconstructs: the 'input' tensor as given (official: normalised) or the
             'pixel' image (the input with its normalisation undone).
-        decoder: 'bn' = 2x transposed-convolution stages with BN and ReLU; 'linear' = transposed convolutions
-            only, no normalisation or activation (the official decoder's kind).
+        decoder: 'linear' = transposed convolutions only, no normalisation or activation (the official decoder's
+            kind; the paper does not describe its decoder, and this one measured better, README "Benchmarks");
+            'bn' = 2x transposed-convolution stages with BN and ReLU.
         extremes: how the peak and trough pixels are read off the upsampled map: 'exact' arg-max / arg-min, or
             'uint8' = the official rescale to 0..255 and floor first, so pixels within 1/255 of the range of
             the minimum tie and the first in row-major order wins (it moves the trough, never the peak).
@@ -66,7 +67,7 @@ class SANMConfig:
     validate: bool = True
     fill_space: str = "pixel"
     recon_target: str = "input"
-    decoder: str = "bn"
+    decoder: str = "linear"
     extremes: str = "exact"
 
     def __post_init__(self) -> None:

@@ -38,16 +38,15 @@ DECODER_KINDS = ("bn", "linear")
 class ReconstructionDecoder(nn.Module):
     """[B, K, h, w] features -> [B, C, H, W] image, for any h, w.
 
-    kind='bn': each stage is a 4x4 stride-2 transposed convolution (exact 2x upsampling) with BN and ReLU,
-    halving the channels, and a 3x3 convolution maps to the image channels. kind='linear': the same
-    transposed convolutions with biases and nothing between them, the last one producing the image
-    channels (a linear map, like the official decoder). Either way a bilinear resize fixes any remaining
-    size mismatch.
+    kind='linear' (the default): 4x4 stride-2 transposed convolutions (exact 2x upsampling), halving the
+    channels, with biases and nothing between them, the last one producing the image channels (a linear map,
+    like the official decoder). kind='bn': the same stages each followed by BN and ReLU, and a 3x3
+    convolution maps to the image channels. Either way a bilinear resize fixes any remaining size mismatch.
     """
 
     def __init__(
         self, feature_channels: int, image_shape: tuple[int, int, int], feature_size: tuple[int, int] | None = None,
-        kind: str = "bn",
+        kind: str = "linear",
     ) -> None:
         super().__init__()
         if kind not in DECODER_KINDS:

@@ -11,12 +11,12 @@ def _method(tmp_path, name, *overrides):
 
 @pytest.mark.parametrize("name", ["ce", "dividemix"])
 @pytest.mark.parametrize("preset,expected", [
-    ("on", ("pixel", "input", "bn", "exact")), ("official", ("input", "input", "linear", "uint8")),
+    ("on", ("pixel", "input", "linear", "exact")), ("official", ("input", "input", "linear", "uint8")),
 ])
 def test_presets_and_overrides_reach_every_networks_hooks(tmp_path, name, preset, expected):
     for overrides, want in [([], expected),
-                            (["sanm.fill_space=input", "sanm.recon_target=pixel", "sanm.decoder=linear",
-                              "sanm.extremes=uint8"], ("input", "pixel", "linear", "uint8"))]:
+                            (["sanm.fill_space=input", "sanm.recon_target=pixel", "sanm.decoder=bn",
+                              "sanm.extremes=uint8"], ("input", "pixel", "bn", "uint8"))]:
         method = _method(tmp_path, name, f"+sanm={preset}", *overrides)
         for net in method.networks.values():
             augmenter = net.sanm.augmenter
