@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import SANMConfig
+
 # Without a known feature size, assume the 8x total stride of CIFAR ResNets (32x32 -> 4x4).
 DEFAULT_STAGES = 3
 MAX_STAGES = 6
@@ -38,7 +40,7 @@ DECODER_KINDS = ("bn", "linear")
 class ReconstructionDecoder(nn.Module):
     """[B, K, h, w] features -> [B, C, H, W] image, for any h, w.
 
-    kind='linear' (the default): 4x4 stride-2 transposed convolutions (exact 2x upsampling), halving the
+    kind='linear' (SANMConfig's default): 4x4 stride-2 transposed convolutions (exact 2x upsampling), halving the
     channels, with biases and nothing between them, the last one producing the image channels (a linear map,
     like the official decoder). kind='bn': the same stages each followed by BN and ReLU, and a 3x3
     convolution maps to the image channels. Either way a bilinear resize fixes any remaining size mismatch.
@@ -46,7 +48,7 @@ class ReconstructionDecoder(nn.Module):
 
     def __init__(
         self, feature_channels: int, image_shape: tuple[int, int, int], feature_size: tuple[int, int] | None = None,
-        kind: str = "linear",
+        kind: str = SANMConfig.decoder,  # one default, the config's
     ) -> None:
         super().__init__()
         if kind not in DECODER_KINDS:
