@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
-from sanm_plugin import FeatureTap
+from sanm_plugin import FeatureTap, SANMConfig
 
 from . import distributed
 from .acceleration import Acceleration, routed_model
@@ -683,7 +683,18 @@ def run_identity(cfg: DictConfig, dataset_identity: str) -> dict[str, str]:
         for key, value in flatten(given.get(group) or {}, group).items():
             if key not in RESUMABLE_KEYS and key != "noise.name":
                 identity[key] = json.dumps(value, sort_keys=True)
+    identity.update(_sanm_preset_values(given.get("sanm"), identity))
     return identity
+
+
+def _sanm_preset_values(group: Optional[dict], identity: dict[str, str]) -> dict[str, str]:
+    """The hook settings a SANM run left to its preset (`null`), as the preset's values of today, so that a
+    later change of a default (the decoder's, say) cannot change what a saved run resumes as."""
+    if not group or not group.get("enabled", True):
+        return {}
+    preset = SANMConfig.from_mapping({"preset": group.get("preset", "paper")}).to_dict()
+    return {f"sanm.{name}": json.dumps(value, sort_keys=True) for name, value in preset.items()
+            if identity.get(f"sanm.{name}") == "null"}
 
 
 def check_resumable(state: dict, identity: dict[str, str], checkpoint: Path, method_name: str) -> None:
@@ -694,7 +705,7 @@ def check_resumable(state: dict, identity: dict[str, str], checkpoint: Path, met
     if state["method_name"] != method_name:
         raise ConfigurationError(f"{checkpoint} was written by {state['method_name']}, not {method_name}; "
                                  "use another run_dir or overwrite=true")
-    saved = upgrade_identity(state["identity"])
+    saved = upgrade_identity(state["identity"], state.get("networks", {}))
     differ = sorted(key for key in saved.keys() | identity.keys() if saved.get(key) != identity.get(key))
     if differ:
         shown = ", ".join(f"{key} ({_short(saved.get(key))} -> {_short(identity.get(key))})" for key in differ[:6])
@@ -710,12 +721,18 @@ ADDED_KEYS = {"method.recipe": '"paper"', "method.mix_views": "null", "method.wa
 _AUGMENT_KEYS = ("crop_padding", "flip", "num_ops", "magnitude", "cutout", "fill")
 
 
-def upgrade_identity(saved: dict[str, str]) -> dict[str, str]:
+def upgrade_identity(saved: dict[str, str], networks: Optional[dict] = None) -> dict[str, str]:
     """A checkpoint's identity in today's keys: `trainer.augment` true / false became `augment=weak` / `none`;
     ADDED_KEYS take their old behaviour; `sanm.extremes` did not exist while every preset read the map
     exactly, which is the paper preset's reading still (the official preset's is now uint8, so it is left
-    missing there and such a run is refused)."""
+    missing there and such a run is refused). Identities written before the preset's SANM values were
+    recorded hold `null` for them: the decoder's default changed (bn, then linear), so the saved weights say
+    which one trained; every other default is unchanged since its key was added."""
     saved = dict(saved)
+    if saved.get("sanm.decoder") == "null":
+        saved["sanm.decoder"] = json.dumps(_saved_decoder_kind(networks or {}))
+    saved.update(_sanm_preset_values({"enabled": json.loads(saved.get("sanm.enabled", "false")),
+                                      "preset": json.loads(saved.get("sanm.preset", '"paper"'))}, saved))
     if "trainer.augment" in saved and "augment.name" not in saved:
         saved["augment.name"] = json.dumps("weak" if json.loads(saved.pop("trainer.augment")) else "none")
         saved.update({f"augment.{key}": "null" for key in _AUGMENT_KEYS})
@@ -729,6 +746,16 @@ def upgrade_identity(saved: dict[str, str]) -> dict[str, str]:
     if "augment.name" in saved:  # added with augment=imagenet; every earlier preset views the whole image
         saved.setdefault("augment.crop_size", "null")
     return saved
+
+
+def _saved_decoder_kind(networks: dict) -> Optional[str]:
+    """'bn' or 'linear': which reconstruction decoder a checkpoint's networks hold (BatchNorm keeps running
+    statistics, the linear decoder has none); None without SANM weights."""
+    keys = [key for net in networks.values() if isinstance(net, dict) for key in (net.get("sanm") or {})
+            if ".decoder." in key]
+    if not keys:
+        return None
+    return "bn" if any(key.endswith("running_mean") for key in keys) else "linear"
 
 
 def _short(value: Optional[str]) -> str:

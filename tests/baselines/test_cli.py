@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 
 from fake_data import write_image_folder
 
-from baselines.common.engine import ConfigurationError, run
+from baselines.common.engine import ConfigurationError, run, upgrade_identity
 from baselines.registry import BASELINES, METHODS, NOT_METHODS, PRETRAINING
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -243,6 +243,43 @@ def test_resume_refuses_a_run_trained_with_other_settings(tmp_path, changed, nam
     # more epochs (and a new evaluation batch size) is what resuming is for
     run(_cfg("ce", "noise=sym_0.5", "trainer.epochs=2", "trainer.eval_batch_size=64", "resume=true"), BASELINES["ce"],
         run_dir=tmp_path)
+    assert [r["epoch"] for r in metrics(tmp_path)] == [1, 2]
+
+
+def test_a_run_saved_before_the_decoder_default_changed_resumes_with_its_own_decoder(tmp_path):
+    # Identities written before the preset's SANM values were recorded hold null for them; `+sanm=on` then built
+    # the BN decoder, today the linear one. Emulate such a checkpoint: the saved weights decide what null meant.
+    sanm = ["+sanm=on", "sanm.warmup_epochs=0"]
+    run(_cfg("ce", "noise=sym_0.5", "trainer.epochs=1", *sanm, "sanm.decoder=bn"), BASELINES["ce"], run_dir=tmp_path)
+    checkpoint = tmp_path / "checkpoints" / "last.pt"
+    state = torch.load(checkpoint, weights_only=True)
+    assert state["identity"]["sanm.decoder"] == '"bn"' and state["identity"]["sanm.mu"] == "0.2"  # recorded
+    state["identity"].update({key: "null" for key in ("sanm.decoder", "sanm.mu", "sanm.recon_target")})
+    torch.save(state, checkpoint)
+    with pytest.raises(ConfigurationError, match=r'sanm.decoder \("bn" -> "linear"\)'):
+        run(_cfg("ce", "noise=sym_0.5", "trainer.epochs=2", "resume=true", *sanm), BASELINES["ce"], run_dir=tmp_path)
+    run(_cfg("ce", "noise=sym_0.5", "trainer.epochs=2", "resume=true", *sanm, "sanm.decoder=bn", "sanm.mu=0.2"),
+        BASELINES["ce"], run_dir=tmp_path)
+    assert [r["epoch"] for r in metrics(tmp_path)] == [1, 2]
+
+
+@pytest.mark.parametrize("weights,decoder", [
+    (["augmenter.decoder.layers.0.weight", "augmenter.decoder.layers.1.running_mean"], '"bn"'),
+    (["augmenter.decoder.layers.0.weight", "augmenter.decoder.layers.0.bias"], '"linear"'),
+])
+def test_a_saved_null_decoder_is_read_from_the_saved_weights(weights, decoder):
+    saved = {"sanm.enabled": "true", "sanm.preset": '"paper"', "sanm.decoder": "null", "sanm.beta": "null"}
+    networks = {"net1": {"model": {}, "sanm": dict.fromkeys(weights)}, "net2": {"model": {}}}
+    upgraded = upgrade_identity(saved, networks)
+    assert upgraded["sanm.decoder"] == decoder and upgraded["sanm.beta"] == "1.0"
+    official = upgrade_identity({**saved, "sanm.preset": '"official"'}, {})  # no weights: the preset's value
+    assert official["sanm.decoder"] == '"linear"' and official["sanm.beta"] == "0.02"
+
+
+def test_a_preset_default_and_the_same_value_given_are_the_same_run(tmp_path):
+    run(_cfg("ce", "noise=sym_0.5", "trainer.epochs=1", "+sanm=on"), BASELINES["ce"], run_dir=tmp_path)
+    run(_cfg("ce", "noise=sym_0.5", "trainer.epochs=2", "resume=true", "+sanm=on", "sanm.decoder=linear",
+             "sanm.recon_target=input"), BASELINES["ce"], run_dir=tmp_path)
     assert [r["epoch"] for r in metrics(tmp_path)] == [1, 2]
 
 
