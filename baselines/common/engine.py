@@ -729,10 +729,6 @@ def upgrade_identity(saved: dict[str, str], networks: Optional[dict] = None) -> 
     recorded hold `null` for them: the decoder's default changed (bn, then linear), so the saved weights say
     which one trained; every other default is unchanged since its key was added."""
     saved = dict(saved)
-    if saved.get("sanm.decoder") == "null":
-        saved["sanm.decoder"] = json.dumps(_saved_decoder_kind(networks or {}))
-    saved.update(_sanm_preset_values({"enabled": json.loads(saved.get("sanm.enabled", "false")),
-                                      "preset": json.loads(saved.get("sanm.preset", '"paper"'))}, saved))
     if "trainer.augment" in saved and "augment.name" not in saved:
         saved["augment.name"] = json.dumps("weak" if json.loads(saved.pop("trainer.augment")) else "none")
         saved.update({f"augment.{key}": "null" for key in _AUGMENT_KEYS})
@@ -745,6 +741,10 @@ def upgrade_identity(saved: dict[str, str], networks: Optional[dict] = None) -> 
         saved.setdefault(key, "null")
     if "augment.name" in saved:  # added with augment=imagenet; every earlier preset views the whole image
         saved.setdefault("augment.crop_size", "null")
+    if saved.get("sanm.decoder") == "null":
+        saved["sanm.decoder"] = json.dumps(_saved_decoder_kind(networks or {}))
+    saved.update(_sanm_preset_values({"enabled": json.loads(saved.get("sanm.enabled", "false")),
+                                      "preset": json.loads(saved.get("sanm.preset", '"paper"'))}, saved))
     return saved
 
 
