@@ -683,18 +683,17 @@ def run_identity(cfg: DictConfig, dataset_identity: str) -> dict[str, str]:
         for key, value in flatten(given.get(group) or {}, group).items():
             if key not in RESUMABLE_KEYS and key != "noise.name":
                 identity[key] = json.dumps(value, sort_keys=True)
-    identity.update(_sanm_preset_values(given.get("sanm"), identity))
-    return identity
+    return _with_sanm_preset_values(identity)
 
 
-def _sanm_preset_values(group: Optional[dict], identity: dict[str, str]) -> dict[str, str]:
-    """The hook settings a SANM run left to its preset (`null`), as the preset's values of today, so that a
-    later change of a default (the decoder's, say) cannot change what a saved run resumes as."""
-    if not group or not group.get("enabled", True):
-        return {}
-    preset = SANMConfig.from_mapping({"preset": group.get("preset", "paper")}).to_dict()
-    return {f"sanm.{name}": json.dumps(value, sort_keys=True) for name, value in preset.items()
-            if identity.get(f"sanm.{name}") == "null"}
+def _with_sanm_preset_values(identity: dict[str, str]) -> dict[str, str]:
+    """The identity with the hook settings a SANM run left to its preset (`null`) as the preset's values of
+    today, so that a later change of a default (the decoder's, say) cannot change what a saved run resumes as."""
+    if json.loads(identity.get("sanm.enabled", "false")) is not True:
+        return identity
+    preset = SANMConfig.from_mapping({"preset": json.loads(identity.get("sanm.preset", '"paper"'))}).to_dict()
+    return {**identity, **{f"sanm.{name}": json.dumps(value, sort_keys=True) for name, value in preset.items()
+                           if identity.get(f"sanm.{name}") == "null"}}
 
 
 def check_resumable(state: dict, identity: dict[str, str], checkpoint: Path, method_name: str) -> None:
@@ -743,9 +742,7 @@ def upgrade_identity(saved: dict[str, str], networks: Optional[dict] = None) -> 
         saved.setdefault("augment.crop_size", "null")
     if saved.get("sanm.decoder") == "null":
         saved["sanm.decoder"] = json.dumps(_saved_decoder_kind(networks or {}))
-    saved.update(_sanm_preset_values({"enabled": json.loads(saved.get("sanm.enabled", "false")),
-                                      "preset": json.loads(saved.get("sanm.preset", '"paper"'))}, saved))
-    return saved
+    return _with_sanm_preset_values(saved)
 
 
 def _saved_decoder_kind(networks: dict) -> Optional[str]:
