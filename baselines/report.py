@@ -7,6 +7,10 @@ so that only seeds are averaged: best, last and mean-of-the-last-10 test accurac
 seeds, SANM's gain over its base method's group (same setting and variant, `+sanm=off`), and the paper's
 number where the setting is one of its tables (paper_results.csv). Runs in progress, stopped, interrupted or
 failed (status.json, written by the engine) are listed apart and never averaged in.
+
+`--at-epochs 10 36 37 60` gives instead the course of training: each group's mean ± std over seeds of a logged
+metric (`--metric`, default test_acc; any key of metrics.jsonl, e.g. selection_precision_net1,
+mask_ratio_noisy) at those epochs, read from each run's metrics.jsonl.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from omegaconf import OmegaConf
 
 from baselines.common.config import flatten
 
-__all__ = ["Group", "Run", "find_runs", "group_runs", "main", "markdown", "paper_results"]
+__all__ = ["Group", "Run", "epoch_rows", "find_runs", "group_runs", "main", "markdown", "metric_history",
+           "paper_results"]
 
 PAPER_RESULTS = Path(__file__).with_name("paper_results.csv")
 RUN_FILES = ("summary.json", "metrics.jsonl", "resolved.yaml", "status.json")
@@ -201,10 +206,10 @@ def _mean_std(values: list[float]) -> tuple[Optional[float], Optional[float]]:
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
-def _fmt(mean: Optional[float], std: Optional[float], pm: str) -> str:
+def _fmt(mean: Optional[float], std: Optional[float], pm: str, digits: int = 2) -> str:
     if mean is None:
         return "-"
-    return f"{mean:.2f}" if std is None else f"{mean:.2f} {pm} {std:.2f}"
+    return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} {pm} {std:.{digits}f}"
 
 
 def _gain(group: Group, key: str) -> str:
@@ -230,6 +235,58 @@ def table_rows(groups: list[Group], pm: str = "±") -> list[list[str]]:
     return rows
 
 
+def metric_history(run: Run, metric: str) -> dict[int, float]:
+    """epoch -> the value `metric` was logged with (a line written again after a resume replaces the earlier one)."""
+    path, history = run.path / "metrics.jsonl", {}
+    if not path.is_file():
+        return history
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:  # a line torn by a kill: the epochs around it still count
+            continue
+        if isinstance(row, dict) and row.get(metric) is not None and "epoch" in row:
+            history[int(row["epoch"])] = float(row[metric])
+    return history
+
+
+EPOCH_KEYS = ("method", "dataset", "noise", "SANM", "variant", "seeds")
+
+
+def epoch_rows(groups: list[Group], epochs: Sequence[int], metric: str = "test_acc",
+               pm: str = "±") -> list[list[str]]:
+    """One row per group: the metric's mean ± std over its seeds at each epoch; "(k of n)" where only k of the
+    group's n runs logged it there, "-" where none did."""
+    rows = []
+    for g in groups:
+        histories = [metric_history(r, metric) for r in g.runs]
+        # accuracies in percent keep 2 decimals; ratios, AUCs and losses below 1 need 3
+        digits = 2 if any(abs(v) >= 1 for h in histories for v in h.values()) else 3
+        cells = []
+        for epoch in epochs:
+            values = [h[epoch] for h in histories if epoch in h]
+            cell = _fmt(*_mean_std(values), pm, digits)
+            cells.append(cell if len(values) in (0, len(histories)) else f"{cell} ({len(values)} of {len(histories)})")
+        rows.append([g.method, g.dataset, g.noise, g.sanm, g.variant or "-",
+                     f"{len(g.runs)} ({', '.join(map(str, g.seeds))})", *cells])
+    return rows
+
+
+def logged_metrics(groups: list[Group]) -> list[str]:
+    """Every metric key the groups' runs logged (what --metric accepts)."""
+    keys: set[str] = set()
+    for g in groups:
+        for run in g.runs:
+            path = run.path / "metrics.jsonl"
+            for line in path.read_text().splitlines() if path.is_file() else []:
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                keys.update(k for k, v in row.items() if k != "epoch" and isinstance(v, (int, float)))
+    return sorted(keys)
+
+
 def not_finished(runs: list[Run]) -> list[str]:
     return [f"- {r.state}: {r.path} ({r.epochs_done}/{r.epochs if r.epochs is not None else '?'} epochs"
             f"{'; ' + r.error if r.error else ''})" for r in runs if r.state != "finished"]
@@ -247,22 +304,40 @@ def markdown(runs: list[Run], groups: list[Group]) -> str:
     return "\n".join(lines)
 
 
-def as_csv(groups: list[Group]) -> str:
+def epoch_markdown(runs: list[Run], groups: list[Group], epochs: Sequence[int], metric: str) -> str:
+    columns = (*EPOCH_KEYS, *(f"epoch {e}" for e in epochs))
+    lines = [f"{metric} by epoch", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(row) + " |" for row in epoch_rows(groups, epochs, metric)]
+    lines += ["", "A cell is the mean ± sample std over the group's seeds (finished runs only)."]
+    rest = not_finished(runs)
+    if rest:
+        lines += ["", f"Not averaged in ({len(rest)}):", *rest]
+    return "\n".join(lines)
+
+
+def as_csv(groups: list[Group], epochs: Optional[Sequence[int]] = None, metric: str = "test_acc") -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    writer.writerows(table_rows(groups, pm="+-"))
+    if epochs is None:
+        writer.writerow(COLUMNS)
+        writer.writerows(table_rows(groups, pm="+-"))
+    else:
+        writer.writerow((*EPOCH_KEYS, *(f"{metric}@{e}" for e in epochs)))
+        writer.writerows(epoch_rows(groups, epochs, metric, pm="+-"))
     return out.getvalue()
 
 
-def latex(groups: list[Group]) -> str:
+def latex(groups: list[Group], epochs: Optional[Sequence[int]] = None, metric: str = "test_acc") -> str:
     def escape(text: str) -> str:
         return "".join({"_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#", "{": r"\{", "}": r"\}"}.get(c, c)
                        for c in text)
 
-    lines = [r"\begin{tabular}{" + "l" * 6 + "r" * (len(COLUMNS) - 6) + "}", r"\toprule",
-             " & ".join(escape(c) for c in COLUMNS) + r" \\", r"\midrule"]
-    for row in table_rows(groups, pm="PLUSMINUS"):
+    columns = COLUMNS if epochs is None else (*EPOCH_KEYS, *(f"{metric}@{e}" for e in epochs))
+    rows = (table_rows(groups, pm="PLUSMINUS") if epochs is None
+            else epoch_rows(groups, epochs, metric, pm="PLUSMINUS"))
+    lines = [r"\begin{tabular}{" + "l" * 6 + "r" * (len(columns) - 6) + "}", r"\toprule",
+             " & ".join(escape(c) for c in columns) + r" \\", r"\midrule"]
+    for row in rows:
         lines.append(" & ".join(escape(c).replace("PLUSMINUS", r"$\pm$") for c in row) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines)
@@ -275,7 +350,14 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     fmt = parser.add_mutually_exclusive_group()
     fmt.add_argument("--csv", action="store_true", help="the table as CSV on stdout")
     fmt.add_argument("--latex", action="store_true", help="the table as a LaTeX tabular (booktabs) on stdout")
+    parser.add_argument("--at-epochs", nargs="+", type=int, metavar="EPOCH",
+                        help="instead of best/last: the metric at these epochs (1-based, as logged)")
+    parser.add_argument("--metric", default="test_acc", help="with --at-epochs: the metrics.jsonl key (default test_acc)")
     args = parser.parse_args(argv)
+    if args.at_epochs is not None and any(e < 1 for e in args.at_epochs):
+        raise SystemExit(f"error: --at-epochs {args.at_epochs}: epochs count from 1, as metrics.jsonl logs them")
+    if args.at_epochs is None and args.metric != "test_acc":
+        raise SystemExit("error: --metric is read only with --at-epochs; add e.g. --at-epochs 10 20 30")
     missing = [str(f) for f in args.folders if not f.is_dir()]
     if missing:
         raise SystemExit(f"error: {', '.join(missing)}: not a folder; pass output roots or run directories")
@@ -284,10 +366,16 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         raise SystemExit(f"error: no runs under {', '.join(map(str, args.folders))} (no summary.json, "
                          "metrics.jsonl or resolved.yaml)")
     groups = group_runs(runs)
+    if args.at_epochs is not None:
+        logged = logged_metrics(groups)
+        if groups and args.metric not in logged:
+            raise SystemExit(f"error: no finished run logged {args.metric!r}; logged metrics: {', '.join(logged)}")
     if args.csv:
-        sys.stdout.write(as_csv(groups))
+        sys.stdout.write(as_csv(groups, args.at_epochs, args.metric))
     elif args.latex:
-        print(latex(groups))
+        print(latex(groups, args.at_epochs, args.metric))
+    elif args.at_epochs is not None:
+        print(epoch_markdown(runs, groups, args.at_epochs, args.metric))
     else:
         print(markdown(runs, groups))
 

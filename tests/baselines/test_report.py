@@ -126,3 +126,42 @@ def test_a_run_that_fails_mid_training_is_reported_as_failed_with_its_error(tmp_
     found = find_runs([tmp_path])
     assert [r.state for r in found] == ["failed"] and group_runs(found) == []
     assert "- failed: " in markdown(found, []) and "(1/2 epochs; RuntimeError: CUDA out of memory" in markdown(found, [])
+
+
+def _log(path, rows):
+    (path / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def test_at_epochs_averages_a_metric_over_seeds_at_each_epoch_by_hand(tmp_path, capsys):
+    a = _run(tmp_path, "on", 0, 45.0, 44.0)
+    b = _run(tmp_path, "on", 1, 47.0, 46.0)
+    _log(a, [{"epoch": 1, "test_acc": 30.0, "mask_ratio_noisy": 0.10}, {"epoch": 2, "test_acc": 40.0},
+             {"epoch": 3, "test_acc": 44.0, "mask_ratio_noisy": 0.125}])
+    # seed 1 was resumed: epoch 2 logged twice (the later line wins), and a line torn by a kill is skipped
+    (b / "metrics.jsonl").write_text(
+        json.dumps({"epoch": 1, "test_acc": 34.0, "mask_ratio_noisy": 0.20}) + "\n"
+        + json.dumps({"epoch": 2, "test_acc": 1.0}) + "\n" + '{"epoch": 3, "test_a\n'
+        + json.dumps({"epoch": 2, "test_acc": 42.0}) + "\n"
+        + json.dumps({"epoch": 3, "test_acc": 46.0, "mask_ratio_noisy": 0.175}) + "\n")
+    main([str(tmp_path), "--at-epochs", "1", "2", "3", "9"])
+    text = capsys.readouterr().out
+    # epoch 1: 30, 34 -> 32.00 ± 2.83; epoch 2: 40, 42 -> 41.00 ± 1.41; epoch 3: 44, 46 -> 45.00 ± 1.41
+    assert "| ce | cifar10 | sym_0.5 | on | - | 2 (0, 1) | 32.00 ± 2.83 | 41.00 ± 1.41 | 45.00 ± 1.41 | - |" in text
+    main([str(tmp_path), "--at-epochs", "1", "2", "3", "--metric", "mask_ratio_noisy", "--csv"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "method,dataset,noise,SANM,variant,seeds,mask_ratio_noisy@1,mask_ratio_noisy@2,mask_ratio_noisy@3"
+    # ratios keep 3 decimals: (0.10 + 0.20) / 2, std 0.0707; epoch 2 logged by neither; epoch 3 0.150 ± 0.035
+    assert lines[1] == 'ce,cifar10,sym_0.5,on,-,"2 (0, 1)",0.150 +- 0.071,-,0.150 +- 0.035'
+
+
+def test_at_epochs_marks_a_cell_only_some_seeds_logged_and_refuses_unknown_metrics(tmp_path, capsys):
+    _log(_run(tmp_path, "off", 0, 40.0, 30.0), [{"epoch": 1, "test_acc": 20.0}, {"epoch": 2, "test_acc": 30.0}])
+    _log(_run(tmp_path, "off", 1, 42.0, 34.0), [{"epoch": 1, "test_acc": 22.0}])
+    main([str(tmp_path), "--at-epochs", "2", "--latex"])
+    assert r"30.00 (1 of 2)" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no finished run logged 'gmm_auc'; logged metrics: test_acc"):
+        main([str(tmp_path), "--at-epochs", "2", "--metric", "gmm_auc"])
+    with pytest.raises(SystemExit, match="epochs count from 1"):
+        main([str(tmp_path), "--at-epochs", "0"])
+    with pytest.raises(SystemExit, match="only with --at-epochs"):
+        main([str(tmp_path), "--metric", "gmm_auc"])
