@@ -296,6 +296,36 @@ FIGURES = {
 }
 
 
+def curve(runs: Sequence[dict[int, float]]) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
+    """(epochs, mean, min, max) over runs, each {epoch: value}. An epoch counts only where every run logged it,
+    so a seed that is behind cannot bend the mean."""
+    epochs = sorted(set.intersection(*(set(run) for run in runs))) if runs else []
+    values = np.array([[run[e] for e in epochs] for run in runs], dtype=float).reshape(len(runs), len(epochs))
+    if not epochs:
+        return [], np.empty(0), np.empty(0), np.empty(0)
+    return epochs, values.mean(0), values.min(0), values.max(0)
+
+
+def plot_curves(curves: dict[str, list[dict[int, float]]], metric: str, path: Path) -> Path:
+    """Several groups of runs on one axis: each label's mean over its runs per epoch (a line) and their range
+    (a band), e.g. a method with and without SANM over seeds. `curves`: label -> one {epoch: value} per run."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(8, 4.5))
+    for label, runs in curves.items():
+        epochs, mean, low, high = curve(runs)
+        if not epochs:
+            continue
+        line, = axis.plot(epochs, mean, label=f"{label} ({len(runs)} run{'s' if len(runs) > 1 else ''})")
+        if len(runs) > 1:
+            axis.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+    _epoch_axis(axis)
+    axis.set_ylabel(metric + (" (%)" if metric.endswith("acc") else ""))
+    axis.set_title(f"{metric} per epoch: mean over runs (line), their range (band)", fontsize=10)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13))  # below: labels name the variants
+    return _save(figure, path)
+
+
 def write_plots(run_dir: str | Path, output: Optional[str | Path] = None,
                 skipped: Optional[dict[str, str]] = None) -> list[Path]:
     """Writes each figure the run has data for into `output` (default RUN_DIR/plots); returns their paths.

@@ -10,7 +10,8 @@ failed (status.json, written by the engine) are listed apart and never averaged 
 
 `--at-epochs 10 36 37 60` gives instead the course of training: each group's mean ± std over seeds of a logged
 metric (`--metric`, default test_acc; any key of metrics.jsonl, e.g. selection_precision_net1,
-mask_ratio_noisy) at those epochs, read from each run's metrics.jsonl.
+mask_ratio_noisy) at those epochs, read from each run's metrics.jsonl. `--plot curves.png` draws that metric
+for every group over all epochs (mean over seeds, their range as a band; needs matplotlib).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import Any, Optional
 from omegaconf import OmegaConf
 
 from baselines.common.config import flatten
+from baselines.plot import matplotlib_available, plot_curves
 
 __all__ = ["Group", "Run", "epoch_rows", "find_runs", "group_runs", "main", "markdown", "metric_history",
            "paper_results"]
@@ -352,12 +354,17 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     fmt.add_argument("--latex", action="store_true", help="the table as a LaTeX tabular (booktabs) on stdout")
     parser.add_argument("--at-epochs", nargs="+", type=int, metavar="EPOCH",
                         help="instead of best/last: the metric at these epochs (1-based, as logged)")
-    parser.add_argument("--metric", default="test_acc", help="with --at-epochs: the metrics.jsonl key (default test_acc)")
+    parser.add_argument("--metric", default="test_acc",
+                        help="with --at-epochs or --plot: the metrics.jsonl key (default test_acc)")
+    parser.add_argument("--plot", type=Path, metavar="PNG",
+                        help="also draw the metric per epoch for every group into this PNG (needs matplotlib)")
     args = parser.parse_args(argv)
     if args.at_epochs is not None and any(e < 1 for e in args.at_epochs):
         raise SystemExit(f"error: --at-epochs {args.at_epochs}: epochs count from 1, as metrics.jsonl logs them")
-    if args.at_epochs is None and args.metric != "test_acc":
-        raise SystemExit("error: --metric is read only with --at-epochs; add e.g. --at-epochs 10 20 30")
+    if args.at_epochs is None and args.plot is None and args.metric != "test_acc":
+        raise SystemExit("error: --metric is read only with --at-epochs or --plot; add e.g. --at-epochs 10 20 30")
+    if args.plot is not None and not matplotlib_available():
+        raise SystemExit('error: --plot needs matplotlib: pip install -e ".[logging]" adds it')
     missing = [str(f) for f in args.folders if not f.is_dir()]
     if missing:
         raise SystemExit(f"error: {', '.join(missing)}: not a folder; pass output roots or run directories")
@@ -366,7 +373,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         raise SystemExit(f"error: no runs under {', '.join(map(str, args.folders))} (no summary.json, "
                          "metrics.jsonl or resolved.yaml)")
     groups = group_runs(runs)
-    if args.at_epochs is not None:
+    if args.at_epochs is not None or args.plot is not None:
         logged = logged_metrics(groups)
         if groups and args.metric not in logged:
             raise SystemExit(f"error: no finished run logged {args.metric!r}; logged metrics: {', '.join(logged)}")
@@ -378,6 +385,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         print(epoch_markdown(runs, groups, args.at_epochs, args.metric))
     else:
         print(markdown(runs, groups))
+    if args.plot is not None and groups:
+        curves = {" ".join(v for v in (g.method, g.noise, "SANM " + g.sanm if g.sanm != "off" else "", g.variant) if v):
+                  [metric_history(r, args.metric) for r in g.runs] for g in groups}
+        print(f"wrote {plot_curves(curves, args.metric, args.plot)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

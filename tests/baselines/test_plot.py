@@ -156,3 +156,29 @@ def test_without_matplotlib_the_run_says_how_to_get_plots(tmp_path, monkeypatch)
     assert "pip install" in engine._draw_plots(tmp_path)
     monkeypatch.setattr(plot, "matplotlib_available", lambda: True)
     assert "not written" in engine._draw_plots(tmp_path)  # no metrics: said, and the run itself stands
+
+
+def test_a_curve_averages_runs_only_over_the_epochs_all_of_them_logged():
+    epochs, mean, low, high = plot.curve([{1: 30.0, 2: 40.0, 3: 44.0}, {1: 34.0, 2: 42.0}])  # seed 1 is behind
+    assert epochs == [1, 2] and mean.tolist() == [32.0, 41.0] and low.tolist() == [30.0, 40.0]
+    assert high.tolist() == [34.0, 42.0]
+    assert plot.curve([{1: 1.0}, {2: 2.0}])[0] == [] and plot.curve([])[0] == []
+
+
+def test_report_plot_draws_every_group_in_one_png(tmp_path, capsys):
+    from baselines.report import main as report
+
+    for seed in (0, 1):
+        for sanm in ("off", "on"):
+            run = tmp_path / "ce" / sanm / f"seed{seed}"
+            run.mkdir(parents=True)
+            (run / "resolved.yaml").write_text(f"seed: {seed}\nsanm:\n  enabled: {sanm == 'on'}\n  name: '{sanm}'\n")
+            (run / "metrics.jsonl").write_text("".join(json.dumps({"epoch": e, "test_acc": 40.0 + e + seed})
+                                                       + "\n" for e in (1, 2, 3)))
+            (run / "summary.json").write_text(json.dumps({"method": "ce", "dataset": "cifar10", "noise": "sym_0.5",
+                                                          "sanm": sanm, "best_test_acc": 43.0, "last_test_acc": 43.0}))
+    out = tmp_path / "figures" / "curves.png"
+    report([str(tmp_path), "--plot", str(out)])
+    assert out.read_bytes().startswith(PNG) and f"wrote {out}" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="no finished run logged 'gmm_auc'"):
+        report([str(tmp_path), "--plot", str(out), "--metric", "gmm_auc"])
