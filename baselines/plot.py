@@ -14,6 +14,8 @@ written atomically). A run draws them itself at its end when matplotlib is insta
   peak (red) and trough (blue) boxes SANM drew at each snapshot epoch, and the masked image at the last.
 
 A figure whose data the run does not have (no SANM: no G; CE: no selection) is skipped, and the reason said.
+
+`plot_curves` draws many runs at once, grouped (what `python -m baselines.report DIR --plot PNG` writes).
 """
 
 from __future__ import annotations
