@@ -18,7 +18,8 @@ wrong label: plain CE drifts towards memorising it; SANM should hold it down).
 epochs, batch 64, lr /10 after 36 (60%), the same 5k subset and width 16; the table then gives each
 seed's best and last, their mean, the best-minus-last drop and the share of wrong labels fitted (a method
 whose schedule is not a step one, Co-teaching's linear decay, keeps its own, scaled to the 60 epochs). The
-`sanm_ce_*` rows are the ablations of SANM(CE), one option each on top of `+sanm=on`.
+`sanm_ce_*` rows are the ablations of SANM(CE), one option each on top of `+sanm=on`; `sanm_dividemix_official`
+is SANM(DivideMix) under `+sanm=official`.
 
 Each run checkpoints every epoch; `--resume` continues interrupted runs and only re-reads finished ones.
 The wall column is each run's own training time (summed over its resumed parts).
@@ -61,6 +62,9 @@ RUNS = {
     "sanm_ce_mu03": ("SANM(CE) mu 0.3", "ce", ["+sanm=on", "sanm.mu=0.3"]),
     "dividemix": ("DivideMix", "dividemix", []),
     "sanm_dividemix": ("SANM(DivideMix)", "dividemix", ["+sanm=on"]),
+    # the official code's SANM reading (its mask ratio, corner boxes, channel fill, trough image, beta 0.02) in
+    # DivideMix, the one method the official code wires SANM into
+    "sanm_dividemix_official": ("SANM(DivideMix) +sanm=official", "dividemix", ["+sanm=official"]),
     "elr_plus": ("ELR+", "elr_plus", []),
     "sanm_elr_plus": ("SANM(ELR+)", "elr_plus", ["+sanm=on"]),
     "cdr": ("CDR", "cdr", []),
@@ -68,7 +72,8 @@ RUNS = {
     "coteaching": ("Co-teaching (9-layer CNN)", "coteaching", []),
     "sanm_coteaching": ("SANM(Co-teaching) (9-layer CNN)", "coteaching", ["+sanm=on"]),
 }
-DEFAULT_RUNS = [key for key in RUNS if not key.startswith("sanm_ce_") or key == "sanm_ce_masked"]
+ABLATIONS = [key for key in RUNS if key.startswith("sanm_ce_") and key != "sanm_ce_masked"] + ["sanm_dividemix_official"]
+DEFAULT_RUNS = [key for key in RUNS if key not in ABLATIONS]
 # the settings each protocol fixes; every other flag keeps its default
 PROTOCOLS = {
     "short": {"epochs": 20},
