@@ -21,6 +21,9 @@ whose schedule is not a step one, Co-teaching's linear decay, keeps its own, sca
 `sanm_ce_*` rows are the ablations of SANM(CE), one option each on top of `+sanm=on`; `sanm_dividemix_official`
 is SANM(DivideMix) under `+sanm=official`.
 
+Below the table, a second one gives each run's test accuracy per seed at every 10th epoch and around each
+lr drop (the epoch rows of benchmarks/RESULTS.md).
+
 Each run checkpoints every epoch; `--resume` continues interrupted runs and only re-reads finished ones.
 The wall column is each run's own training time (summed over its resumed parts).
 
@@ -44,6 +47,9 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout: baselines.report reads the runs' metrics
+from baselines.report import Run, metric_history  # noqa: E402
+
 DEFAULT_ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz"
 
 # (label, method, overrides): every run shares the dataset, noise, model and epochs given on the command line
@@ -124,7 +130,7 @@ def main() -> None:
     rows = []
     for key in args.runs:
         label, method, extra = RUNS[key]
-        summaries = []
+        summaries, run_dirs = [], []
         for seed in args.seeds:
             # one output root per run: variants such as sanm.train_on would otherwise share a run directory
             command = [sys.executable, "-m", f"baselines.{method}", *common, *schedule_overrides(method, protocol),
@@ -135,11 +141,12 @@ def main() -> None:
                 sys.exit(f"{label} failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
             summary_path = out.stdout.strip().splitlines()[-1].split("summary in ")[-1]
             summary = json.loads(Path(summary_path).read_text())
+            run_dirs.append((seed, Path(summary_path).parent))
             summaries.append(summary)  # wall_seconds: the run's own training time, summed over resumed parts
             print(f"   best {summary['best_test_acc']:.2f}  last {summary['last_test_acc']:.2f}  "
                   f"fitted wrong labels {summary['fitted_wrong_labels']:.1%}  ({summary['wall_seconds']:.0f} s)",
                   flush=True)
-        rows.append((label, summaries))
+        rows.append((label, summaries, run_dirs))
     subset = f"{args.subset} images" if args.subset else "all 50k"
     schedule = (f", batch {protocol['batch_size']}, lr /10 after epoch {protocol['lr_milestones']}"
                 if args.protocol == "memorisation" else "")
@@ -151,12 +158,38 @@ def main() -> None:
         "| run | best test acc | last test acc | best - last | at best val | wrong labels fitted at the end "
         "| right labels fitted | wall |",
         "|---|---|---|---|---|---|---|---|",
-    ] + [row_line(label, summaries) for label, summaries in rows]
+    ] + [row_line(label, summaries) for label, summaries, _ in rows]
+    lines += ["", *course_table(rows, course_epochs(protocol["epochs"], protocol.get("lr_milestones", [])))]
     table = args.table or args.output / "table.md"
     table.parent.mkdir(parents=True, exist_ok=True)
     table.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"\nwritten to {table}")
+
+
+def course_epochs(epochs: int, milestones: list[int]) -> list[int]:
+    """The epochs the course-of-training table shows: every 10th (every 5th in a run of up to 30), each lr drop's
+    last epoch and the two after it, every 5th after the first drop, and the last; 60 epochs with a drop after
+    36 give 10 20 30 36 37 38 40 45 50 55 60, the columns of RESULTS.md's epoch tables."""
+    step = 5 if epochs <= 30 else 10
+    shown = set(range(step, epochs + 1, step)) | {epochs}
+    for m in milestones:
+        shown |= {e for e in (m, m + 1, m + 2) if 1 <= e <= epochs}
+    if milestones:
+        shown |= set(range(5 * (min(milestones) // 5 + 1), epochs + 1, 5))
+    return sorted(shown)
+
+
+def course_table(rows: list[tuple[str, list[dict], list[tuple[int, Path]]]], epochs: list[int]) -> list[str]:
+    """Test accuracy at `epochs`, one row per run and seed, read from each run's metrics.jsonl."""
+    lines = ["Test accuracy by epoch:", "", "| run | seed | " + " | ".join(map(str, epochs)) + " |",
+             "|---|---|" + "---|" * len(epochs)]
+    for label, _, run_dirs in rows:
+        for seed, run_dir in run_dirs:
+            history = metric_history(Run(run_dir, "finished"), "test_acc")
+            lines.append(f"| {label} | {seed} | " + " | ".join(f"{history[e]:.2f}" if e in history else "-"
+                                                               for e in epochs) + " |")
+    return lines
 
 
 def schedule_overrides(method: str, protocol: dict) -> list[str]:

@@ -94,6 +94,11 @@ def test_memorisation_protocol_runs_every_seed_and_reports_mean_and_each(tmp_pat
     row = next(line for line in table.splitlines() if line.startswith("| CE |"))
     best = re.match(r"\| CE \| ([\d.]+) \(([\d.]+) / ([\d.]+)\) \|", row)
     assert best and abs(float(best[1]) - (float(best[2]) + float(best[3])) / 2) < 0.006
+    # the course of training, one row per seed, read back from each run's metrics.jsonl
+    course = {int(m[1]): float(m[2]) for m in re.finditer(r"^\| CE \| (\d) \| ([\d.]+) \|$", table, flags=re.M)}
+    assert "| run | seed | 2 |" in table and sorted(course) == [0, 1], table
+    last = re.match(r"\| CE \| [\d.]+ \(([\d.]+) / ([\d.]+)\) \| [\d.]+ \(([\d.]+) / ([\d.]+)\)", row)
+    assert (course[0], course[1]) == (float(last[3]), float(last[4]))  # epoch 2 is the last epoch
     resolved = sorted((tmp_path / "out").rglob("resolved.yaml"))
     assert [p.parent.name for p in resolved] == ["seed0", "seed1"]
     assert all("batch_size: 64" in p.read_text() and "- 36" in p.read_text() for p in resolved)
@@ -125,6 +130,17 @@ def test_memorisation_protocol_drops_the_lr_only_for_step_schedules():
     assert cifar10_mini.schedule_overrides("ce", protocol) == ["trainer.lr_milestones=[36]"]
     assert cifar10_mini.schedule_overrides("coteaching", protocol) == []  # its linear decay, scaled to the epochs
     assert cifar10_mini.schedule_overrides("ce", cifar10_mini.PROTOCOLS["short"]) == []
+
+
+def test_the_course_table_shows_the_epochs_around_each_lr_drop():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import cifar10_mini
+
+    assert cifar10_mini.course_epochs(60, [36]) == [10, 20, 30, 36, 37, 38, 40, 45, 50, 55, 60]
+    assert cifar10_mini.course_epochs(20, []) == [5, 10, 15, 20]
+    assert cifar10_mini.course_epochs(300, [150, 225])[:6] == [10, 20, 30, 40, 50, 60]
+    assert {150, 151, 152, 155, 225, 226, 227, 300} <= set(cifar10_mini.course_epochs(300, [150, 225]))
+    assert cifar10_mini.course_epochs(2, [36]) == [2]  # a drop after the run's end shows nothing
 
 
 def test_streaming_benchmark_prints_throughput_and_the_memory_of_a_long_list(tmp_path):
