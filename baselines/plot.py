@@ -302,9 +302,9 @@ def curve(runs: Sequence[dict[int, float]]) -> tuple[list[int], np.ndarray, np.n
     """(epochs, mean, min, max) over runs, each {epoch: value}. An epoch counts only where every run logged it,
     so a seed that is behind cannot bend the mean."""
     epochs = sorted(set.intersection(*(set(run) for run in runs))) if runs else []
-    values = np.array([[run[e] for e in epochs] for run in runs], dtype=float).reshape(len(runs), len(epochs))
     if not epochs:
         return [], np.empty(0), np.empty(0), np.empty(0)
+    values = np.array([[run[e] for e in epochs] for run in runs], dtype=float)
     return epochs, values.mean(0), values.min(0), values.max(0)
 
 

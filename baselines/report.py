@@ -27,12 +27,14 @@ import sys
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Optional
 
 from omegaconf import OmegaConf
 
 from baselines.common.config import flatten
+from baselines.common.metrics import read_records
 from baselines.plot import matplotlib_available, plot_curves
 
 __all__ = ["Group", "Run", "epoch_rows", "find_runs", "group_runs", "main", "markdown", "metric_history",
@@ -56,6 +58,11 @@ class Run:
     epochs_done: int = 0
     epochs: Optional[int] = None
     error: str = ""
+
+    @cached_property
+    def records(self) -> list[dict]:
+        """metrics.jsonl's epoch records, read once however many tables and figures use them."""
+        return read_records(self.path / "metrics.jsonl")
 
     @property
     def seed(self) -> Any:
@@ -239,17 +246,8 @@ def table_rows(groups: list[Group], pm: str = "±") -> list[list[str]]:
 
 def metric_history(run: Run, metric: str) -> dict[int, float]:
     """epoch -> the value `metric` was logged with (a line written again after a resume replaces the earlier one)."""
-    path, history = run.path / "metrics.jsonl", {}
-    if not path.is_file():
-        return history
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:  # a line torn by a kill: the epochs around it still count
-            continue
-        if isinstance(row, dict) and row.get(metric) is not None and "epoch" in row:
-            history[int(row["epoch"])] = float(row[metric])
-    return history
+    return {int(row["epoch"]): float(row[metric]) for row in run.records
+            if row.get(metric) is not None and "epoch" in row}
 
 
 EPOCH_KEYS = ("method", "dataset", "noise", "SANM", "variant", "seeds")
@@ -276,17 +274,8 @@ def epoch_rows(groups: list[Group], epochs: Sequence[int], metric: str = "test_a
 
 def logged_metrics(groups: list[Group]) -> list[str]:
     """Every metric key the groups' runs logged (what --metric accepts)."""
-    keys: set[str] = set()
-    for g in groups:
-        for run in g.runs:
-            path = run.path / "metrics.jsonl"
-            for line in path.read_text().splitlines() if path.is_file() else []:
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                keys.update(k for k, v in row.items() if k != "epoch" and isinstance(v, (int, float)))
-    return sorted(keys)
+    return sorted({k for g in groups for run in g.runs for row in run.records for k, v in row.items()
+                   if k != "epoch" and isinstance(v, (int, float))})
 
 
 def not_finished(runs: list[Run]) -> list[str]:

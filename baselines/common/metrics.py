@@ -83,14 +83,23 @@ def _jsonable(value: Any) -> Any:
 
 
 def read_records(metrics_path: str | Path) -> list[dict[str, Any]]:
-    """The epoch records of a metrics.jsonl ([] when there is none); a torn last line (the run died mid-write, or
-    is writing it now) is ignored."""
+    """The epoch records of a metrics.jsonl ([] when there is none). A torn last line (the run died mid-write, or
+    is writing it now) is ignored, and so is a torn line inside the file (a kill's, in a file appended to by hand
+    or by an older version): every reader (plots, reports, benchmarks) sees the epochs around it."""
     path = Path(metrics_path)
     if not path.exists():
         return []
     lines = path.read_text(encoding="utf-8").split("\n")
     # Every complete line ends with "\n", so the piece after the last one is empty unless the write was torn.
-    return [json.loads(line) for line in lines[:-1] if line.strip()]
+    records = []
+    for line in lines[:-1]:
+        try:
+            record = json.loads(line) if line.strip() else None
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
 
 
 class RunRecorder:
