@@ -11,7 +11,10 @@ failed (status.json, written by the engine) are listed apart and never averaged 
 `--at-epochs 10 36 37 60` gives instead the course of training: each group's mean ± std over seeds of a logged
 metric (`--metric`, default test_acc; any key of metrics.jsonl, e.g. selection_precision_net1,
 mask_ratio_noisy) at those epochs, read from each run's metrics.jsonl. `--plot curves.png` draws that metric
-for every group over all epochs (mean over seeds, their range as a band; needs matplotlib).
+for every group over all epochs (mean over seeds, their range as a band; needs matplotlib). With
+`--unfinished`, those two also average in the runs still in progress, stopped or interrupted, over the epochs
+they logged (a cell says "(k of n)" where only k of the group's n runs got that far): long runs can be compared
+while they train. Failed runs stay out.
 """
 
 from __future__ import annotations
@@ -167,12 +170,18 @@ def _describe(keys: Sequence[str], settings: dict) -> str:
     return ", ".join(f"{k}={json.dumps(settings.get(k))}" for k in keys)
 
 
-def group_runs(runs: Iterable[Run], paper: Optional[dict] = None) -> list[Group]:
-    """The finished runs grouped so that only seeds differ inside a group; each SANM group linked to its base."""
+# the states whose logged epochs --unfinished averages in: a failed run may have diverged, so it stays out
+PARTIAL_STATES = ("finished", "running", "stopped", "interrupted", "unfinished")
+
+
+def group_runs(runs: Iterable[Run], paper: Optional[dict] = None, unfinished: bool = False) -> list[Group]:
+    """The finished runs (with `unfinished`, also those of PARTIAL_STATES) grouped so that only seeds differ inside
+    a group; each SANM group linked to its base."""
     paper = paper_results() if paper is None else paper
+    states = PARTIAL_STATES if unfinished else ("finished",)
     by_setting: dict[tuple, list[Run]] = defaultdict(list)
     for run in runs:
-        if run.state == "finished":
+        if run.state in states:
             by_setting[run.setting].append(run)
     groups = []
     for (method, dataset, noise), members in sorted(by_setting.items()):
@@ -278,9 +287,10 @@ def logged_metrics(groups: list[Group]) -> list[str]:
                    if k != "epoch" and isinstance(v, (int, float))})
 
 
-def not_finished(runs: list[Run]) -> list[str]:
+def not_finished(runs: list[Run], states: Sequence[str] = ("finished",)) -> list[str]:
+    """One line for each run not in `states` (the ones averaged in)."""
     return [f"- {r.state}: {r.path} ({r.epochs_done}/{r.epochs if r.epochs is not None else '?'} epochs"
-            f"{'; ' + r.error if r.error else ''})" for r in runs if r.state != "finished"]
+            f"{'; ' + r.error if r.error else ''})" for r in runs if r.state not in states]
 
 
 def markdown(runs: list[Run], groups: list[Group]) -> str:
@@ -295,12 +305,21 @@ def markdown(runs: list[Run], groups: list[Group]) -> str:
     return "\n".join(lines)
 
 
-def epoch_markdown(runs: list[Run], groups: list[Group], epochs: Sequence[int], metric: str) -> str:
+def epoch_markdown(runs: list[Run], groups: list[Group], epochs: Sequence[int], metric: str,
+                   unfinished: bool = False) -> str:
     columns = (*EPOCH_KEYS, *(f"epoch {e}" for e in epochs))
     lines = [f"{metric} by epoch", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(row) + " |" for row in epoch_rows(groups, epochs, metric)]
-    lines += ["", "A cell is the mean ± sample std over the group's seeds (finished runs only)."]
-    rest = not_finished(runs)
+    which = ("runs finished or not (--unfinished), each over the epochs it logged" if unfinished
+             else "finished runs only; --unfinished adds the others")
+    lines += ["", f"A cell is the mean ± sample std over the group's seeds ({which})."]
+    states = PARTIAL_STATES if unfinished else ("finished",)
+    averaged = [r for r in runs if r.state in states]
+    if unfinished and len(averaged) > sum(r.state == "finished" for r in runs):
+        lines += ["", "Averaged in before finishing:", *(f"- {r.state}: {r.path} ({r.epochs_done}/"
+                                                         f"{r.epochs if r.epochs is not None else '?'} epochs)"
+                                                         for r in averaged if r.state != "finished")]
+    rest = not_finished(runs, states)
     if rest:
         lines += ["", f"Not averaged in ({len(rest)}):", *rest]
     return "\n".join(lines)
@@ -347,11 +366,17 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                         help="with --at-epochs or --plot: the metrics.jsonl key (default test_acc)")
     parser.add_argument("--plot", type=Path, metavar="PNG",
                         help="also draw the metric per epoch for every group into this PNG (needs matplotlib)")
+    parser.add_argument("--unfinished", action="store_true",
+                        help="with --at-epochs or --plot: also average in runs not finished yet, over the epochs "
+                             "they logged")
     args = parser.parse_args(argv)
     if args.at_epochs is not None and any(e < 1 for e in args.at_epochs):
         raise SystemExit(f"error: --at-epochs {args.at_epochs}: epochs count from 1, as metrics.jsonl logs them")
     if args.at_epochs is None and args.plot is None and args.metric != "test_acc":
         raise SystemExit("error: --metric is read only with --at-epochs or --plot; add e.g. --at-epochs 10 20 30")
+    if args.unfinished and args.at_epochs is None and args.plot is None:
+        raise SystemExit("error: --unfinished is read only with --at-epochs or --plot (best and last need a finished "
+                         "run); add e.g. --at-epochs 10 20 30")
     if args.plot is not None and not matplotlib_available():
         raise SystemExit('error: --plot needs matplotlib: pip install -e ".[logging]" adds it')
     missing = [str(f) for f in args.folders if not f.is_dir()]
@@ -361,17 +386,18 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if not runs:
         raise SystemExit(f"error: no runs under {', '.join(map(str, args.folders))} (no summary.json, "
                          "metrics.jsonl or resolved.yaml)")
-    groups = group_runs(runs)
+    groups = group_runs(runs, unfinished=args.unfinished)
     if args.at_epochs is not None or args.plot is not None:
         logged = logged_metrics(groups)
         if groups and args.metric not in logged:
-            raise SystemExit(f"error: no finished run logged {args.metric!r}; logged metrics: {', '.join(logged)}")
+            which = "run" if args.unfinished else "finished run"
+            raise SystemExit(f"error: no {which} logged {args.metric!r}; logged metrics: {', '.join(logged)}")
     if args.csv:
         sys.stdout.write(as_csv(groups, args.at_epochs, args.metric))
     elif args.latex:
         print(latex(groups, args.at_epochs, args.metric))
     elif args.at_epochs is not None:
-        print(epoch_markdown(runs, groups, args.at_epochs, args.metric))
+        print(epoch_markdown(runs, groups, args.at_epochs, args.metric, args.unfinished))
     else:
         print(markdown(runs, groups))
     if args.plot is not None and groups:

@@ -165,3 +165,20 @@ def test_at_epochs_marks_a_cell_only_some_seeds_logged_and_refuses_unknown_metri
         main([str(tmp_path), "--at-epochs", "0"])
     with pytest.raises(SystemExit, match="only with --at-epochs"):
         main([str(tmp_path), "--metric", "gmm_auc"])
+
+
+def test_unfinished_averages_in_runs_in_progress_over_the_epochs_they_logged(tmp_path, capsys):
+    _log(_run(tmp_path, "on", 0, 45.0, 44.0), [{"epoch": e, "test_acc": a} for e, a in ((1, 30.0), (2, 40.0), (3, 44.0))])
+    _log(_run(tmp_path, "on", 1, 0, 0, state="running"), [{"epoch": 1, "test_acc": 34.0}, {"epoch": 2, "test_acc": 44.0}])
+    _log(_run(tmp_path, "on", 2, 0, 0, state="running", pid=2**22 + 12345), [{"epoch": 1, "test_acc": 26.0}])  # stopped
+    _log(_run(tmp_path, "on", 3, 0, 0, state="failed"), [{"epoch": 1, "test_acc": 10.0}])  # diverged: stays out
+    main([str(tmp_path), "--at-epochs", "1", "2", "3"])
+    assert "| 1 (0) | 30.00 | 40.00 | 44.00 |" in capsys.readouterr().out  # finished runs only
+    main([str(tmp_path), "--at-epochs", "1", "2", "3", "--unfinished"])
+    text = capsys.readouterr().out
+    # epoch 1: 30, 34, 26 -> 30.00 ± 4.00; epoch 2: 40, 44 -> 42.00 ± 2.83 (2 of 3); epoch 3: 44 (1 of 3)
+    assert "| 3 (0, 1, 2) | 30.00 ± 4.00 | 42.00 ± 2.83 (2 of 3) | 44.00 (1 of 3) |" in text
+    assert "Averaged in before finishing:" in text and "- stopped: " in text
+    assert text.split("Not averaged in (1):")[1].strip().startswith("- failed: ")
+    with pytest.raises(SystemExit, match="--unfinished is read only with --at-epochs or --plot"):
+        main([str(tmp_path), "--unfinished"])
