@@ -174,11 +174,16 @@ def _describe(keys: Sequence[str], settings: dict) -> str:
 PARTIAL_STATES = ("finished", "running", "stopped", "interrupted", "unfinished")
 
 
+def averaged_states(unfinished: bool) -> tuple[str, ...]:
+    """The run states a table averages in: finished runs only, or with `unfinished` those of PARTIAL_STATES."""
+    return PARTIAL_STATES if unfinished else ("finished",)
+
+
 def group_runs(runs: Iterable[Run], paper: Optional[dict] = None, unfinished: bool = False) -> list[Group]:
     """The finished runs (with `unfinished`, also those of PARTIAL_STATES) grouped so that only seeds differ inside
     a group; each SANM group linked to its base."""
     paper = paper_results() if paper is None else paper
-    states = PARTIAL_STATES if unfinished else ("finished",)
+    states = averaged_states(unfinished)
     by_setting: dict[tuple, list[Run]] = defaultdict(list)
     for run in runs:
         if run.state in states:
@@ -287,10 +292,15 @@ def logged_metrics(groups: list[Group]) -> list[str]:
                    if k != "epoch" and isinstance(v, (int, float))})
 
 
+def _run_line(run: Run, error: bool = True) -> str:
+    """`- state: path (done/total epochs[; error])`, a run listed beside a table."""
+    total = run.epochs if run.epochs is not None else "?"
+    return f"- {run.state}: {run.path} ({run.epochs_done}/{total} epochs{'; ' + run.error if error and run.error else ''})"
+
+
 def not_finished(runs: list[Run], states: Sequence[str] = ("finished",)) -> list[str]:
     """One line for each run not in `states` (the ones averaged in)."""
-    return [f"- {r.state}: {r.path} ({r.epochs_done}/{r.epochs if r.epochs is not None else '?'} epochs"
-            f"{'; ' + r.error if r.error else ''})" for r in runs if r.state not in states]
+    return [_run_line(r) for r in runs if r.state not in states]
 
 
 def markdown(runs: list[Run], groups: list[Group]) -> str:
@@ -313,12 +323,10 @@ def epoch_markdown(runs: list[Run], groups: list[Group], epochs: Sequence[int], 
     which = ("runs finished or not (--unfinished), each over the epochs it logged" if unfinished
              else "finished runs only; --unfinished adds the others")
     lines += ["", f"A cell is the mean ± sample std over the group's seeds ({which})."]
-    states = PARTIAL_STATES if unfinished else ("finished",)
-    averaged = [r for r in runs if r.state in states]
-    if unfinished and len(averaged) > sum(r.state == "finished" for r in runs):
-        lines += ["", "Averaged in before finishing:", *(f"- {r.state}: {r.path} ({r.epochs_done}/"
-                                                         f"{r.epochs if r.epochs is not None else '?'} epochs)"
-                                                         for r in averaged if r.state != "finished")]
+    states = averaged_states(unfinished)
+    early = [_run_line(r, error=False) for r in runs if r.state in states and r.state != "finished"]
+    if early:
+        lines += ["", "Averaged in before finishing:", *early]
     rest = not_finished(runs, states)
     if rest:
         lines += ["", f"Not averaged in ({len(rest)}):", *rest]
