@@ -19,7 +19,8 @@ epochs, batch 64, lr /10 after 36 (60%), the same 5k subset and width 16; the ta
 seed's best and last, their mean, the best-minus-last drop and the share of wrong labels fitted (a method
 whose schedule is not a step one, Co-teaching's linear decay, keeps its own, scaled to the 60 epochs). The
 `sanm_ce_*` rows are the ablations of SANM(CE), one option each on top of `+sanm=on`; `sanm_dividemix_official`
-is SANM(DivideMix) under `+sanm=official`.
+is SANM(DivideMix) under `+sanm=official`, and `sanm_dividemix_beta002` SANM(DivideMix) with the official
+reconstruction weight alone (`+sanm=on sanm.beta=0.02`).
 
 Below the table, a second one gives each run's test accuracy per seed at every 10th epoch and around each
 lr drop (the epoch rows of benchmarks/RESULTS.md).
@@ -71,6 +72,8 @@ RUNS = {
     # the official code's SANM reading (its mask ratio, corner boxes, channel fill, trough image, beta 0.02) in
     # DivideMix, the one method the official code wires SANM into
     "sanm_dividemix_official": ("SANM(DivideMix) +sanm=official", "dividemix", ["+sanm=official"]),
+    # the official reconstruction weight alone, on top of +sanm=on: does beta 1 cost DivideMix its accuracy?
+    "sanm_dividemix_beta002": ("SANM(DivideMix) beta 0.02", "dividemix", ["+sanm=on", "sanm.beta=0.02"]),
     "elr_plus": ("ELR+", "elr_plus", []),
     "sanm_elr_plus": ("SANM(ELR+)", "elr_plus", ["+sanm=on"]),
     "cdr": ("CDR", "cdr", []),
@@ -78,7 +81,8 @@ RUNS = {
     "coteaching": ("Co-teaching (9-layer CNN)", "coteaching", []),
     "sanm_coteaching": ("SANM(Co-teaching) (9-layer CNN)", "coteaching", ["+sanm=on"]),
 }
-ABLATIONS = [key for key in RUNS if key.startswith("sanm_ce_") and key != "sanm_ce_masked"] + ["sanm_dividemix_official"]
+ABLATIONS = [key for key in RUNS if key.startswith("sanm_ce_") and key != "sanm_ce_masked"] + [
+    "sanm_dividemix_official", "sanm_dividemix_beta002"]
 DEFAULT_RUNS = [key for key in RUNS if key not in ABLATIONS]
 # the settings each protocol fixes; every other flag keeps its default
 PROTOCOLS = {
