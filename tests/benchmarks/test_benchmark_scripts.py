@@ -149,3 +149,28 @@ def test_streaming_benchmark_prints_throughput_and_the_memory_of_a_long_list(tmp
     assert re.search(r"^workers 0: \d+ images/s \(8 images, batch 4, .*views \[3, 224, 224\]$", stdout, flags=re.M), stdout
     assert re.search(r"^a 3,000-entry Clothing1M list \([\d.]+ MB .*\): peak RSS \d+ MB, -?\d+ MB above", stdout,
                      flags=re.M), stdout
+
+
+def test_codivide_diagnosis_reads_a_dividemix_checkpoint_and_refuses_other_runs(tmp_path):
+    run_dir = tmp_path / "dividemix_run"
+    _run(tmp_path, "-m", "baselines.dividemix", "+experiment=smoke", "noise=sym_0.5", f"run_dir={run_dir}")
+    stdout = _run(tmp_path, "benchmarks/codivide.py", str(run_dir))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    right = re.search(r"after epoch 2, ([\d.]+) of 128 labels right", stdout)
+    assert right and abs(float(right.group(1)) - (1 - summary["noise_rate_actual"])) < 1e-3, stdout
+    for net in ("net1", "net2"):
+        share = re.search(rf"{net}: labeled share ([\d.]+) at precision ([\d.]+|nan), gmm_auc ([\d.]+)", stdout)
+        assert share and 0 <= float(share.group(1)) <= 1, stdout
+    components = re.findall(r"GMM on normalised losses \(mean, std, weight\): ([\d.]+), [\d.]+, ([\d.]+); "
+                            r"([\d.]+), [\d.]+, ([\d.]+)", stdout)
+    assert len(components) == 2, stdout
+    for low_mean, low_weight, high_mean, high_weight in components:
+        assert 0 <= float(low_mean) <= float(high_mean) <= 1  # lower component first, in normalised units
+        assert abs(float(low_weight) + float(high_weight) - 1) < 2e-3
+    assert stdout.count("labels' loss at quantiles") == 4  # right and wrong, per network
+
+    ce_dir = tmp_path / "ce_run"
+    _run(tmp_path, "-m", "baselines.ce", "+experiment=smoke", f"run_dir={ce_dir}")
+    out = subprocess.run([sys.executable, "benchmarks/codivide.py", str(ce_dir)], cwd=ROOT, capture_output=True,
+                         text=True, timeout=1800)
+    assert out.returncode != 0 and "only methods with a co-divide" in out.stderr
