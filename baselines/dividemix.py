@@ -178,7 +178,10 @@ class DivideMix(Method):
     def co_divide(self, k: int, epoch: int, stats: dict, pool: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Network k's GMM clean probability over the training set (or over `pool`, in its order), and its
         selection diagnostics."""
-        losses = self.ctx.per_sample_losses(self.nets[k].model.eval(), pool)
+        return self.divide(k, self.ctx.per_sample_losses(self.nets[k].model.eval(), pool), stats, pool)
+
+    def divide(self, k: int, losses: torch.Tensor, stats: dict, pool: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The co-divide's split of network k's per-sample `losses` (benchmarks/codivide.py reuses it)."""
         window = self.settings["gmm_history"]
         prob = gmm_clean_probability(losses, self.loss_history[k] if window > 1 else None, window=window,
                                      max_iter=self.ctx.cfg.method.gmm_max_iter)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -30,20 +29,14 @@ sys.path.insert(0, str(ROOT))
 from baselines.common.checkpoint import load_checkpoint  # noqa: E402
 from baselines.common.engine import RunContext  # noqa: E402
 from baselines.registry import METHODS  # noqa: E402
-from sanm_plugin.quality import normalize_losses  # noqa: E402
+from sanm_plugin.quality import fit_loss_gmm, normalize_losses  # noqa: E402
 
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 
 def gmm_components(normalized: np.ndarray, max_iter: int) -> list[tuple[float, float, float]]:
     """(mean, std, weight) of the co-divide's two components, lower mean first."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.mixture import GaussianMixture
-
-    gmm = GaussianMixture(n_components=2, max_iter=max_iter, tol=1e-2, reg_covar=5e-4, random_state=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        gmm.fit(normalized.reshape(-1, 1))
+    gmm = fit_loss_gmm(normalized.reshape(-1, 1), max_iter=max_iter)
     parts = zip(gmm.means_.ravel(), np.sqrt(gmm.covariances_.ravel()), gmm.weights_)
     return sorted((float(m), float(s), float(w)) for m, s, w in parts)
 
@@ -67,13 +60,12 @@ def diagnose(run_dir: Path) -> list[str]:
     clean = ctx.is_clean.cpu().numpy()
     lines = [f"{run_dir}: after epoch {state['epoch']}, {clean.mean():.3f} of {len(clean)} labels right"]
     for k, net in enumerate(method.nets):
-        losses = ctx.per_sample_losses(net.model.eval()).cpu().numpy()
+        losses = ctx.per_sample_losses(net.model.eval())
         stats: dict = {}
-        prob = method.co_divide(k, state["epoch"], stats)  # what the next epoch's split would be
-        selected = (prob > method.threshold(prob)).cpu().numpy()
-        lines.append(f"  {net.name}: labeled share {selected.mean():.3f} at precision "
-                     f"{clean[selected].mean() if selected.any() else float('nan'):.3f}, "
-                     f"gmm_auc {stats[f'gmm_auc_{net.name}']:.3f}")
+        method.divide(k, losses, stats)  # the split the next epoch would make, with its diagnostics
+        lines.append(f"  {net.name}: labeled share {stats[f'labeled_fraction_{net.name}']:.3f} at precision "
+                     f"{stats[f'selection_precision_{net.name}']:.3f}, gmm_auc {stats[f'gmm_auc_{net.name}']:.3f}")
+        losses = losses.cpu().numpy()
         for label, rows in (("right", clean), ("wrong", ~clean)):
             if rows.any():
                 cells = " ".join(f"{q:.3f}" for q in np.quantile(losses[rows], QUANTILES))

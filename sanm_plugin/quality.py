@@ -66,6 +66,15 @@ def gmm_clean_probability(
         normalized = np.mean(np.stack(list(history)), axis=0)
     if np.unique(normalized).size < 2:
         return torch.full((normalized.size,), 0.5, dtype=torch.float32, device=device)
+    column = normalized.reshape(-1, 1)
+    gmm = fit_loss_gmm(column, max_iter=max_iter, tol=tol, reg_covar=reg_covar, random_state=random_state)
+    posterior = gmm.predict_proba(column)[:, int(np.argmin(gmm.means_.ravel()))]
+    return torch.as_tensor(posterior, dtype=torch.float32).to(device)
+
+
+def fit_loss_gmm(column: np.ndarray, *, max_iter: int = 10, tol: float = 1e-2, reg_covar: float = 5e-4,
+                 random_state: int | None = 0):
+    """The two-component scikit-learn GaussianMixture fitted to [N, 1] normalised losses (the settings above)."""
     # imported here: scikit-learn takes a second or two to import, and a run without G never needs it
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.mixture import GaussianMixture
@@ -73,9 +82,7 @@ def gmm_clean_probability(
     gmm = GaussianMixture(
         n_components=2, max_iter=max_iter, tol=tol, reg_covar=reg_covar, random_state=random_state
     )
-    column = normalized.reshape(-1, 1)
     with warnings.catch_warnings():  # 10 EM steps rarely converge to tol; DivideMix accepts that
         warnings.simplefilter("ignore", ConvergenceWarning)
         gmm.fit(column)
-    posterior = gmm.predict_proba(column)[:, int(np.argmin(gmm.means_.ravel()))]
-    return torch.as_tensor(posterior, dtype=torch.float32).to(device)
+    return gmm
