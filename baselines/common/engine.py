@@ -523,6 +523,7 @@ def run(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path] = Non
     console.say("logging to " + _loggers(cfg.tensorboard))
     snapshots = Snapshots(ctx, method.networks, run_dir) if world.is_main else None
     resumed_at = time.time()
+    trained = elapsed  # a finished run resumed again trains nothing and keeps its wall time
     recorder.write_status("running", epoch=completed, epochs=cfg.trainer.epochs)  # what baselines.report reads
     try:
         for epoch in range(completed, cfg.trainer.epochs):  # `epoch` is the 0-based index; outputs say epoch + 1
@@ -548,20 +549,21 @@ def run(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path] = Non
             if snapshots is not None and snapshots.due(epoch + 1):
                 snapshots.save(epoch + 1)
             rng = distributed.all_objects(capture_rng_state(), world)
+            trained = elapsed + time.time() - resumed_at  # the checkpoint's and the summary's wall: one number
             with _interrupts_deferred():  # a Ctrl-C here lands after `completed` counts the checkpoint just written
                 if world.is_main:
                     save_checkpoint(checkpoint, {
                         "format": CHECKPOINT_FORMAT, "epoch": epoch + 1, "method_name": method.name,
                         "identity": identity, "networks": {name: net.state_dict() for name, net in method.networks.items()},
                         "method": method.extra_state(), "rng": rng[0], **({"rng_ranks": rng} if world.active else {}),
-                        "wall_seconds": elapsed + time.time() - resumed_at,
+                        "wall_seconds": trained,
                     })
                 completed = epoch + 1
             console.say(f"epoch {completed}/{cfg.trainer.epochs}  test_acc {test_acc:.2f}  " + "  ".join(
                 f"{k} {v:.4g}" for k, v in stats.items() if isinstance(v, float) and not math.isnan(v)))
             if completed == 1 and ctx.acceleration.compile_backend:
                 console.say(f"epoch 1 took {record['epoch_seconds']:.1f} s, torch.compile's compilation included")
-        summary = _summary(recorder.records(), cfg, ctx, elapsed + time.time() - resumed_at)
+        summary = _summary(recorder.records(), cfg, ctx, trained)
         for net in method.networks.values():
             net.model.eval()
         if ctx.data.labels_known:  # else every label counts as right: nothing to measure, and a pass to save
