@@ -46,7 +46,8 @@ class SANMSettings:
         `required` maps a key (train_on, target, recon_source) to the only value the method can run with and
         why (ELR has no mixup forward to reconstruct from): `auto` takes that value, any other is an error.
         """
-        group = OmegaConf.to_object(group) if isinstance(group, DictConfig) else group
+        if isinstance(group, DictConfig):  # typed under Hydra; untyped when read back from a run's resolved.yaml
+            group = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SANMGroupConfig), group))
         required = required or {}
 
         def choose(key: str, method_default: str) -> str:

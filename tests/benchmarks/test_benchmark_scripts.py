@@ -152,8 +152,9 @@ def test_streaming_benchmark_prints_throughput_and_the_memory_of_a_long_list(tmp
 
 
 def test_codivide_diagnosis_reads_a_dividemix_checkpoint_and_refuses_other_runs(tmp_path):
-    run_dir = tmp_path / "dividemix_run"
-    _run(tmp_path, "-m", "baselines.dividemix", "+experiment=smoke", "noise=sym_0.5", f"run_dir={run_dir}")
+    run_dir = tmp_path / "dividemix_run"  # with SANM: its group comes back untyped from resolved.yaml
+    _run(tmp_path, "-m", "baselines.dividemix", "+experiment=smoke", "noise=sym_0.5", "+sanm=on", "sanm.beta=0.02",
+         f"run_dir={run_dir}")
     stdout = _run(tmp_path, "benchmarks/codivide.py", str(run_dir))
     summary = json.loads((run_dir / "summary.json").read_text())
     right = re.search(r"after epoch 2, ([\d.]+) of 128 labels right", stdout)

@@ -73,6 +73,16 @@ def test_sanm_overrides_reach_the_hook_config():
         SANMSettings.resolve(_compose("ce", ["+sanm=on", "sanm.mu=1.5"]).sanm, cfg.method, 2)
 
 
+def test_a_sanm_group_read_back_untyped_resolves_like_the_composed_one(tmp_path):
+    """Tools that rebuild a run from its resolved.yaml (benchmarks/codivide.py) get a plain DictConfig."""
+    cfg = _compose("dividemix", ["+sanm=on", "sanm.beta=0.02", "sanm.train_on=masked"])
+    OmegaConf.save(cfg.sanm, tmp_path / "sanm.yaml")
+    untyped = OmegaConf.load(tmp_path / "sanm.yaml")
+    typed = SANMSettings.resolve(cfg.sanm, cfg.method, 10)
+    assert SANMSettings.resolve(untyped, cfg.method, 10) == typed
+    assert typed.config == SANMConfig.paper(beta=0.02, validate=False) and typed.train_on == "masked"
+
+
 AUGMENTS = sorted(p.stem for p in (CONF / "augment").glob("*.yaml"))
 
 
