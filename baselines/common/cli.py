@@ -6,6 +6,7 @@ regular install or wheel, as the package data `baselines.conf` that setup.cfg ma
 
 from __future__ import annotations
 
+import difflib
 import os
 import shlex
 import sys
@@ -17,6 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
+from .config import declared_keys
 from .engine import ConfigurationError, Method, RunInterrupted, report_and_exit, run
 
 _CHECKOUT_CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -44,7 +46,8 @@ def entry_point(method_cls: type[Method], config_name: Optional[str] = None) -> 
             report_interrupt(stop, f"baselines.{config_name}", HydraConfig.get().overrides.task)
 
     def main() -> None:
-        problem = sanm_keys_without_preset(sys.argv[1:]) or multirun_under_torchrun(sys.argv[1:])
+        problem = (sanm_keys_without_preset(sys.argv[1:]) or undeclared_key(sys.argv[1:], method_cls, config_name)
+                   or multirun_under_torchrun(sys.argv[1:]))
         if problem:
             report_and_exit(ConfigurationError(problem))
         if int(os.environ.get("RANK", 0)) > 0:  # one run directory, written by rank 0 alone (Hydra's copy too)
@@ -73,6 +76,39 @@ def sanm_keys_without_preset(arguments: Sequence[str]) -> Optional[str]:
         if override.key_or_group.startswith("sanm."):
             return (f"{override.key_or_group} needs a SANM preset: add +sanm=on (the paper's equations) or "
                     "+sanm=official (the official code's choices), e.g. +sanm=on " + override.input_line)
+    return None
+
+
+def config_groups() -> set[str]:
+    """The config groups (conf/<group>/) a command line may select, with or without `+`."""
+    if (_CHECKOUT_CONF / "common.yaml").is_file():
+        return {p.name for p in _CHECKOUT_CONF.iterdir() if p.is_dir() and not p.name.startswith("_")}
+    from importlib.resources import files
+
+    return {p.name for p in files("baselines.conf").iterdir() if p.is_dir() and not p.name.startswith("_")}
+
+
+def undeclared_key(arguments: Sequence[str], method_cls: type[Method], config_name: str) -> Optional[str]:
+    """The one-line error for a key no schema declares, with or without `+`/`++` (Hydra's own error advises `+`,
+    which adds the key and trains silently without it); None when every key is declared."""
+    candidates = [a for a in arguments if "=" in a and not a.startswith("-")]
+    try:
+        overrides = OverridesParser.create().parse_overrides(candidates)
+    except Exception:  # Hydra itself reports malformed overrides, with its own message
+        return None
+    declared, open_ended = declared_keys(method_cls.config)
+    groups = config_groups()
+    for override in overrides:
+        key = override.key_or_group
+        if override.is_delete() or key.split(".")[0].split("/")[0] == "hydra" or key in declared or key in groups:
+            continue
+        if any(key.startswith(prefix + ".") for prefix in open_ended):
+            continue
+        leaves = {k for k in declared if not any(other.startswith(k + ".") for other in declared)}
+        near = difflib.get_close_matches(key, sorted(leaves | groups), n=1, cutoff=0.6)
+        hint = f"did you mean {near[0]}? " if near else ""
+        return (f"unknown key {key} (in {override.input_line}): no config of baselines.{config_name} declares it; "
+                f"{hint}python -m baselines.{config_name} --help lists every key")
     return None
 
 

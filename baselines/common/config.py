@@ -9,6 +9,7 @@ the library and the command line share one set of checks.
 from __future__ import annotations
 
 import hashlib
+import dataclasses
 from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, get_type_hints
@@ -235,7 +236,30 @@ class RunConfig:
     plots: PlotsConfig = field(default_factory=PlotsConfig)
 
 
-ConfigStore.instance().store(name="run_schema", node=RunConfig)  # the first entry of every conf/<method>.yaml
+ConfigStore.instance().store(name="run_schema", node=RunConfig)
+
+
+def declared_keys(method_config: type[MethodConfig]) -> tuple[set[str], set[str]]:
+    """(every dotted key the schema declares, the keys whose values are free-form mappings or lists) for a run of
+    the method whose `config` is `method_config`: what a command-line key is checked against before Hydra composes
+    (a `+key=value` would otherwise add an unknown key to the config and train without it)."""
+    declared, open_ended = set(), set()
+
+    def walk(schema: type, prefix: str) -> None:
+        for name, hint in get_type_hints(schema).items():
+            key = f"{prefix}{name}"
+            declared.add(key)
+            if key == "method":
+                hint = method_config
+            elif key == "sanm":
+                hint = SANMGroupConfig
+            if dataclasses.is_dataclass(hint):
+                walk(hint, key + ".")
+            elif any(getattr(h, "__origin__", None) in (dict, list) for h in (hint, *getattr(hint, "__args__", ()))):
+                open_ended.add(key)  # a mapping or a list (noise.asym_map): its entries are the user's
+
+    walk(RunConfig, "")
+    return declared, open_ended  # the first entry of every conf/<method>.yaml
 
 
 def register_method_schema(name: str, config: type[MethodConfig]) -> None:

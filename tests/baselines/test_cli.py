@@ -329,6 +329,40 @@ def test_a_sanm_key_without_a_preset_says_to_add_one(tmp_path):
         "code's choices), e.g. +sanm=on sanm.mu=0.3"]
 
 
+def test_a_mistyped_key_stops_the_run_in_one_line_even_with_a_plus(tmp_path):
+    """Hydra's own error advises `+trainer.epoch=3`, which used to add the key and train the default epochs."""
+    for typo in ("+trainer.epoch=3", "trainer.epoch=3", "++trainer.epoch=3"):
+        result = cli("ce", "+experiment=smoke", typo, f"output_root={tmp_path}", check=False)
+        assert result.returncode == 2 and not any(tmp_path.iterdir())  # nothing trained, nothing written
+        assert result.stderr.strip().splitlines() == [
+            f"error: unknown key trainer.epoch (in {typo}): no config of baselines.ce declares it; did you mean "
+            "trainer.epochs? python -m baselines.ce --help lists every key"]
+        assert "+" not in result.stderr.split("(in ")[1].split(")", 1)[1]  # never advises appending
+
+
+@pytest.mark.parametrize("typo, nearest", [
+    ("+trainer.lr_milestone=[3]", "trainer.lr_milestones"), ("method.lambda_uu=3", "method.lambda_u"),
+    ("+sanm.bta=0.1", "sanm.beta"), ("dataset.train_subst=9", "dataset.train_subset"),
+    ("+noise.rat=0.2", "noise.rate"), ("model.widht=8", "model.width"), ("augment.cropsize=24", "augment.crop_size"),
+    ("+plots.galery=2", "plots.gallery"), ("+seeed=1", "seed"), ("+experimnt=smoke", "experiment")])
+def test_every_group_names_the_mistyped_key_and_the_nearest_declared_one(typo, nearest):
+    from baselines.common.cli import undeclared_key
+
+    problem = undeclared_key(["+sanm=on", typo], BASELINES["dividemix"], "dividemix")
+    assert problem.startswith(f"unknown key {typo.lstrip('+').split('=')[0]} ") and f"did you mean {nearest}?" in problem
+
+
+@pytest.mark.parametrize("method", sorted({**BASELINES, **PRETRAINING}))
+def test_every_declared_key_and_group_passes_the_key_check(method):
+    from baselines.common.cli import config_groups, undeclared_key
+    from baselines.common.config import declared_keys
+
+    declared, _ = declared_keys(METHODS[method].config)
+    keys = [f"{key}=1" for key in sorted(declared)] + [f"+{group}=x" for group in sorted(config_groups())]
+    free = ["noise.asym_map.3=5", "~seed", "hydra.run.dir=x", "hydra/launcher=joblib"]
+    assert undeclared_key(keys + free, METHODS[method], method) is None
+
+
 def test_help_names_the_method_and_explains_the_sanm_keys():
     out = cli("dividemix", "--help").stdout
     assert out.startswith("dividemix: the dividemix method") and "python -m baselines.dividemix" in out
