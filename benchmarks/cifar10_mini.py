@@ -52,6 +52,8 @@ sys.path.insert(0, str(ROOT))  # run from a checkout: baselines.report reads the
 from baselines.report import Run, metric_history  # noqa: E402
 
 DEFAULT_ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz"
+# CIFAR-10N's human labels in the JPEG copy's image order (shared/data/README.md): the cifar10n protocol's noise
+DEFAULT_HUMAN_LABELS = ROOT.parent / "shared" / "data" / "cifar10n-jpg.npz"
 
 # (label, method, overrides): every run shares the dataset, noise, model and epochs given on the command line
 RUNS = {
@@ -69,6 +71,8 @@ RUNS = {
     "sanm_ce_mu03": ("SANM(CE) mu 0.3", "ce", ["+sanm=on", "sanm.mu=0.3"]),
     "dividemix": ("DivideMix", "dividemix", []),
     "sanm_dividemix": ("SANM(DivideMix)", "dividemix", ["+sanm=on"]),
+    # the paper's equations as written (beta 1): +sanm=on before DivideMix's measured default (issue 39)
+    "sanm_dividemix_paper": ("SANM(DivideMix) +sanm=paper", "dividemix", ["+sanm=paper"]),
     # the official code's SANM reading (its mask ratio, corner boxes, channel fill, trough image, beta 0.02) in
     # DivideMix, the one method the official code wires SANM into
     "sanm_dividemix_official": ("SANM(DivideMix) +sanm=official", "dividemix", ["+sanm=official"]),
@@ -85,7 +89,8 @@ RUNS = {
 BETA_SWEEP = {"0": "0", "01": "0.1", "03": "0.3"}
 for _key, _label, _method in (("ce", "CE", "ce"), ("dividemix", "DivideMix", "dividemix")):
     for _suffix, _beta in BETA_SWEEP.items():
-        RUNS[f"sanm_{_key}_beta{_suffix}"] = (f"SANM({_label}) beta {_beta}", _method, ["+sanm=on", f"sanm.beta={_beta}"])
+        RUNS[f"sanm_{_key}_beta{_suffix}"] = (f"SANM({_label}) beta {_beta}", _method,
+                                              ["+sanm=on", f"sanm.beta={_beta}"])
 ABLATIONS = [key for key in RUNS if key.startswith(("sanm_ce_", "sanm_dividemix_")) and key != "sanm_ce_masked"]
 DEFAULT_RUNS = [key for key in RUNS if key not in ABLATIONS]
 # the settings each protocol fixes; every other flag keeps its default
@@ -94,6 +99,10 @@ PROTOCOLS = {
     # 10% of the subset is held out as a noisy validation split (4,500 images train): the epoch it selects gives
     # the "at best val" column, the figure a user without clean labels could pick (issue 39)
     "memorisation": {"epochs": 60, "batch_size": 64, "lr_milestones": [36], "val_fraction": 0.1},
+    # the memorisation protocol on human noise: the same subset, network and schedule, CIFAR-10N's labels of
+    # those images (worse_label, 40.2% wrong over the 50k) instead of synthetic noise
+    "cifar10n": {"epochs": 60, "batch_size": 64, "lr_milestones": [36], "val_fraction": 0.1,
+                 "noise": "cifar10n_worst"},
 }
 
 
@@ -119,7 +128,11 @@ def main() -> None:
                         help="short: 20 epochs, each method's own batch and schedule; memorisation: see above")
     parser.add_argument("--epochs", type=int, default=None, help="overrides the protocol's")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--noise", default="sym_0.5")
+    parser.add_argument("--noise", default=None,
+                        help="a noise preset (default sym_0.5; the cifar10n protocol: cifar10n_worst, or another "
+                             "cifar10n_* preset, read from --human-labels)")
+    parser.add_argument("--human-labels", type=Path, default=DEFAULT_HUMAN_LABELS,
+                        help="CIFAR-10N's labels in the JPEG copy's order (the cifar10n protocol)")
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--runs", nargs="+", default=DEFAULT_RUNS, choices=list(RUNS))
@@ -131,13 +144,17 @@ def main() -> None:
     args = parser.parse_args()
     protocol = {**PROTOCOLS[args.protocol], **({"epochs": args.epochs} if args.epochs else {})}
     folder = unpack(args.archive, args.cache)
+    noise = args.noise or protocol.get("noise", "sym_0.5")
+    if noise.startswith("cifar10n_") and not args.human_labels.is_file():
+        sys.exit(f"error: {args.human_labels} not found; pass --human-labels path/to/cifar10n-jpg.npz")
     common = [
-        "dataset=image_folder", f"dataset.root={folder}", f"noise={args.noise}", f"model.width={args.width}",
+        "dataset=image_folder", f"dataset.root={folder}", f"noise={noise}", f"model.width={args.width}",
         f"trainer.epochs={protocol['epochs']}", f"device={args.device}",
         "resume=true" if args.resume else "overwrite=true", "progress=false",
     ] + ([f"dataset.train_subset={args.subset}"] if args.subset else []) + (
         [f"trainer.batch_size={protocol['batch_size']}"] if "batch_size" in protocol else []) + (
-        [f"trainer.val_fraction={protocol['val_fraction']}"] if "val_fraction" in protocol else [])
+        [f"trainer.val_fraction={protocol['val_fraction']}"] if "val_fraction" in protocol else []) + (
+        [f"noise.file={args.human_labels.resolve()}"] if noise.startswith("cifar10n_") else [])
     rows = []
     for key in args.runs:
         label, method, extra = RUNS[key]
@@ -160,9 +177,11 @@ def main() -> None:
         rows.append((label, summaries, run_dirs))
     subset = f"{args.subset} images" if args.subset else "all 50k"
     schedule = (f", batch {protocol['batch_size']}, lr /10 after epoch {protocol['lr_milestones']}"
-                if args.protocol == "memorisation" else "")
+                if "lr_milestones" in protocol else "")
+    held_out = (f", {protocol['val_fraction']:.0%} of the subset held out as a noisy validation split"
+                if "val_fraction" in protocol else "")
     lines = [
-        f"CIFAR-10 JPEG copy, {subset} (class-balanced), {args.noise}, PreAct ResNet-18 width {args.width}, "
+        f"CIFAR-10 JPEG copy, {subset} (class-balanced){held_out}, {noise}, PreAct ResNet-18 width {args.width}, "
         f"{protocol['epochs']} epochs{schedule}, {args.device}, seeds {' '.join(map(str, args.seeds))}; "
         "test on all 10k. With several seeds a cell is the mean, then each seed's value.",
         "",

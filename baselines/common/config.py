@@ -72,6 +72,10 @@ class NoiseConfig:
     asym_map: Optional[Dict[int, int]] = None
     file: Optional[str] = None
     file_key: Optional[str] = None
+    # a label file in another order than the training images: index_file[i] is the file's row for image i
+    # (the CIFAR-10 image-folder copy's orig_index, for the published CIFAR-10_human.pt)
+    index_file: Optional[str] = None
+    index_key: Optional[str] = None
 
 
 @dataclass
@@ -139,16 +143,17 @@ class SANMEngineKeys:
 
     name: str = "on"
     enabled: bool = True  # sanm=off sets false: the plain baseline, for sweeps
-    preset: str = "paper"  # paper | official: the SANMConfig starting point
+    preset: str = "paper"  # method (+sanm=on) | paper | official: the SANMConfig starting point (sanm_preset_values)
     train_on: str = AUTO  # auto | masked | clean_and_masked
     target: str = AUTO  # auto | label | prediction
     warmup_epochs: Any = AUTO  # auto | int: epochs before SANM starts (G needs a trained network)
     recon_source: str = AUTO  # methods that mix inputs: separate (a forward of the masked views) | mixed (the mixup forward's)
 
-    def hook_settings(self) -> Dict[str, Any]:
-        """The SANMConfig fields this group sets (its other keys are the engine's), on top of the preset."""
-        values = {f.name: getattr(self, f.name) for f in fields(SANMConfig) if getattr(self, f.name) is not None}
-        return {"preset": self.preset, **values}
+    def hook_settings(self, method_name: str) -> Dict[str, Any]:
+        """Every SANMConfig field for a run of `method_name`: the values this group sets (its other keys are the
+        engine's) on top of its preset's."""
+        given = {f.name: getattr(self, f.name) for f in fields(SANMConfig) if getattr(self, f.name) is not None}
+        return {**sanm_preset_values(self.preset, method_name), **given}
 
 
 # `+sanm=on|official|off`: SANMEngineKeys plus every SANMConfig field as an optional override (None keeps the
@@ -161,22 +166,39 @@ SANMGroupConfig = make_dataclass(
 SANMGroupConfig.__module__ = __name__
 
 
-# One line per key of the `sanm` group, for `--help` (conf/hydra/help/baselines.yaml renders it).
+# `+sanm=on` is the paper's equations with each method's measured values on top (Method.sanm_defaults, filled in
+# by register_method_schema); `+sanm=paper` the equations alone; `+sanm=official` the official code's choices.
+SANM_PRESETS = ("method", "paper", "official")
+SANM_METHOD_DEFAULTS: Dict[str, Dict[str, Any]] = {}
+
+
+def sanm_preset_values(preset: str, method_name: str) -> Dict[str, Any]:
+    """Every SANMConfig field as `preset` sets it for the method `method_name` (`method`: paper + the method's
+    sanm_defaults; `paper`, `official`: SANMConfig's own presets, the same for every method)."""
+    if preset not in SANM_PRESETS:
+        raise ValueError(f"sanm.preset must be one of {SANM_PRESETS}, got {preset!r}")
+    if preset == "method":
+        return SANMConfig.paper(**SANM_METHOD_DEFAULTS.get(method_name, {})).to_dict()
+    return getattr(SANMConfig, preset)().to_dict()
+
+
+# One line per key of the `sanm` group, for `--help` (conf/hydra/help/baselines.yaml renders it); the hook keys'
+# values under each preset are added from the code that sets them (sanm_preset_values), never written here.
 SANM_KEY_HELP = {
-    "mu": "peak-box ratio scale, r = mu*(1-G) (Eq. 3; 0.2; the paper finds 0.1-0.3 all help)",
-    "delta": "box aspect ~ U(delta, 1/delta) (Eq. 4; 0.8)",
-    "beta": "weight of the reconstruction loss (Eq. 10; on: 1, official: 0.02)",
-    "activation": "cam (class activation map, Eq. 1) | energy (sum of squared channels, official)",
+    "mu": "peak-box ratio scale, r = mu*(1-G) (Eq. 3; the paper finds 0.1-0.3 all help)",
+    "delta": "box aspect ~ U(delta, 1/delta) (Eq. 4)",
+    "beta": "weight of the reconstruction loss (Eq. 10)",
+    "activation": "cam (class activation map, Eq. 1) | energy (sum of squared channels)",
     "ratio": "paper (r = mu*(1-G)) | official (U(0.02, 0.07) + 0.03*(1-G))",
-    "box": "centered on the peak (Eq. 4) | corner (top-left corner at the peak, official)",
-    "fill": "pixel (i.i.d. U(0,1), Eq. 5) | channel (one U(0,1) per box and channel, official)",
-    "trough": "same_image | separate_image (official) | off",
-    "label_spread": "all (Eq. 7) | others (official): where NLR moves the mass r",
+    "box": "centered on the peak (Eq. 4) | corner (top-left corner at the peak)",
+    "fill": "pixel (i.i.d. U(0,1), Eq. 5) | channel (one U(0,1) per box and channel)",
+    "trough": "same_image | separate_image | off",
+    "label_spread": "all (Eq. 7) | others: where NLR moves the mass r",
     "validate": "the hooks' value checks (a host sync per step on CUDA; off in the presets)",
-    "fill_space": "pixel (U(0,1) pixel values, normalised like the image; on) | input (U(0,1) in normalised units; official)",
+    "fill_space": "pixel (U(0,1) pixel values, normalised like the image) | input (U(0,1) in normalised units)",
     "recon_target": "input (reconstruct the normalised tensor) | pixel (the image in [0, 1])",
-    "decoder": "bn (transposed convs + BN + ReLU; on) | linear (transposed convs only; official)",
-    "extremes": "exact (arg-max/min of the map; on) | uint8 (rescaled to 0..255 and floored first; official)",
+    "decoder": "linear (transposed convs only) | bn (transposed convs + BN + ReLU)",
+    "extremes": "exact (arg-max/min of the map) | uint8 (rescaled to 0..255 and floored first)",
     "train_on": "auto | masked (replaces the clean view) | clean_and_masked (adds it)",
     "target": "auto | label (NLR on the method's target) | prediction (on the detached clean prediction)",
     "warmup_epochs": "auto (when the method's warm-up ends) | epochs before SANM starts",
@@ -184,10 +206,18 @@ SANM_KEY_HELP = {
 }
 
 
-def sanm_help() -> str:
-    """The `sanm` keys with their one-line descriptions, aligned, for the --help page."""
+def sanm_help(method_name: str = "") -> str:
+    """The `sanm` keys with their one-line descriptions and, for the hook keys, each preset's value for this
+    method, aligned, for the --help page."""
+    values = {preset: sanm_preset_values(preset, method_name) for preset in SANM_PRESETS}
     width = max(map(len, SANM_KEY_HELP)) + len("sanm.")
-    return "\n".join(f"  {'sanm.' + key:<{width}}  {text}" for key, text in SANM_KEY_HELP.items())
+    lines = []
+    for key, text in SANM_KEY_HELP.items():
+        if key in values["paper"] and key != "validate":
+            on, paper, official = (values[p][key] for p in SANM_PRESETS)
+            text += f" [on: {on}, paper: {paper}, official: {official}]"
+        lines.append(f"  {'sanm.' + key:<{width}}  {text}")
+    return "\n".join(lines)
 
 
 OmegaConf.register_new_resolver("sanm_help", sanm_help, replace=True)
@@ -262,10 +292,16 @@ def declared_keys(method_config: type[MethodConfig]) -> tuple[set[str], set[str]
     return declared, open_ended  # the first entry of every conf/<method>.yaml
 
 
-def register_method_schema(name: str, config: type[MethodConfig]) -> None:
+def register_method_schema(name: str, config: type[MethodConfig], sanm_defaults: Optional[Dict[str, Any]] = None) -> None:
     """Store a method's `config` dataclass as `<name>_method` (package `method`), the second entry of
-    conf/<name>.yaml's defaults: unknown keys fail, and its defaults are the method's. Called for every Method
-    subclass that declares a `name` (engine.Method.__init_subclass__)."""
+    conf/<name>.yaml's defaults: unknown keys fail, and its defaults are the method's; and its `sanm_defaults`, what
+    `+sanm=on` sets on top of the paper's equations for it. Called for every Method subclass that declares a `name`
+    (engine.Method.__init_subclass__)."""
+    unknown = sorted(set(sanm_defaults or {}) - {f.name for f in fields(SANMConfig)})
+    if unknown:
+        raise TypeError(f"{name}'s sanm_defaults name {unknown}, which are not SANMConfig fields")
+    SANMConfig.paper(**(sanm_defaults or {}))  # a bad value fails at declaration, not in a run
+    SANM_METHOD_DEFAULTS[name] = dict(sanm_defaults or {})
     node = config()
     if not node.name:
         node.name = name

@@ -96,6 +96,10 @@ class ImageDataset:
     val_labels: np.ndarray | None = field(default=None, repr=False)
     # further test sets evaluated each epoch beside the main one: {name: (images, labels)} (WebVision's ImageNet val)
     extra_tests: dict[str, tuple[Any, np.ndarray]] = field(default_factory=dict, repr=False)
+    # a subset (train_subset): the positions of its samples in the whole training split of train_total images,
+    # so that a label file for the whole split (CIFAR-10N) gives the subset its rows; None = the whole split
+    train_index: np.ndarray | None = field(default=None, repr=False)
+    train_total: int | None = None
 
     @property
     def streamed(self) -> bool:
@@ -237,6 +241,8 @@ def _take_train_subset(data: ImageDataset, n: int, seed: int) -> ImageDataset:
     idx = class_balanced_subset(data.train_labels, n, seed)
     return dataclasses.replace(
         data,
+        train_index=idx if data.train_index is None else data.train_index[idx],
+        train_total=len(data.train_labels) if data.train_total is None else data.train_total,
         train_images=data.train_images[idx],
         train_labels=data.train_labels[idx],
         coarse_labels=None if data.coarse_labels is None else data.coarse_labels[idx],

@@ -35,7 +35,7 @@ from . import distributed
 from .acceleration import Acceleration, routed_model
 from .augment import build_augment
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
-from .config import AUTO, MethodConfig, dataset_dir_name, flatten, register_method_schema
+from .config import AUTO, MethodConfig, dataset_dir_name, flatten, register_method_schema, sanm_preset_values
 from .data import DatasetError, ImageDataset, default_cache_dir, load_dataset
 from .streaming import ImageFiles, StreamedImages
 from .metrics import (ConsoleLog, EpochMeans, QuietConsole, RankRecords, RunRecorder, epoch_progress, without_truth,
@@ -171,6 +171,7 @@ class RunContext:
             dataset_identity=self.data.identity, cache_dir=self.cache_dir, dataset=self.data.name,
             class_names=self.data.class_names, coarse_labels=self.data.coarse_labels,
             images=self.data.train_images if spec.type == "idn" else None,
+            train_index=self.data.train_index, train_total=self.data.train_total,
         )
         self.noise_spec = spec
         # None when the dataset's own labels are noisy (Animal-10N): there is no truth to count against
@@ -362,11 +363,14 @@ class Method:
     # the trainer keys conf/<method>.yaml leaves `auto`; `reference_epochs` is the run length its lr_milestones
     # were written for, so that they scale with trainer.epochs (trainer.py)
     schedule: dict = {}
+    # SANMConfig fields `+sanm=on` sets for this method on top of the paper's equations, each chosen by
+    # measurement (benchmarks/RESULTS.md); `+sanm=paper` ignores them. A subclass inherits its parent's.
+    sanm_defaults: dict = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "name" in cls.__dict__:  # a declaration, not a helper subclass of one (tests patch methods so)
-            register_method_schema(cls.name, cls.config)
+            register_method_schema(cls.name, cls.config, cls.sanm_defaults)
 
     @classmethod
     def trainer_defaults(cls, cfg: DictConfig) -> dict:
@@ -693,7 +697,8 @@ def _with_sanm_preset_values(identity: dict[str, str]) -> dict[str, str]:
     today, so that a later change of a default (the decoder's, say) cannot change what a saved run resumes as."""
     if json.loads(identity.get("sanm.enabled", "false")) is not True:
         return identity
-    preset = SANMConfig.from_mapping({"preset": json.loads(identity.get("sanm.preset", '"paper"'))}).to_dict()
+    preset = sanm_preset_values(json.loads(identity.get("sanm.preset", '"paper"')),
+                                json.loads(identity.get("method.name", '""')))
     return {**identity, **{f"sanm.{name}": json.dumps(value, sort_keys=True) for name, value in preset.items()
                            if identity.get(f"sanm.{name}") == "null"}}
 
@@ -740,11 +745,17 @@ def upgrade_identity(saved: dict[str, str], networks: Optional[dict] = None) -> 
         saved["sanm.extremes"] = "null"
     for key in ("model.arch", "model.weights"):  # added with model=torchvision|timm; our models leave them null
         saved.setdefault(key, "null")
+    for key in ("noise.index_file", "noise.index_key"):  # added for label files in another order (issue 39)
+        saved.setdefault(key, "null")
     if "augment.name" in saved:  # added with augment=imagenet; every earlier preset views the whole image
         saved.setdefault("augment.crop_size", "null")
     if saved.get("sanm.decoder") == "null":
         saved["sanm.decoder"] = json.dumps(_saved_decoder_kind(networks or {}))
-    return _with_sanm_preset_values(saved)
+    saved = _with_sanm_preset_values(saved)
+    if saved.get("sanm.name") == '"on"' and saved.get("sanm.preset") == '"paper"':
+        saved["sanm.preset"] = '"method"'  # +sanm=on named the paper preset before the per-method one (issue 39);
+        # its values, filled in above, are the paper's, so a changed method default shows as that key alone
+    return saved
 
 
 def _saved_decoder_kind(networks: dict) -> Optional[str]:

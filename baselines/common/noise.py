@@ -76,6 +76,10 @@ class NoiseSpec:
         asym_map: Explicit ``{source: target}`` class map for 'asym'; overrides every built-in rule.
         file: Label file for 'file': .npy, .npz, .pt/.pth or .json.
         file_key: Entry to read when the file holds a dict, e.g. CIFAR-10N's 'worse_label'.
+        index_file: For 'file' whose rows are in another order than the dataset's training images: an array
+            (.npy, .npz, .pt/.pth, .json) whose entry i is the file's row for training image i, e.g. the
+            image-folder copy's `orig_index` for the published CIFAR-10_human.pt (labels = file[index]).
+        index_key: Entry of index_file to read when it holds a dict (`orig_index`).
     """
 
     type: str
@@ -84,6 +88,8 @@ class NoiseSpec:
     asym_map: Mapping[int, int] | None = None
     file: str | None = None
     file_key: str | None = None
+    index_file: str | None = None
+    index_key: str | None = None
 
     @classmethod
     def from_config(cls, noise: Any) -> "NoiseSpec":
@@ -121,7 +127,7 @@ class NoiseSpec:
         if self.asym_map is not None and self.type != "asym":
             raise ValueError(f"noise.asym_map is used only by noise type 'asym', not {self.type!r}; drop it or "
                              "choose an asym noise (e.g. noise=asym_0.4)")
-        for key in ("file", "file_key"):
+        for key in ("file", "file_key", "index_file", "index_key"):
             if getattr(self, key) is not None and self.type != "file":
                 raise ValueError(f"noise.{key} is used only by noise type 'file', not {self.type!r}; drop it or "
                                  "choose noise=file")
@@ -206,6 +212,8 @@ def make_noisy_labels(
     class_names: Sequence[str] | None = None,
     coarse_labels: np.ndarray | None = None,
     images: np.ndarray | None = None,
+    train_index: np.ndarray | None = None,
+    train_total: int | None = None,
 ) -> np.ndarray:
     """Noisy labels for one training set, by the protocols of the module docstring.
 
@@ -218,13 +226,16 @@ def make_noisy_labels(
         class_names: Names in label order; CIFAR-10's names get its asym map in any order.
         coarse_labels: CIFAR-100 coarse labels, [N]; CIFAR-100 asym needs them.
         images: 'idn' only: [N, C, H, W] of any dtype, uint8 [N, H, W, C], [N, H, W] or [N, D].
+        train_index, train_total: 'file' only: when the training set is a subset (dataset.train_subset), the
+            positions of its N samples in the whole training split of `train_total` images; a label file for
+            the whole split then gives the subset its rows (a file of exactly N labels is read as it is).
 
     Returns:
         int64 [N] noisy labels.
     """
     y = _check_labels(np.asarray(true_labels), num_classes, "true labels")
     if spec.type == "file":
-        return _load_label_file(spec.file or "", spec.file_key, y.size, num_classes)
+        return _labels_from_file(spec, y.size, num_classes, train_index, train_total)
     if spec.type == "none" or spec.rate == 0.0:
         return y
     rng = np.random.default_rng(seed)
@@ -401,15 +412,42 @@ def _idn_labels(
     return noisy
 
 
-def _existing_file(path: str | os.PathLike[str]) -> Path:
+def _existing_file(path: str | os.PathLike[str], key: str = "file") -> Path:
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"noise label file not found: {p} (set noise.file=<existing file>)")
+        what = "label" if key == "file" else "index"
+        raise FileNotFoundError(f"noise {what} file not found: {p} (set noise.{key}=<existing file>)")
     return p
 
 
-def _load_label_file(path: str, key: str | None, n: int, num_classes: int) -> np.ndarray:
-    p = _existing_file(path)
+def _labels_from_file(spec: NoiseSpec, n: int, num_classes: int, train_index: np.ndarray | None,
+                      train_total: int | None) -> np.ndarray:
+    """The 'file' labels of the N training images: the file's rows put in the dataset's order (index_file), then,
+    for a file of the whole split, the rows of the subset trained on."""
+    labels = _read_array(spec.file or "", spec.file_key)
+    source = str(spec.file)
+    if spec.index_file:
+        index = _read_array(spec.index_file, spec.index_key, "index_file")
+        if index.ndim != 1 or not np.issubdtype(index.dtype, np.integer):
+            raise ValueError(f"noise.index_file {spec.index_file} must hold a 1-D integer array, got {index.dtype} "
+                             f"{index.shape}")
+        if index.size and (index.min() < 0 or index.max() >= len(labels)):
+            raise ValueError(f"noise.index_file {spec.index_file} points at rows {index.min()}..{index.max()}, but "
+                             f"{spec.file} holds {len(labels)} labels")
+        labels, source = labels[index], f"{spec.file} reordered by {spec.index_file}"
+    whole_split = train_index is not None and train_total is not None and labels.shape == (train_total,)
+    if whole_split and labels.shape != (n,):
+        labels = labels[train_index]
+    elif labels.shape != (n,):
+        expected = f"{n} labels" + (f" (the subset) or {train_total} (the whole training split)"
+                                    if train_index is not None and train_total is not None else "")
+        raise ValueError(f"noise label file {source} holds shape {labels.shape}, expected {expected}")
+    return _check_labels(labels, num_classes, f"labels in {source}")
+
+
+def _read_array(path: str, key: str | None, setting: str = "file") -> np.ndarray:
+    """The array a label or index file (`noise.<setting>`) holds, under `key` when it holds a dict."""
+    p = _existing_file(path, setting)
     suffix = p.suffix.lower()
     if suffix == ".npy":
         raw: Any = np.load(p, allow_pickle=False)
@@ -424,10 +462,7 @@ def _load_label_file(path: str, key: str | None, n: int, num_classes: int) -> np
         raise ValueError(f"unsupported noise label file {p}: use .npy, .npz, .pt/.pth or .json")
     if isinstance(raw, Mapping):
         raw = _pick(raw, key, p)
-    labels = np.asarray(raw.numpy() if hasattr(raw, "numpy") else raw)  # torch tensor or array-like
-    if labels.shape != (n,):
-        raise ValueError(f"noise label file {p} holds shape {labels.shape}, expected {n} labels")
-    return _check_labels(labels, num_classes, f"labels in {p}")
+    return np.asarray(raw.numpy() if hasattr(raw, "numpy") else raw)  # torch tensor or array-like
 
 
 def _pick(table: Mapping[str, Any], key: str | None, path: Path) -> Any:
@@ -454,11 +489,13 @@ def _torch_load(path: Path) -> Any:
 def _cache_fields(spec: NoiseSpec, dataset_identity: str, seed: int, num_classes: int) -> dict:
     fields = dataclasses.asdict(spec)
     fields["asym_map"] = None if spec.asym_map is None else sorted(spec.asym_map.items())
-    if spec.file:
-        stat = _existing_file(spec.file).stat()
-        fields.update(
-            file=str(Path(spec.file).resolve()), size=stat.st_size, mtime=stat.st_mtime_ns
-        )
+    for name in ("file", "index_file"):  # a file enters by path, size and mtime
+        path = getattr(spec, name)
+        if path:
+            stat = _existing_file(path, name).stat()
+            prefix = "" if name == "file" else "index_"
+            fields.update({name: str(Path(path).resolve()), f"{prefix}size": stat.st_size,
+                           f"{prefix}mtime": stat.st_mtime_ns})
     fields.update(dataset=dataset_identity, seed=int(seed), num_classes=int(num_classes))
     return {**fields, "version": _CACHE_VERSION}
 

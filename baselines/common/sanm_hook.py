@@ -71,7 +71,7 @@ class SANMSettings:
             raise ValueError(f"sanm.target must be auto or one of {TARGETS}, got {target!r}")
         if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
             raise ValueError(f"sanm.warmup_epochs must be auto or an integer >= 0, got {warmup!r}")
-        return cls(SANMConfig.from_mapping(group.hook_settings()), train_on, target, warmup, recon_source)
+        return cls(SANMConfig(**group.hook_settings(method.name)), train_on, target, warmup, recon_source)
 
 
 @dataclass

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -229,6 +230,30 @@ def test_image_folders_get_run_directories_of_their_own(tmp_path):
     assert len(set(runs)) == 2 and all(r.startswith("image_folder-imgs-") for r in runs)
 
 
+def test_cifar10n_style_labels_in_another_order_train_a_subset_of_an_image_folder(tmp_path):
+    """The published CIFAR-10N file labels all training images in CIFAR's order; the image-folder copy lists them
+    in its own (orig_index maps one to the other), and dataset.train_subset trains on some of them."""
+    from baselines.common.data import class_balanced_subset
+
+    root = _image_folder(tmp_path / "imgs", 0)
+    true = np.repeat([0, 1], 8)  # folder order: sorted classes (cat, dog), sorted files
+    in_folder_order = np.where(np.arange(16) % 3 == 0, 1 - true, true)  # every third label wrong
+    orig_index = np.random.default_rng(1).permutation(16)  # folder position -> row of the published file
+    published = np.empty(16, np.int64)
+    published[orig_index] = in_folder_order
+    torch.save({"worse_label": published}, tmp_path / "human.pt")
+    np.savez(tmp_path / "order.npz", orig_index=orig_index)
+    run_dir = tmp_path / "run"
+    run(_cfg("ce", "dataset=image_folder", f"dataset.root={root}", "dataset.train_subset=10", "trainer.epochs=1",
+             f"dataset.cache_dir={tmp_path / 'cache'}", "noise=file", f"noise.file={tmp_path / 'human.pt'}",
+             "noise.file_key=worse_label", f"noise.index_file={tmp_path / 'order.npz'}", "noise.index_key=orig_index"),
+        BASELINES["ce"], run_dir=run_dir)
+    rows = class_balanced_subset(true, 10, seed=0)
+    expected = float(np.mean(in_folder_order[rows] != true[rows]))
+    resolved = OmegaConf.load(run_dir / "resolved.yaml")
+    assert resolved.noise.rate_actual == pytest.approx(expected) and 0 < expected < 1
+
+
 @pytest.mark.parametrize("changed,named", [
     (["dataset.train_subset=200"], "dataset"), (["+sanm=on"], "sanm"), (["noise=sym_0.2"], "noise.rate"),
     (["model.width=4"], "model.width"), (["seed=1"], "seed"), (["trainer.lr=0.1"], "trainer.lr"),
@@ -261,6 +286,26 @@ def test_a_run_saved_before_the_decoder_default_changed_resumes_with_its_own_dec
     run(_cfg("ce", "noise=sym_0.5", "trainer.epochs=2", "resume=true", *sanm, "sanm.decoder=bn", "sanm.mu=0.2"),
         BASELINES["ce"], run_dir=tmp_path)
     assert [r["epoch"] for r in metrics(tmp_path)] == [1, 2]
+
+
+def test_a_sanm_on_run_from_before_the_per_method_defaults_resumes_with_its_own_beta(tmp_path):
+    """+sanm=on named the paper preset (beta 1) until DivideMix's measured default (beta 0.02): such a checkpoint
+    says so in one key, and resumes once the command gives its beta."""
+    sanm = ["+sanm=on", "sanm.warmup_epochs=0"]
+    run(_cfg("dividemix", "noise=sym_0.5", "trainer.epochs=1", *sanm, "sanm.beta=1"), BASELINES["dividemix"],
+        run_dir=tmp_path)
+    checkpoint = tmp_path / "checkpoints" / "last.pt"
+    state = torch.load(checkpoint, weights_only=True)
+    assert state["identity"]["sanm.preset"] == '"method"'
+    state["identity"]["sanm.preset"] = '"paper"'  # what +sanm=on wrote before
+    torch.save(state, checkpoint)
+    with pytest.raises(ConfigurationError, match=r"in sanm.beta \(1.0 -> 0.02\); resume with"):
+        run(_cfg("dividemix", "noise=sym_0.5", "trainer.epochs=2", "resume=true", *sanm), BASELINES["dividemix"],
+            run_dir=tmp_path)
+    run(_cfg("dividemix", "noise=sym_0.5", "trainer.epochs=2", "resume=true", *sanm, "sanm.beta=1"),
+        BASELINES["dividemix"], run_dir=tmp_path)
+    assert [r["epoch"] for r in metrics(tmp_path)] == [1, 2]
+    assert OmegaConf.load(tmp_path / "resolved.yaml").sanm.beta == 1.0
 
 
 @pytest.mark.parametrize("weights,decoder", [

@@ -59,6 +59,14 @@ def test_digits_split_is_fixed_by_seed():
 # ------------------------------------------------------------------------------------------ subsets
 
 
+def test_a_subset_knows_where_its_samples_sit_in_the_whole_split():
+    full = load_dataset("digits", seed=0)
+    sub = load_dataset("digits", seed=0, train_subset=105)
+    assert full.train_index is None and sub.train_total == len(full.train_labels)
+    np.testing.assert_array_equal(full.train_labels[sub.train_index], sub.train_labels)
+    np.testing.assert_array_equal(full.train_images[sub.train_index], sub.train_images)
+
+
 def test_train_subset_is_balanced_and_changes_identity():
     full = load_dataset("digits", seed=0)
     sub = load_dataset("digits", seed=0, train_subset=105)

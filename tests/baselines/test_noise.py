@@ -313,6 +313,45 @@ def test_file_errors(tmp_path, file_labels):
         make_noisy_labels(NoiseSpec("file", file=str(tmp_path / "big.npy")), y, C, seed=0)
 
 
+def test_a_file_of_the_whole_split_gives_a_subset_its_rows(tmp_path, file_labels):
+    """CIFAR-10N labels all 50k images; dataset.train_subset trains on some of them."""
+    np.savez(tmp_path / "n.npz", worse_label=file_labels)
+    spec = NoiseSpec("file", file=str(tmp_path / "n.npz"), file_key="worse_label")
+    rows = np.array([3, 7, 8, 20, 49])
+    got = make_noisy_labels(spec, np.zeros(5, int), C, seed=0, train_index=rows, train_total=50)
+    np.testing.assert_array_equal(got, file_labels[rows])
+    np.save(tmp_path / "five.npy", file_labels[:5])  # a file for exactly the subset is read as it is
+    own = NoiseSpec("file", file=str(tmp_path / "five.npy"))
+    np.testing.assert_array_equal(make_noisy_labels(own, np.zeros(5, int), C, seed=0, train_index=rows,
+                                                    train_total=50), file_labels[:5])
+    np.save(tmp_path / "other.npy", file_labels[:30])
+    with pytest.raises(ValueError, match=r"other\.npy holds shape \(30,\), expected 5 labels \(the subset\) or 50 "):
+        make_noisy_labels(NoiseSpec("file", file=str(tmp_path / "other.npy")), np.zeros(5, int), C, seed=0,
+                          train_index=rows, train_total=50)
+
+
+def test_an_index_file_puts_the_published_order_into_the_images_order(tmp_path, file_labels):
+    """labels_in_folder_order = published[orig_index] (the CIFAR-10 JPEG copy's orig_index), then the subset."""
+    order = np.random.default_rng(5).permutation(50)
+    torch.save({"worse_label": file_labels}, tmp_path / "CIFAR-10_human.pt")
+    np.savez(tmp_path / "order.npz", orig_index=order)
+    spec = NoiseSpec("file", file=str(tmp_path / "CIFAR-10_human.pt"), file_key="worse_label",
+                     index_file=str(tmp_path / "order.npz"), index_key="orig_index")
+    np.testing.assert_array_equal(make_noisy_labels(spec, np.zeros(50, int), C, seed=0), file_labels[order])
+    rows = np.array([0, 11, 42])
+    np.testing.assert_array_equal(make_noisy_labels(spec, np.zeros(3, int), C, seed=0, train_index=rows,
+                                                    train_total=50), file_labels[order][rows])
+    np.save(tmp_path / "far.npy", np.arange(51))
+    with pytest.raises(ValueError, match=r"far\.npy points at rows 0\.\.50, but .* holds 50 labels"):
+        make_noisy_labels(NoiseSpec("file", file=spec.file, file_key="worse_label",
+                                    index_file=str(tmp_path / "far.npy")), np.zeros(51, int), C, seed=0)
+    with pytest.raises(FileNotFoundError, match=r"noise index file not found: .*nope\.npy \(set noise\.index_file"):
+        make_noisy_labels(NoiseSpec("file", file=spec.file, file_key="worse_label",
+                                    index_file=str(tmp_path / "nope.npy")), np.zeros(50, int), C, seed=0)
+    with pytest.raises(ValueError, match="noise.index_file is used only by noise type 'file'"):
+        NoiseSpec("sym", 0.2, index_file=str(tmp_path / "order.npz"))
+
+
 # --- cache ----------------------------------------------------------------------------------------
 
 

@@ -8,7 +8,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from baselines.common.sanm_hook import SANMSettings
-from baselines.registry import BASELINES, PRETRAINING  # importing it registers every schema
+from baselines.registry import BASELINES, METHODS, PRETRAINING  # importing it registers every schema
 from sanm_plugin import SANMConfig
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -31,8 +31,31 @@ def test_every_primary_composes_with_every_sanm_preset_and_smoke(method, sanm):
     if sanm and cfg.sanm.enabled:
         settings = SANMSettings.resolve(cfg.sanm, cfg.method, 2)
         assert isinstance(settings.config, SANMConfig)
-        preset = SANMConfig.official if sanm == "official" else SANMConfig.paper
-        assert settings.config == preset(validate=False)  # the engine's inputs are valid by construction
+        expected = {"official": SANMConfig.official(validate=False), "paper": SANMConfig.paper(validate=False),
+                    "on": SANMConfig.paper(**METHODS[method].sanm_defaults, validate=False)}[sanm]
+        assert settings.config == expected  # the engine's inputs are valid by construction
+
+
+def test_sanm_on_is_each_method_as_measured_and_sanm_paper_the_equations_as_written():
+    """+sanm=on: the paper's equations with the method's sanm_defaults (its class); +sanm=paper: beta 1, mu 0.2,
+    everything SANMConfig.paper() is, for every method; an explicit key beats both."""
+    assert BASELINES["dividemix"].sanm_defaults == {"beta": 0.02} and BASELINES["ce"].sanm_defaults == {}
+    on = SANMSettings.resolve(_compose("dividemix", ["+sanm=on"]).sanm, _compose("dividemix").method, 10)
+    assert on.config == SANMConfig.paper(beta=0.02, validate=False)
+    for method in ("dividemix", "ce"):
+        paper = SANMSettings.resolve(_compose(method, ["+sanm=paper"]).sanm, _compose(method).method, 10)
+        assert paper.config == SANMConfig.paper(validate=False) and paper.config.beta == 1.0 and paper.config.mu == 0.2
+    given = _compose("dividemix", ["+sanm=on", "sanm.beta=0.3"])
+    assert SANMSettings.resolve(given.sanm, given.method, 10).config.beta == 0.3
+
+
+def test_a_method_declaring_a_sanm_default_that_is_no_field_fails_at_declaration():
+    from baselines.common.engine import Method
+
+    with pytest.raises(TypeError, match=r"sanm_defaults name \['bta'\]"):
+        type("Typo", (Method,), {"name": "typo_method", "sanm_defaults": {"bta": 0.1}})
+    with pytest.raises(ValueError, match="beta"):
+        type("Negative", (Method,), {"name": "negative_method", "sanm_defaults": {"beta": -1.0}})
 
 
 @pytest.mark.parametrize("noise", NOISES)
