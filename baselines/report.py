@@ -412,7 +412,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if args.plot is not None and groups:
         curves = {" ".join(v for v in (g.method, g.noise, "SANM " + g.sanm if g.sanm != "off" else "", g.variant) if v):
                   [metric_history(r, args.metric) for r in g.runs] for g in groups}
-        print(f"wrote {plot_curves(curves, args.metric, args.plot)}", file=sys.stderr)
+        classes = {r.settings.get("dataset.num_classes") for g in groups for r in g.runs}
+        chance = classes.pop() if len(classes) == 1 else None  # one chance line only where every run shares it
+        print(f"wrote {plot_curves(curves, args.metric, args.plot, num_classes=chance)}", file=sys.stderr)
 
 
 if __name__ == "__main__":
