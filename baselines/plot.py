@@ -310,12 +310,15 @@ def _show(axis: Any, image: np.ndarray) -> None:
 
 
 def _box(axis: Any, box: np.ndarray, color: str) -> None:
+    """A half-open (top, bottom, left, right) box in pixels, outlined on the pixel boundaries (imshow puts pixel
+    centres on whole numbers). Not clipped to the axes: a box on the image border keeps the half of its edge
+    outside the image, so a box of one pixel there is a square, not a sliver."""
     from matplotlib.patches import Rectangle
 
     top, bottom, left, right = (int(v) for v in box)
     if bottom > top and right > left:
         axis.add_patch(Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False, edgecolor=color,
-                                 linewidth=1.5))
+                                 linewidth=1.5, clip_on=False))
 
 
 def plot_gallery(run: RunFiles) -> Optional[Figure]:

@@ -326,6 +326,22 @@ def test_a_run_records_its_classes_and_its_accuracy_plot_draws_chance(sanm_run):
     assert list(_chance_lines(axis)[0].get_ydata()) == [10.0, 10.0]
 
 
+@pytest.mark.parametrize("peak,trough", [((0, 1, 0, 1), (31, 32, 31, 32)), ((0, 32, 31, 32), (31, 32, 0, 32))])
+def test_a_box_of_one_pixel_on_the_image_border_is_drawn_whole(tmp_path, peak, trough):
+    run_dir = _fake_run(tmp_path / "run", _history(1))
+    _snapshot(run_dir, 1, peak_box=peak, trough_box=trough)
+    axis = plot.plot_gallery(plot.RunFiles(run_dir)).axes[0]
+    boxes = {patch.get_edgecolor()[:3]: patch for patch in axis.patches}
+    assert set(boxes) == {(1.0, 0.0, 0.0), (0.0, 0.0, 1.0)}  # the peak (red) and trough (blue) box, both drawn
+    for color, (top, bottom, left, right) in (((1.0, 0.0, 0.0), peak), ((0.0, 0.0, 1.0), trough)):
+        box = boxes[color]
+        # on the pixel boundaries of pixels top..bottom-1 and left..right-1 (imshow centres pixels on integers)
+        assert box.get_xy() == (left - 0.5, top - 0.5)
+        assert (box.get_width(), box.get_height()) == (right - left, bottom - top)
+        assert min(box.get_width(), box.get_height()) >= 1
+        assert not box.get_clip_on()  # the half of the edge outside the image is drawn, not cut to a sliver
+
+
 def test_report_curves_of_one_epoch_are_points_on_0_to_100_with_chance():
     axis = plot.curves_figure({"ce": [{1: 10.0}, {1: 12.0}], "ce SANM on": [{1: 11.0}]}, "test_acc",
                               num_classes=10).axes[0]
