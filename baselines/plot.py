@@ -14,6 +14,9 @@ written atomically). A run draws them itself at its end when matplotlib is insta
   peak (red) and trough (blue) boxes SANM drew at each snapshot epoch, and the masked image at the last.
 
 A figure whose data the run does not have (no SANM: no G; CE: no selection) is skipped, and the reason said.
+Each reads the same for a run of 1 epoch or of 300: whole epochs on the x axis, from the first to the last, a
+marker at every epoch of a short curve (one epoch is one point), accuracies on a fixed 0-100 axis with chance
+(100 / classes) dashed, shares and mask ratios from 0, and legends below the axes, never over a curve.
 
 `plot_curves` draws many runs at once, grouped (what `python -m baselines.report DIR --plot PNG` writes).
 """
@@ -24,16 +27,21 @@ import argparse
 import importlib.util
 import sys
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
 
 from baselines.common.metrics import binary_auc, read_records
 from baselines.common.snapshots import DIAGNOSTICS_DIR
 
+if TYPE_CHECKING:  # matplotlib is an optional extra, imported only to draw
+    from matplotlib.figure import Figure
+
 PLOTS_DIR = "plots"
 LR_DROP = 0.7  # an epoch whose lr is below this share of the previous epoch's is marked as a drop
 SCATTER_POINTS = 4000  # samples drawn in the mask-ratio scatter (a random subset of a large training set)
+MARKERS_UP_TO = 30  # a curve over fewer epochs marks each one (a single epoch is then a point, not nothing)
+ACCURACY_PREFIXES = ("test_acc", "val_acc")  # metrics.jsonl keys in percent (test_acc_net2, test_acc_imagenet too)
 RIGHT, WRONG = "tab:green", "tab:red"
 
 
@@ -83,6 +91,21 @@ class RunFiles:
         found = {k for r in self.records for k in r if k.startswith(prefixes)}
         return sorted(found)
 
+    @property
+    def last_epoch(self) -> int:
+        return max((int(r["epoch"]) for r in self.records if "epoch" in r), default=1)
+
+    @property
+    def num_classes(self) -> Optional[int]:
+        """From resolved.yaml (dataset.num_classes), else a snapshot's class names; None when neither says
+        (a run of an older version without SANM): the chance line is then left out rather than guessed."""
+        value = self.settings.get("dataset", {}).get("num_classes")
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+        if self.snapshots and "class_names" in self.snapshots[-1]:
+            return len(self.snapshots[-1]["class_names"]) or None
+        return None
+
 
 def _pyplot():
     import matplotlib
@@ -107,41 +130,65 @@ def lr_drops(epochs: np.ndarray, lrs: np.ndarray) -> list[int]:
     return [int(e) for e, prev, lr in zip(epochs[1:], lrs[:-1], lrs[1:]) if prev > 0 and lr < LR_DROP * prev]
 
 
-def plot_accuracy(run: RunFiles, path: Path) -> Optional[Path]:
-    plt = _pyplot()
-    keys = run.keys("test_acc", "val_acc")
+def _marks(count: int) -> dict[str, Any]:
+    """Line options for a curve over `count` epochs: a marker at each epoch of a short run, where a line alone
+    would show a single epoch as nothing."""
+    return {"marker": "o", "markersize": 3} if count < MARKERS_UP_TO else {}
+
+
+def _epoch_axis(axis: Any, last_epoch: int) -> None:
+    """Whole epochs from 1 to `last_epoch`, with half an epoch either side: one epoch is a tick at 1, not a
+    span of fractions around it, and a method's warm-up shows as the gap before its first point."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_xlabel("epoch")
+    axis.set_xlim(0.5, max(last_epoch, 1) + 0.5)
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+
+
+def _accuracy_axis(axis: Any, num_classes: Optional[int]) -> None:
+    """0-100 %, so a flat curve at chance reads as flat, with chance (100 / classes) dashed when known."""
+    axis.set_ylim(0, 100)
+    if num_classes:
+        axis.axhline(100 / num_classes, color="black", linestyle="--", linewidth=1, alpha=0.6,
+                     label=f"chance (1 of {num_classes} classes)")
+
+
+def _legend_below(axis: Any, columns: int = 2) -> None:
+    """The axis' legend under it (bbox_inches='tight' keeps it in the PNG), where it covers no curve."""
+    if axis.get_legend_handles_labels()[0]:
+        axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=columns, frameon=False)
+
+
+def plot_accuracy(run: RunFiles) -> Optional[Figure]:
+    keys = run.keys(*ACCURACY_PREFIXES)
     if not keys:
         return None
+    plt = _pyplot()
     figure, axis = plt.subplots(figsize=(8, 4.5))
     for key in keys:
         epochs, values = run.series(key)
-        axis.plot(epochs, values, marker="o" if len(epochs) < 30 else None, markersize=3, label=key)
+        axis.plot(epochs, values, label=key, **_marks(len(epochs)))
     epochs, test = run.series("test_acc")
     if len(test):
         best = int(np.argmax(test))
         axis.scatter([epochs[best]], [test[best]], marker="*", s=90, color="black", zorder=3,
                      label=f"best test_acc {test[best]:.2f} (epoch {epochs[best]})")
+    _accuracy_axis(axis, run.num_classes)
     lr_epochs, lrs = run.series("lr")
     for i, epoch in enumerate(lr_drops(lr_epochs, lrs)):
         axis.axvline(epoch - 0.5, color="grey", linestyle=":", label="lr drop" if i == 0 else None)
-    _epoch_axis(axis)
+    _epoch_axis(axis, run.last_epoch)
     axis.set_ylabel("accuracy (%)")
     axis.set_title(f"accuracy per epoch\n{run.title}", fontsize=10)
     axis.grid(alpha=0.3)
     if len(lrs):
         lr_axis = axis.twinx()
-        lr_axis.plot(lr_epochs, lrs, color="grey", alpha=0.5, linewidth=1)
+        lr_axis.plot(lr_epochs, lrs, color="grey", alpha=0.5, linewidth=1, **_marks(len(lr_epochs)))
         lr_axis.set_ylim(0, 1.15 * max(lrs.max(), 1e-12))  # from 0, so a constant lr reads as constant
         lr_axis.set_ylabel("learning rate (grey line)", color="grey")
-    axis.legend(loc="lower right", fontsize=8)
-    return _save(figure, path)
-
-
-def _epoch_axis(axis: Any) -> None:
-    from matplotlib.ticker import MaxNLocator
-
-    axis.set_xlabel("epoch")
-    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _legend_below(axis, columns=3)
+    return figure
 
 
 def _grid(count: int, columns: int = 4) -> tuple[int, int]:
@@ -149,7 +196,7 @@ def _grid(count: int, columns: int = 4) -> tuple[int, int]:
     return -(-count // columns), columns
 
 
-def plot_quality(run: RunFiles, path: Path) -> Optional[Path]:
+def plot_quality(run: RunFiles) -> Optional[Figure]:
     if not run.snapshots:
         return None
     plt = _pyplot()
@@ -173,54 +220,69 @@ def plot_quality(run: RunFiles, path: Path) -> Optional[Path]:
         axis.grid(alpha=0.3)
     for axis in list(axes.flat)[len(run.snapshots):]:
         axis.axis("off")
-    if axes.flat[0].get_legend_handles_labels()[0]:  # no legend where the true labels are unknown
-        axes.flat[0].legend(fontsize=8)
     figure.suptitle(f"label quality G, right vs wrong labels\n{run.title}", fontsize=10)
     figure.tight_layout()
-    return _save(figure, path)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    if handles:  # one legend for every panel, under them (none where the true labels are unknown)
+        figure.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0), ncol=2, fontsize=8,
+                      frameon=False)
+    return figure
 
 
-def plot_mask_ratio(run: RunFiles, path: Path) -> Optional[Path]:
+def plot_mask_ratio(run: RunFiles) -> Optional[Figure]:
     per_epoch = run.keys("mask_ratio_")
     if not run.snapshots and not per_epoch:
         return None
     plt = _pyplot()
     figure, (left, right_axis) = plt.subplots(1, 2, figsize=(11, 4.2))
+    highest = 0.0  # both panels share a y range from 0, so their ratios compare at a glance
     if run.snapshots:
         snap = run.snapshots[-1]
         quality, ratio = snap["clean_prob"].astype(float), snap["mask_ratio"].astype(float)
-        right = snap["is_clean"].astype(bool)
         seen = np.flatnonzero(~np.isnan(ratio))
         if len(seen) > SCATTER_POINTS:
             seen = np.sort(np.random.default_rng(0).choice(seen, SCATTER_POINTS, replace=False))
-        for mask, color, name in ((right, RIGHT, "right label"), (~right, WRONG, "wrong label")):
+        right = snap["is_clean"].astype(bool)
+        groups = ((right, RIGHT, "right label"), (~right, WRONG, "wrong label")) if bool(snap["labels_known"]) \
+            else ((np.ones_like(right), "tab:blue", "every sample (true labels unknown)"),)
+        for mask, color, name in groups:
             chosen = seen[mask[seen]]
             if len(chosen):
                 left.scatter(quality[chosen], ratio[chosen], s=6, alpha=0.5, color=color, label=name)
+        highest = max(highest, float(ratio[seen].max()) if len(seen) else 0.0)
+        left.set_xlim(-0.03, 1.03)
         left.set_xlabel("G (probability the label is right)")
         left.set_ylabel("mask ratio r")
         left.set_title(f"mask ratio against G, epoch {int(snap['epoch'])}", fontsize=9)
-        left.legend(fontsize=8)
         left.grid(alpha=0.3)
+        _legend_below(left)
     else:
         left.axis("off")
-        left.text(0.5, 0.5, "no snapshot yet (plots.epochs)", ha="center", va="center")
+        left.text(0.5, 0.5, "no snapshot yet (plots.epochs)", ha="center", va="center", transform=left.transAxes)
     for key in per_epoch:
         epochs, values = run.series(key)
         color = WRONG if "noisy" in key else RIGHT
-        right_axis.plot(epochs, values, color=color, linestyle="--" if key.endswith("net2") else "-", label=key)
-    _epoch_axis(right_axis)
-    right_axis.set_ylabel("mean mask ratio")
-    right_axis.set_title("mean mask ratio on wrong (noisy) and right (clean) labels", fontsize=9)
-    right_axis.grid(alpha=0.3)
+        right_axis.plot(epochs, values, color=color, linestyle="--" if key.endswith("net2") else "-", label=key,
+                        **_marks(len(epochs)))
+        highest = max(highest, float(values.max()) if len(values) else 0.0)
     if per_epoch:
-        right_axis.legend(fontsize=8)
+        _epoch_axis(right_axis, run.last_epoch)
+        right_axis.set_ylabel("mean mask ratio")
+        right_axis.set_title("mean mask ratio on wrong (noisy) and right (clean) labels", fontsize=9)
+        right_axis.grid(alpha=0.3)
+        _legend_below(right_axis)
+    else:
+        right_axis.axis("off")
+        right_axis.text(0.5, 0.5, "no mean mask ratio per epoch in metrics.jsonl\n(it needs the true labels)",
+                        ha="center", va="center", transform=right_axis.transAxes)
+    for axis in (left, right_axis):
+        axis.set_ylim(0, 1.1 * highest if highest > 0 else 1)
     figure.suptitle(run.title, fontsize=10)
     figure.tight_layout()
-    return _save(figure, path)
+    return figure
 
 
-def plot_selection(run: RunFiles, path: Path) -> Optional[Path]:
+def plot_selection(run: RunFiles) -> Optional[Figure]:
     keys = run.keys("selection_precision", "selection_recall")
     if not keys:
         return None
@@ -229,15 +291,14 @@ def plot_selection(run: RunFiles, path: Path) -> Optional[Path]:
     for key in keys:
         epochs, values = run.series(key)
         axis.plot(epochs, values, color="tab:blue" if "precision" in key else "tab:orange",
-                  linestyle="--" if key.endswith("net2") else "-", marker="o" if len(epochs) < 30 else None,
-                  markersize=3, label=key)
+                  linestyle="--" if key.endswith("net2") else "-", label=key, **_marks(len(epochs)))
     axis.set_ylim(0, 1.02)
-    _epoch_axis(axis)
+    _epoch_axis(axis, run.last_epoch)
     axis.set_ylabel("share")
     axis.set_title(f"clean-sample selection: precision and recall against the true labels\n{run.title}", fontsize=10)
     axis.grid(alpha=0.3)
-    axis.legend(fontsize=8)
-    return _save(figure, path)
+    _legend_below(axis)
+    return figure
 
 
 def _show(axis: Any, image: np.ndarray) -> None:
@@ -249,15 +310,18 @@ def _show(axis: Any, image: np.ndarray) -> None:
 
 
 def _box(axis: Any, box: np.ndarray, color: str) -> None:
+    """A half-open (top, bottom, left, right) box in pixels, outlined on the pixel boundaries (imshow puts pixel
+    centres on whole numbers). Not clipped to the axes: a box on the image border keeps the half of its edge
+    outside the image, so a box of one pixel there is a square, not a sliver."""
     from matplotlib.patches import Rectangle
 
     top, bottom, left, right = (int(v) for v in box)
     if bottom > top and right > left:
         axis.add_patch(Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False, edgecolor=color,
-                                 linewidth=1.5))
+                                 linewidth=1.5, clip_on=False))
 
 
-def plot_gallery(run: RunFiles, path: Path) -> Optional[Path]:
+def plot_gallery(run: RunFiles) -> Optional[Figure]:
     snaps = [s for s in run.snapshots if "gallery_images" in s]
     if not snaps:
         return None
@@ -286,7 +350,7 @@ def plot_gallery(run: RunFiles, path: Path) -> Optional[Path]:
         axis.set_yticks([])
     figure.suptitle(f"activation map with SANM's peak (red) and trough (blue) boxes\n{run.title}", fontsize=10)
     figure.tight_layout()
-    return _save(figure, path)
+    return figure
 
 
 FIGURES = {
@@ -308,24 +372,41 @@ def curve(runs: Sequence[dict[int, float]]) -> tuple[list[int], np.ndarray, np.n
     return epochs, values.mean(0), values.min(0), values.max(0)
 
 
-def plot_curves(curves: dict[str, list[dict[int, float]]], metric: str, path: Path) -> Path:
-    """Several groups of runs on one axis: each label's mean over its runs per epoch (a line) and their range
-    (a band), e.g. a method with and without SANM over seeds. `curves`: label -> one {epoch: value} per run."""
+def curves_figure(curves: dict[str, list[dict[int, float]]], metric: str,
+                  num_classes: Optional[int] = None) -> Figure:
+    """The figure plot_curves writes. An accuracy (test_acc, val_acc...) gets the 0-100 axis, with chance when
+    `num_classes` is given."""
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(8, 4.5))
+    last = 1
     for label, runs in curves.items():
         epochs, mean, low, high = curve(runs)
         if not epochs:
             continue
-        line, = axis.plot(epochs, mean, label=f"{label} ({len(runs)} run{'s' if len(runs) > 1 else ''})")
-        if len(runs) > 1:
+        last = max(last, epochs[-1])
+        line, = axis.plot(epochs, mean, label=f"{label} ({len(runs)} run{'s' if len(runs) > 1 else ''})",
+                          **_marks(len(epochs)))
+        if len(runs) > 1 and len(epochs) > 1:
             axis.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
-    _epoch_axis(axis)
-    axis.set_ylabel(metric + (" (%)" if metric.endswith("acc") else ""))
+        elif len(runs) > 1:  # a band over one epoch has no width: the range as a bar
+            axis.vlines(epochs, low, high, color=line.get_color(), alpha=0.4, linewidth=6)
+    accuracy = metric.startswith(ACCURACY_PREFIXES)
+    if accuracy:
+        _accuracy_axis(axis, num_classes)
+    _epoch_axis(axis, last)
+    axis.set_ylabel(metric + (" (%)" if accuracy else ""))
     axis.set_title(f"{metric} per epoch: mean over runs (line), their range (band)", fontsize=10)
     axis.grid(alpha=0.3)
-    axis.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13))  # below: labels name the variants
-    return _save(figure, path)
+    _legend_below(axis, columns=1)  # one per row: labels name the variants
+    return figure
+
+
+def plot_curves(curves: dict[str, list[dict[int, float]]], metric: str, path: Path,
+                num_classes: Optional[int] = None) -> Path:
+    """Several groups of runs on one axis: each label's mean over its runs per epoch (a line) and their range
+    (a band), e.g. a method with and without SANM over seeds. `curves`: label -> one {epoch: value} per run;
+    `num_classes` places the chance line of an accuracy (None: left out)."""
+    return _save(curves_figure(curves, metric, num_classes), path)
 
 
 def write_plots(run_dir: str | Path, output: Optional[str | Path] = None,
@@ -336,9 +417,9 @@ def write_plots(run_dir: str | Path, output: Optional[str | Path] = None,
     folder = Path(output) if output is not None else run.run_dir / PLOTS_DIR
     written = []
     for name, (draw, why) in FIGURES.items():
-        result = draw(run, folder / name)
-        if result is not None:
-            written.append(result)
+        figure = draw(run)
+        if figure is not None:
+            written.append(_save(figure, folder / name))
         elif skipped is not None:
             skipped[name] = why
     return written

@@ -45,11 +45,12 @@ __all__ = ["Group", "Run", "epoch_rows", "find_runs", "group_runs", "main", "mar
 
 PAPER_RESULTS = Path(__file__).with_name("paper_results.csv")
 RUN_FILES = ("summary.json", "metrics.jsonl", "resolved.yaml", "status.json")
-# settings that do not change what a run trains (paths, run control, speed options) or differ by seed
+# settings that do not change what a run trains (paths, run control, speed options) or differ by seed, and
+# dataset.num_classes: a fact of the data, which resolved.yaml of older runs lacks (it must not split a group)
 IGNORED = {"seed", "device", "resume", "overwrite", "output_root", "run_dir", "tensorboard", "progress", "pretrained",
-           "dataset.root", "dataset.cache_dir", "dataset.download", "dataset.workers", "noise.name", "noise.rate_actual",
-           "trainer.eval_batch_size", "trainer.precision", "trainer.channels_last", "trainer.compile", "trainer.sync_bn",
-           "plots.enabled", "plots.epochs", "plots.gallery"}
+           "dataset.root", "dataset.cache_dir", "dataset.download", "dataset.workers", "dataset.num_classes",
+           "noise.name", "noise.rate_actual", "trainer.eval_batch_size", "trainer.precision", "trainer.channels_last",
+           "trainer.compile", "trainer.sync_bn", "plots.enabled", "plots.epochs", "plots.gallery"}
 
 
 @dataclass
@@ -411,7 +412,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if args.plot is not None and groups:
         curves = {" ".join(v for v in (g.method, g.noise, "SANM " + g.sanm if g.sanm != "off" else "", g.variant) if v):
                   [metric_history(r, args.metric) for r in g.runs] for g in groups}
-        print(f"wrote {plot_curves(curves, args.metric, args.plot)}", file=sys.stderr)
+        classes = {r.settings.get("dataset.num_classes") for g in groups for r in g.runs}
+        chance = classes.pop() if len(classes) == 1 else None  # one chance line only where every run shares it
+        print(f"wrote {plot_curves(curves, args.metric, args.plot, num_classes=chance)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -861,6 +861,7 @@ def _write_resolved(cfg: DictConfig, ctx: RunContext, run_dir: Path, method_sett
     resolved["device"] = str(ctx.device)
     resolved["trainer"]["precision"] = ctx.acceleration.precision
     resolved["dataset"]["cache_dir"] = str(ctx.cache_dir)
+    resolved["dataset"]["num_classes"] = ctx.num_classes  # the data's, not a setting: plots draw chance from it
     resolved["noise"]["rate_actual"] = "unknown" if ctx.noise_rate_actual is None else ctx.noise_rate_actual
     if ctx.sanm_settings is not None:
         s = ctx.sanm_settings

@@ -182,3 +182,191 @@ def test_report_plot_draws_every_group_in_one_png(tmp_path, capsys):
     assert out.read_bytes().startswith(PNG) and f"wrote {out}" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="no finished run logged 'gmm_auc'"):
         report([str(tmp_path), "--plot", str(out), "--metric", "gmm_auc"])
+
+
+# ---------------------------------------------------------------------- readable for a run of any length
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    if plot.matplotlib_available():
+        plot._pyplot().close("all")
+
+
+def _history(epochs: int) -> list[dict]:
+    """A run stuck at chance on 10 classes (test_acc near 10%), with SANM's mean mask ratios and a selection."""
+    return [{"epoch": e, "lr": 0.02 if e <= 0.6 * epochs or epochs < 3 else 0.002, "test_acc": 10.0 + (e % 3) / 10,
+             "val_acc": 10.2, "mask_ratio_noisy": 0.15, "mask_ratio_clean": 0.05, "selection_precision_net1": 0.8,
+             "selection_recall_net1": 0.7, "selection_precision_net2": 0.82, "selection_recall_net2": 0.69}
+            for e in range(1, epochs + 1)]
+
+
+def _snapshot(run_dir: Path, epoch: int, classes: int = 10, labels_known: bool = True,
+              peak_box=(10, 20, 10, 20), trough_box=(0, 0, 0, 0)) -> None:
+    """diagnostics/epoch_NNN.npz as Snapshots.save writes it: 40 samples' G and r, a gallery of one 32x32 image."""
+    rng = np.random.default_rng(epoch)
+    quality = rng.uniform(0, 1, 40)
+    image = np.full((1, 3, 32, 32), 128, dtype=np.uint8)
+    folder = run_dir / "diagnostics"
+    folder.mkdir(exist_ok=True)
+    np.savez(folder / f"epoch_{epoch:03d}.npz", epoch=np.array(epoch), network=np.array("net1"),
+             clean_prob=quality.astype(np.float16), mask_ratio=(0.2 * (1 - quality)).astype(np.float16),
+             is_clean=np.arange(40) % 2 == 0 if labels_known else np.ones(40, bool),
+             labels_known=np.array(labels_known), class_names=np.array([f"c{i}" for i in range(classes)]),
+             gallery_index=np.array([0]), gallery_images=image, gallery_masked=image,
+             gallery_cam=np.zeros((1, 32, 32), np.float16), gallery_peak_box=np.array([peak_box]),
+             gallery_trough_box=np.array([trough_box]), gallery_ratio=np.array([0.1], np.float32),
+             gallery_quality=np.array([0.5], np.float32), gallery_label=np.array([0]),
+             gallery_true_label=np.array([1]), gallery_predicted=np.array([0]))
+
+
+def _classes(run_dir: Path, count: int) -> None:
+    (run_dir / "resolved.yaml").write_text(f"method:\n  name: dividemix\ndataset:\n  name: cifar10\n  num_classes: "
+                                           f"{count}\nnoise:\n  name: sym_0.9\nsanm:\n  name: 'on'\nseed: 0\n")
+
+
+def _with_data(line) -> bool:
+    return len(line.get_xdata()) > 0
+
+
+def _is_curve(line) -> bool:
+    """A line of data, not a reference line (chance, an lr drop: axhline / axvline span the axes instead)."""
+    return len(line.get_xdata()) > 0 and line.get_transform() is line.axes.transData
+
+
+def _has_marker(line) -> bool:
+    return line.get_marker() not in (None, "None", "", " ")
+
+
+def _chance_lines(axis) -> list:
+    return [line for line in axis.get_lines() if str(line.get_label()).startswith("chance")]
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 300])
+def test_every_figure_reads_for_a_run_of_1_2_or_300_epochs(tmp_path, epochs):
+    run_dir = _fake_run(tmp_path / "run", _history(epochs))
+    _classes(run_dir, 10)
+    for epoch in sorted({1, epochs}):
+        _snapshot(run_dir, epoch)
+    run = plot.RunFiles(run_dir)
+    for name, (draw, _) in plot.FIGURES.items():
+        figure = draw(run)
+        assert figure is not None, name
+        figure.canvas.draw()
+        renderer = figure.canvas.get_renderer()
+        shown = [axis for axis in figure.axes if axis.axison]
+        for axis in shown:
+            if axis.get_xlabel() == "epoch":  # whole epochs, from the first to the last, at any length
+                low, high = axis.get_xlim()
+                ticks = [t for t in axis.get_xticks() if low <= t <= high]
+                assert ticks and all(float(t).is_integer() for t in ticks), (name, ticks)
+                assert low < 1 and high > epochs, (name, low, high)
+            for line in filter(_is_curve, axis.get_lines()):  # a short curve marks each epoch: one is a point
+                if len(line.get_xdata()) < plot.MARKERS_UP_TO:
+                    assert _has_marker(line), (name, line.get_label())
+        legends = [axis.get_legend() for axis in shown if axis.get_legend()] + figure.legends
+        for legend in legends:  # below the axes, never over a curve
+            box = legend.get_window_extent(renderer)
+            assert not any(box.overlaps(axis.get_window_extent(renderer)) for axis in shown), name
+
+
+def test_a_long_curve_is_a_line_without_markers(tmp_path):
+    run_dir = _fake_run(tmp_path / "run", _history(300))
+    axis = plot.plot_accuracy(plot.RunFiles(run_dir)).axes[0]
+    test_acc = next(line for line in axis.get_lines() if line.get_label() == "test_acc")
+    assert len(test_acc.get_xdata()) == 300 and not _has_marker(test_acc)
+
+
+def test_one_epoch_of_mask_ratios_is_drawn_as_points_from_zero(tmp_path):
+    run_dir = _fake_run(tmp_path / "run", _history(1))
+    _snapshot(run_dir, 1)
+    left, right = plot.plot_mask_ratio(plot.RunFiles(run_dir)).axes
+    points = [line for line in right.get_lines() if _with_data(line)]
+    assert len(points) == 2 and all(_has_marker(line) for line in points)
+    assert {float(line.get_ydata()[0]) for line in points} == {0.05, 0.15}
+    assert left.collections and all(len(c.get_offsets()) for c in left.collections)  # the scatter of one snapshot
+    assert left.get_ylim() == right.get_ylim() and left.get_ylim()[0] == 0  # from 0, alike, so they compare
+    assert right.get_ylim()[1] >= 0.2  # r = 0.2 * (1 - G) at most: every point fits
+
+
+def test_without_true_labels_the_mask_ratios_are_one_group_and_say_why_no_curve(tmp_path):
+    run_dir = _fake_run(tmp_path / "run", [{"epoch": 1, "lr": 0.02, "test_acc": 30.0}])  # Clothing1M-like
+    _snapshot(run_dir, 1, labels_known=False)
+    figure = plot.plot_mask_ratio(plot.RunFiles(run_dir))
+    left, right = figure.axes
+    assert [c.get_label() for c in left.collections] == ["every sample (true labels unknown)"]
+    note, = right.texts
+    assert not right.axison and "needs the true labels" in note.get_text()
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    assert right.get_window_extent(renderer).contains(*note.get_window_extent(renderer).get_points().mean(0))
+
+
+def test_accuracy_is_on_0_to_100_with_chance_at_100_over_the_classes(tmp_path):
+    run_dir = _fake_run(tmp_path / "run", _history(5))
+    _classes(run_dir, 10)
+    axis = plot.plot_accuracy(plot.RunFiles(run_dir)).axes[0]
+    assert axis.get_ylim() == (0, 100)  # a flat curve at 10% stays flat, at chance
+    chance, = _chance_lines(axis)
+    assert list(chance.get_ydata()) == [10.0, 10.0] and chance.get_linestyle() == "--"
+
+
+def test_the_class_count_comes_from_a_snapshot_else_no_chance_line_is_guessed(tmp_path):
+    run_dir = _fake_run(tmp_path / "cifar100", _history(2))  # no resolved.yaml (a run of an older version)
+    _snapshot(run_dir, 2, classes=100)
+    axis = plot.plot_accuracy(plot.RunFiles(run_dir)).axes[0]
+    assert list(_chance_lines(axis)[0].get_ydata()) == [1.0, 1.0]
+    unknown = _fake_run(tmp_path / "unknown", _history(2))  # no resolved.yaml, no snapshot: unknown
+    axis = plot.plot_accuracy(plot.RunFiles(unknown)).axes[0]
+    assert axis.get_ylim() == (0, 100) and not _chance_lines(axis)
+
+
+def test_a_run_records_its_classes_and_its_accuracy_plot_draws_chance(sanm_run):
+    assert OmegaConf.load(sanm_run / "resolved.yaml").dataset.num_classes == 10  # the smoke run's digits
+    axis = plot.plot_accuracy(plot.RunFiles(sanm_run)).axes[0]
+    assert list(_chance_lines(axis)[0].get_ydata()) == [10.0, 10.0]
+
+
+@pytest.mark.parametrize("peak,trough", [((0, 1, 0, 1), (31, 32, 31, 32)), ((0, 32, 31, 32), (31, 32, 0, 32))])
+def test_a_box_of_one_pixel_on_the_image_border_is_drawn_whole(tmp_path, peak, trough):
+    run_dir = _fake_run(tmp_path / "run", _history(1))
+    _snapshot(run_dir, 1, peak_box=peak, trough_box=trough)
+    axis = plot.plot_gallery(plot.RunFiles(run_dir)).axes[0]
+    boxes = {patch.get_edgecolor()[:3]: patch for patch in axis.patches}
+    assert set(boxes) == {(1.0, 0.0, 0.0), (0.0, 0.0, 1.0)}  # the peak (red) and trough (blue) box, both drawn
+    for color, (top, bottom, left, right) in (((1.0, 0.0, 0.0), peak), ((0.0, 0.0, 1.0), trough)):
+        box = boxes[color]
+        # on the pixel boundaries of pixels top..bottom-1 and left..right-1 (imshow centres pixels on integers)
+        assert box.get_xy() == (left - 0.5, top - 0.5)
+        assert (box.get_width(), box.get_height()) == (right - left, bottom - top)
+        assert min(box.get_width(), box.get_height()) >= 1
+        assert not box.get_clip_on()  # the half of the edge outside the image is drawn, not cut to a sliver
+
+
+def test_report_curves_of_one_epoch_are_points_on_0_to_100_with_chance():
+    axis = plot.curves_figure({"ce": [{1: 10.0}, {1: 12.0}], "ce SANM on": [{1: 11.0}]}, "test_acc",
+                              num_classes=10).axes[0]
+    lines = [line for line in axis.get_lines() if _with_data(line) and not _chance_lines(axis).count(line)]
+    assert len(lines) == 2 and all(_has_marker(line) for line in lines)
+    ranges = [c for c in axis.collections if len(c.get_segments())]
+    assert len(ranges) == 1 and ranges[0].get_segments()[0][:, 1].tolist() == [10.0, 12.0]  # two seeds: their range
+    assert axis.get_ylim() == (0, 100) and list(_chance_lines(axis)[0].get_ydata()) == [10.0, 10.0]
+    assert not _chance_lines(plot.curves_figure({"ce": [{1: 10.0}]}, "test_acc").axes[0])  # classes unknown
+    loss = plot.curves_figure({"ce": [{1: 2.3}, {1: 2.2}]}, "loss/ce", num_classes=10).axes[0]
+    assert loss.get_ylim() != (0, 100) and not _chance_lines(loss)  # not an accuracy: its own range, no chance
+
+
+def test_report_plot_draws_chance_only_where_every_run_has_the_same_classes(tmp_path, monkeypatch):
+    from baselines import report
+
+    drawn = []
+    monkeypatch.setattr(report, "plot_curves", lambda curves, metric, path, num_classes=None: drawn.append(num_classes))
+    for dataset, classes in (("cifar10", 10), ("cifar100", 100)):
+        run = tmp_path / dataset / "seed0"
+        run.mkdir(parents=True)
+        (run / "resolved.yaml").write_text(f"seed: 0\ndataset:\n  name: {dataset}\n  num_classes: {classes}\n")
+        (run / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "test_acc": 40.0}) + "\n")
+        (run / "summary.json").write_text(json.dumps({"method": "ce", "dataset": dataset, "noise": "sym_0.5",
+                                                      "sanm": "off", "best_test_acc": 40.0, "last_test_acc": 40.0}))
+    report.main([str(tmp_path / "cifar10"), "--plot", str(tmp_path / "one.png")])
+    report.main([str(tmp_path), "--plot", str(tmp_path / "both.png")])
+    assert drawn == [10, None]

@@ -182,3 +182,13 @@ def test_unfinished_averages_in_runs_in_progress_over_the_epochs_they_logged(tmp
     assert text.split("Not averaged in (1):")[1].strip().startswith("- failed: ")
     with pytest.raises(SystemExit, match="--unfinished is read only with --at-epochs or --plot"):
         main([str(tmp_path), "--unfinished"])
+
+
+def test_the_class_count_newer_runs_record_does_not_split_them_from_older_seeds(tmp_path):
+    _run(tmp_path, "off", 0, 40.0, 30.0)  # written before resolved.yaml held dataset.num_classes
+    newer = _run(tmp_path, "off", 1, 42.0, 34.0)
+    settings = OmegaConf.load(newer / "resolved.yaml")
+    settings.dataset.num_classes = 10
+    OmegaConf.save(settings, newer / "resolved.yaml")
+    group, = group_runs(find_runs([tmp_path]))
+    assert group.seeds == [0, 1] and group.variant == ""
