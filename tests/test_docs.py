@@ -107,3 +107,25 @@ def test_no_source_names_a_document_outside_docs():
             line = text.count("\n", 0, match.start()) + 1
             stray.append(f"{path.relative_to(ROOT)}:{line}: {match.group()}")
     assert not stray, f"name the shipped docs/ file instead: {stray}"
+
+
+def _config_sizes(name: str) -> tuple[int | None, int]:
+    """(train_subset, epochs) that conf/experiment/<name>.yaml sets."""
+    from omegaconf import OmegaConf
+
+    preset = OmegaConf.load(ROOT / "conf" / "experiment" / f"{name}.yaml")
+    return preset.get("dataset", {}).get("train_subset"), preset.trainer.epochs
+
+
+def test_readme_states_the_sizes_the_experiment_presets_have():
+    """README described the smoke preset as a 300-image subset while smoke.yaml held 128: the sizes it states for
+    the presets it names are read back from the configs."""
+    readme = (ROOT / "README.md").read_text()
+    smoke = re.search(r"`\+experiment=smoke` is the [\w-]+\s+version the tests use \(an? (?P<images>[\d,]+)-image "
+                      r"subset, (?P<epochs>\d+) epochs", readme)
+    assert smoke, "README no longer says what +experiment=smoke runs; update this test with it"
+    assert (int(smoke["images"].replace(",", "")), int(smoke["epochs"])) == _config_sizes("smoke")
+    first = re.search(r"on all of scikit-learn's bundled digits, with a narrow network\s+and (?P<epochs>\d+) epochs "
+                      r"\(`\+experiment=first_run`\)", readme)
+    assert first, "README no longer says what +experiment=first_run runs; update this test with it"
+    assert (None, int(first["epochs"])) == _config_sizes("first_run")

@@ -416,6 +416,21 @@ def test_help_names_the_method_and_explains_the_sanm_keys():
         assert f"sanm.{key} " in out
 
 
+@pytest.mark.parametrize("method", ["dividemix", "ce"])
+def test_help_shows_each_presets_values_as_the_code_sets_them(method):
+    """--help once said `sanm.decoder bn (...)` after the default had become linear: its values come from the code."""
+    from baselines.common.config import SANM_PRESETS, sanm_preset_values
+
+    out = cli(method, "--help").stdout
+    shown = dict(re.findall(r"^  sanm\.(\w+) .*\[(on: .*)\]$", out, re.MULTILINE))
+    expected = {preset: sanm_preset_values(preset, method) for preset in SANM_PRESETS}
+    assert set(shown) == set(expected["paper"]) - {"validate"}
+    for key, text in shown.items():
+        assert text == ", ".join(f"{name}: {expected[preset][key]}" for name, preset in
+                                 zip(("on", "paper", "official"), SANM_PRESETS))
+    assert ("[on: 0.02, paper: 1.0, official: 0.02]" in out) == (method == "dividemix")
+
+
 def test_bare_module_lists_the_methods_and_runs_one():
     listing = subprocess.run([sys.executable, "-m", "baselines"], cwd=ROOT, capture_output=True, text=True)
     assert listing.returncode == 0 and all(f"  {name} " in listing.stdout for name in BASELINES)
