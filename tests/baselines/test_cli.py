@@ -468,6 +468,8 @@ def test_checkpoints_from_before_the_augment_group_still_resume(tmp_path, preset
     state = torch.load(path, weights_only=True)
     identity = {k: v for k, v in state["identity"].items() if not k.startswith("augment.") and k != "sanm.extremes"}
     state["identity"] = {**identity, "trainer.augment": "true"}
+    if preset == "on":  # +sanm=on named the paper preset then
+        state["identity"]["sanm.preset"] = '"paper"'
     torch.save(state, path)
     again = _cfg("ce", f"+sanm={preset}", "trainer.epochs=2", "resume=true")
     if resumes:
