@@ -215,6 +215,29 @@ def test_a_killed_run_resumed_continues_its_mlflow_and_wandb_runs(tmp_path):
     assert resumed_run["config"]["resume"] is True
 
 
+def test_a_resume_whose_mlflow_run_is_not_in_the_store_starts_a_new_one_and_says_so(tmp_path):
+    cfg = OmegaConf.structured(RunConfig(tensorboard=False, resume=True))
+    cfg.mlflow.enabled, cfg.mlflow.tracking_uri = True, (tmp_path / "b").as_uri()
+    earlier = {"run_id": "0123abcd", "tracking_uri": (tmp_path / "a").as_uri(), "experiment_id": "1"}
+    (tmp_path / trackers.TRACKERS_FILE).write_text(json.dumps({"mlflow": earlier, "wandb": {"id": "kept"}}))
+    (tracker,) = trackers.open_trackers(cfg, tmp_path, "name")
+    tracker.close("finished")
+    assert tracker.run_id != "0123abcd"
+    assert tracker.describe().endswith(f"; its earlier run 0123abcd is at {earlier['tracking_uri']})")
+    saved = json.loads((tmp_path / trackers.TRACKERS_FILE).read_text())
+    assert saved["mlflow"]["run_id"] == tracker.run_id and saved["wandb"] == {"id": "kept"}  # the others kept
+
+
+def test_wandb_disabled_logs_nothing_and_says_so(tmp_path):
+    cfg = OmegaConf.structured(RunConfig(tensorboard=False))
+    cfg.wandb.enabled, cfg.wandb.mode = True, "disabled"
+    (tracker,) = trackers.open_trackers(cfg, tmp_path, "name")
+    tracker.log_scalars({"test_acc": 1.0}, 1)
+    tracker.close("finished")
+    assert tracker.describe() == "wandb (disabled: wandb.mode or WANDB_MODE)"
+    assert not (tmp_path / trackers.TRACKERS_FILE).exists() and not (tmp_path / "wandb").exists()
+
+
 # ---------------------------------------------------------------------- asked for, not installed
 @pytest.mark.parametrize("name", ["mlflow", "wandb"])
 def test_a_tracker_asked_for_but_not_installed_stops_before_the_data_loads(tmp_path, monkeypatch, name):
