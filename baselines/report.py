@@ -29,14 +29,14 @@ import socket
 import sys
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Optional
 
 from omegaconf import OmegaConf
 
-from baselines.common.config import flatten
+from baselines.common.config import MLflowConfig, WandbConfig, flatten
 from baselines.common.metrics import read_records
 from baselines.plot import matplotlib_available, plot_curves
 
@@ -45,12 +45,14 @@ __all__ = ["Group", "Run", "epoch_rows", "find_runs", "group_runs", "main", "mar
 
 PAPER_RESULTS = Path(__file__).with_name("paper_results.csv")
 RUN_FILES = ("summary.json", "metrics.jsonl", "resolved.yaml", "status.json")
-# settings that do not change what a run trains (paths, run control, speed options) or differ by seed, and
-# dataset.num_classes: a fact of the data, which resolved.yaml of older runs lacks (it must not split a group)
+# settings that do not change what a run trains (paths, run control, trackers, speed options) or differ by seed,
+# and dataset.num_classes: a fact of the data, which resolved.yaml of older runs lacks (it must not split a group)
 IGNORED = {"seed", "device", "resume", "overwrite", "output_root", "run_dir", "tensorboard", "progress", "pretrained",
            "dataset.root", "dataset.cache_dir", "dataset.download", "dataset.workers", "dataset.num_classes",
            "noise.name", "noise.rate_actual", "trainer.eval_batch_size", "trainer.precision", "trainer.channels_last",
-           "trainer.compile", "trainer.sync_bn", "plots.enabled", "plots.epochs", "plots.gallery"}
+           "trainer.compile", "trainer.sync_bn", "plots.enabled", "plots.epochs", "plots.gallery",
+           *(f"{group}.{f.name}" for group, schema in (("mlflow", MLflowConfig), ("wandb", WandbConfig))
+             for f in fields(schema))}
 
 
 @dataclass

@@ -245,6 +245,32 @@ class PlotsConfig:
 
 
 @dataclass
+class MLflowConfig:
+    """`mlflow.enabled=true`: the run's scalars, resolved config and summary also go to an MLflow run
+    (baselines/common/trackers.py; docs/runs.md 3.6). Off by default: the package is an extra (`.[mlflow]`)."""
+
+    enabled: bool = False
+    # None: MLFLOW_TRACKING_URI, else MLflow's default (since 3.7: sqlite:///mlflow.db in the working directory);
+    # or http(s)://<server>, sqlite:///<file>, databricks
+    tracking_uri: Optional[str] = None
+    experiment: str = "sanm-plugin"  # created when missing
+    run_name: Optional[str] = None  # None: <method>/<dataset>/<noise>/<sanm>/seed<k>, the default run directory's
+
+
+@dataclass
+class WandbConfig:
+    """`wandb.enabled=true`: the same to a Weights & Biases run (trackers.py; docs/runs.md 3.6). Off by default: the
+    package is an extra (`.[wandb]`)."""
+
+    enabled: bool = False
+    project: str = "sanm-plugin"
+    entity: Optional[str] = None  # None: your default entity
+    # online | offline (files only, uploaded later by `wandb sync`) | disabled; None: WANDB_MODE, else online
+    mode: Optional[str] = None
+    run_name: Optional[str] = None  # None: as mlflow.run_name
+
+
+@dataclass
 class RunConfig:
     method: Any = field(default_factory=MethodConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
@@ -262,6 +288,8 @@ class RunConfig:
     pretrained: Optional[str] = None  # encoder checkpoint (python -m baselines.pretrain_simclr) for the networks;
     # auto = the method's default: none, except C2D, which then runs a short SimCLR pre-training first
     tensorboard: bool = True  # scalars under run_dir/tensorboard when tensorboard is installed
+    mlflow: MLflowConfig = field(default_factory=MLflowConfig)  # experiment trackers (trackers.py), rank 0 only
+    wandb: WandbConfig = field(default_factory=WandbConfig)
     progress: bool = True  # a tqdm bar per epoch (shown only on a terminal)
     plots: PlotsConfig = field(default_factory=PlotsConfig)
 

@@ -31,15 +31,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from sanm_plugin import FeatureTap, SANMConfig
 
-from . import distributed
+from . import distributed, trackers
 from .acceleration import Acceleration, routed_model
 from .augment import build_augment
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .config import AUTO, MethodConfig, dataset_dir_name, flatten, register_method_schema, sanm_preset_values
 from .data import DatasetError, ImageDataset, default_cache_dir, load_dataset
 from .streaming import ImageFiles, StreamedImages
-from .metrics import (ConsoleLog, EpochMeans, QuietConsole, RankRecords, RunRecorder, epoch_progress, without_truth,
-                      tensorboard_available)
+from .metrics import ConsoleLog, EpochMeans, QuietConsole, RankRecords, RunRecorder, epoch_progress, without_truth
 from .models import LIBRARY_MODELS, build_model
 from .noise import NoiseSpec, actual_noise_rate, cached_noisy_labels, method_noise_rate
 from .sanm_hook import SANMHook, SANMSettings
@@ -479,6 +478,7 @@ def run(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path] = Non
         world = distributed.world_from_env()
         cfg = resolve_trainer(cfg, method_cls.trainer_defaults(cfg))
         check_distributable(cfg, method_cls, world)
+        trackers.check_installed(cfg)  # a tracker asked for but not installed stops the run before it loads data
     except ValueError as error:
         raise ConfigurationError(str(error)) from error
     _seed(cfg.seed)
@@ -507,7 +507,7 @@ def run(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path] = Non
         raise ConfigurationError(str(error)) from error
     # rank 0 alone writes; every rank runs the same steps and collectives
     console = ConsoleLog(run_dir / "run.log") if world.is_main else QuietConsole()
-    recorder = RunRecorder(run_dir, tensorboard=cfg.tensorboard) if world.is_main else RankRecords()
+    recorder = RunRecorder(run_dir) if world.is_main else RankRecords()
     completed, elapsed = 0, 0.0
     if state is not None:
         for name, net in method.networks.items():
@@ -517,19 +517,20 @@ def run(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path] = Non
         recorder.truncate_after(completed)
         console.say(f"resuming {run_dir} after epoch {completed}")
     _set_rank_rng(state, cfg.seed, world, console)
-    if world.is_main:
-        _write_resolved(cfg, ctx, run_dir, method.resolved_settings())
+    resolved = _write_resolved(cfg, ctx, run_dir, method.resolved_settings()) if world.is_main else {}
     wrong = "unknown share of" if ctx.noise_rate_actual is None else f"{ctx.noise_rate_actual:.1%}"
     console.say(f"{method.name} on {ctx.data.name} ({ctx.num_train} training images, {wrong} "
                 f"wrong labels), {'SANM ' + cfg.sanm.name if ctx.sanm_settings else 'no SANM'}, device {ctx.device}"
                 f"{f' x {world.size} processes' if world.active else ''}, {ctx.acceleration.describe()}; "
                 f"writing {run_dir}")
-    console.say("logging to " + _loggers(cfg.tensorboard))
     snapshots = Snapshots(ctx, method.networks, run_dir) if world.is_main else None
     resumed_at = time.time()
     trained = elapsed  # a finished run resumed again trains nothing and keeps its wall time
     recorder.write_status("running", epoch=completed, epochs=cfg.trainer.epochs)  # what baselines.report reads
     try:
+        if world.is_main:  # in the try: a run that stops from here on ends its tracker runs too
+            recorder.attach(_open_trackers(cfg, run_dir), resolved)
+            console.say("logging to " + _loggers(cfg.tensorboard, recorder.trackers))
         for epoch in range(completed, cfg.trainer.epochs):  # `epoch` is the 0-based index; outputs say epoch + 1
             epoch_start = time.time()
             lr = ctx.lr_at(epoch)
@@ -585,7 +586,8 @@ def run(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path] = Non
                               error=" ".join(f"{type(error).__name__}: {error}".split())[:300])
         raise
     finally:
-        recorder.close()
+        for problem in recorder.close():
+            console.say(problem)
     if world.is_main and cfg.plots.enabled:
         console.say(_draw_plots(run_dir))
     if cfg.get("output_root"):
@@ -774,13 +776,23 @@ def _short(value: Optional[str]) -> str:
     return value if len(value) <= 40 else value[:18] + "..." + value[-18:]
 
 
-def _loggers(tensorboard: bool) -> str:
-    files = "metrics.jsonl, summary.json, run.log"
+def _open_trackers(cfg: DictConfig, run_dir: Path) -> list[trackers.Tracker]:
+    """Rank 0's experiment trackers (trackers.py); one that cannot start is a ConfigurationError."""
+    name = "/".join(default_run_dir(cfg).parts[-5:])  # <method>/<dataset>/<noise>/<sanm>/seed<k>
+    try:
+        return trackers.open_trackers(cfg, run_dir, name)
+    except trackers.TrackerError as error:
+        raise ConfigurationError(str(error)) from error
+
+
+def _loggers(tensorboard: bool, opened: list[trackers.Tracker]) -> str:
+    """Where the run logs, for its "logging to" line."""
+    line = ", ".join(["metrics.jsonl", "summary.json", "run.log", *(tracker.describe() for tracker in opened)])
     if not tensorboard:
-        return files + " (TensorBoard off: tensorboard=false)"
-    if not tensorboard_available():
-        return files + " (TensorBoard off: not installed; pip install -e \".[logging]\" adds it)"
-    return files + ", tensorboard/"
+        return line + " (TensorBoard off: tensorboard=false)"
+    if not trackers.tensorboard_available():
+        return line + f" (TensorBoard off: not installed; {trackers.INSTALL['tensorboard']} adds it)"
+    return line
 
 
 def default_run_dir(cfg: DictConfig) -> Path:
@@ -854,8 +866,9 @@ def _prepare_run_dir(run_dir: Path, cfg: DictConfig) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
-def _write_resolved(cfg: DictConfig, ctx: RunContext, run_dir: Path, method_settings: dict) -> None:
-    """resolved.yaml: the config with every `auto` replaced by what the run actually uses."""
+def _write_resolved(cfg: DictConfig, ctx: RunContext, run_dir: Path, method_settings: dict) -> dict:
+    """resolved.yaml: the config with every `auto` replaced by what the run actually uses; returned as a dict (the
+    trackers' config)."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
     resolved["method"].update(method_settings)
     resolved["device"] = str(ctx.device)
@@ -868,6 +881,7 @@ def _write_resolved(cfg: DictConfig, ctx: RunContext, run_dir: Path, method_sett
         resolved["sanm"].update(train_on=s.train_on, target=s.target, warmup_epochs=s.warmup_epochs,
                                 recon_source=s.recon_source, **s.config.to_dict())
     OmegaConf.save(OmegaConf.create(resolved), run_dir / "resolved.yaml")
+    return resolved
 
 
 def save_encoder(model: torch.nn.Module, path: Path, model_cfg: DictConfig) -> None:

@@ -1,8 +1,9 @@
 """A run's metric files (docs/runs.md section 3), the AUC of clean-sample scores, and the per-epoch progress bar.
 
 ``metrics.jsonl`` holds one strict-JSON object per epoch and is fsynced line by line, so a killed run loses at most
-the epoch in progress; on resume ``truncate_after`` drops the epochs the checkpoint does not cover. TensorBoard is an
-optional extra (``pip install .[logging]``): without it the JSON files are the whole record.
+the epoch in progress; on resume ``truncate_after`` drops the epochs the checkpoint does not cover. The same numbers
+go to the run's experiment trackers (trackers.py: TensorBoard, MLflow, W&B), each an optional extra: without them the
+JSON files are the whole record.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,24 +23,13 @@ import torch
 from tqdm import tqdm
 
 from baselines.common.files import atomic_write
+from baselines.common.trackers import Tracker
 
-__all__ = ["ConsoleLog", "RunRecorder", "binary_auc", "epoch_progress", "read_records", "selection_scores",
-           "tensorboard_available", "without_truth"]
+__all__ = ["ConsoleLog", "RunRecorder", "binary_auc", "epoch_progress", "read_records", "scalars", "selection_scores",
+           "without_truth"]
 
 # diagnostics measured against the true labels (a key may carry a _net1 / _net2 suffix)
 TRUTH_DIAGNOSTICS = ("selection_precision", "selection_recall", "gmm_auc", "mask_ratio_noisy", "mask_ratio_clean")
-
-
-def _summary_writer_cls() -> Any:
-    try:
-        from torch.utils.tensorboard import SummaryWriter  # raises ImportError when tensorboard is missing
-    except ImportError:
-        return None
-    return SummaryWriter
-
-
-def tensorboard_available() -> bool:
-    return _summary_writer_cls() is not None
 
 
 class ConsoleLog:
@@ -66,6 +56,17 @@ def _as_number(value: Any) -> Any:
     if isinstance(value, (torch.Tensor, np.ndarray, np.generic)) and getattr(value, "ndim", 0) == 0:
         return value.item()
     return value
+
+
+def scalars(record: dict[str, Any]) -> dict[str, Any]:
+    """The numbers of a record (an epoch's, or the summary) for the trackers: Python ints and floats from tensors and
+    NumPy scalars, without bools, strings and `epoch` (their step). NaN stays NaN: trackers plot it, JSON has none."""
+    values = {}
+    for key, value in record.items():
+        number = _as_number(value)
+        if key != "epoch" and isinstance(number, (int, float)) and not isinstance(number, bool):
+            values[key] = number
+    return values
 
 
 def _jsonable(value: Any) -> Any:
@@ -103,25 +104,30 @@ def read_records(metrics_path: str | Path) -> list[dict[str, Any]]:
 
 
 class RunRecorder:
-    """Writes a run's metrics.jsonl (one JSON object per epoch), summary.json, and TensorBoard scalars when
-    tensorboard is importable.
+    """Writes a run's metrics.jsonl (one JSON object per epoch), summary.json and status.json, and hands the same
+    numbers to the run's experiment trackers.
 
     Args:
-        run_dir: The run directory; created when missing. TensorBoard events go to ``run_dir/tensorboard``.
-        tensorboard: Also write TensorBoard scalars, when the package is installed.
+        run_dir: The run directory; created when missing.
+        trackers: Started trackers (trackers.open_trackers); `attach` adds more.
     """
 
-    def __init__(self, run_dir: str | Path, tensorboard: bool = True) -> None:
+    def __init__(self, run_dir: str | Path, trackers: Sequence[Tracker] = ()) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.metrics_path = self.run_dir / "metrics.jsonl"
         self.summary_path = self.run_dir / "summary.json"
-        self._writer_cls = _summary_writer_cls() if tensorboard else None
-        self._writer: Any = None
-        self._purge_step: int | None = None
+        self.trackers = list(trackers)
+        self._state = "running"  # status.json's state: how the trackers end when the recorder closes
+
+    def attach(self, trackers: Sequence[Tracker], config: dict[str, Any]) -> None:
+        """Logs to `trackers` too from now on; they get the run's resolved `config` (resolved.yaml) first."""
+        for tracker in trackers:
+            tracker.log_config(config)
+        self.trackers.extend(trackers)
 
     def log_epoch(self, record: dict[str, Any]) -> None:
-        """Appends one epoch's record and durably flushes it; numeric entries also go to TensorBoard."""
+        """Appends one epoch's record and durably flushes it; its numbers also go to the trackers."""
         if not isinstance(record.get("epoch"), (int, np.integer)):
             raise ValueError(f"a metrics record needs an integer 'epoch', got {record.get('epoch')!r}")
         clean = _jsonable(record)
@@ -129,16 +135,9 @@ class RunRecorder:
             handle.write(json.dumps(clean, allow_nan=False) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
-        if self._writer_cls is None:
-            return
-        if self._writer is None:
-            # Created on first use so that a resume's truncate_after can purge the dropped epochs' events.
-            self._writer = self._writer_cls(str(self.run_dir / "tensorboard"), purge_step=self._purge_step)
-        for key, value in record.items():
-            number = _as_number(value)  # raw, not `clean`: NaN is a valid TensorBoard scalar, unlike JSON
-            if key != "epoch" and isinstance(number, (int, float)) and not isinstance(number, bool):
-                self._writer.add_scalar(key, number, clean["epoch"])
-        self._writer.flush()
+        values = scalars(record)  # from the raw record, not `clean`: NaN stays NaN
+        for tracker in self.trackers:
+            tracker.log_scalars(values, clean["epoch"])
 
     def truncate_after(self, epoch: int) -> list[dict[str, Any]]:
         """On resume, keeps only the records of epochs ``<= epoch`` (the epochs completed, counted from 1), rewritten
@@ -146,10 +145,8 @@ class RunRecorder:
         kept = [r for r in self.records() if r["epoch"] <= epoch]
         with atomic_write(self.metrics_path, "w") as handle:
             handle.writelines(json.dumps(r, allow_nan=False) + "\n" for r in kept)
-        self._purge_step = epoch + 1
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        for tracker in self.trackers:
+            tracker.truncate_after(epoch)
         return kept
 
     def records(self) -> list[dict[str, Any]]:
@@ -164,17 +161,29 @@ class RunRecorder:
         with atomic_write(self.run_dir / "status.json", "w") as handle:
             json.dump(_jsonable(status), handle, indent=2)
             handle.write("\n")
+        self._state = state
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        """Writes summary.json atomically, so a reader never sees half of it."""
+        """Writes summary.json atomically, so a reader never sees half of it; its numbers also go to the trackers."""
         with atomic_write(self.summary_path, "w") as handle:
             json.dump(_jsonable(summary), handle, indent=2, allow_nan=False)
             handle.write("\n")
+        values = scalars(summary)
+        for tracker in self.trackers:
+            tracker.log_summary(values)
 
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+    def close(self) -> list[str]:
+        """Ends every tracker's run with the state status.json last said; returns a line for each tracker that
+        could not close, which never hides how the run itself ended."""
+        problems = []
+        for tracker in self.trackers:
+            try:
+                tracker.close(self._state)
+            except Exception as error:  # noqa: BLE001 - the run's own files are complete; say what went wrong
+                reason = " ".join(f"{type(error).__name__}: {error}".split())
+                problems.append(f"{tracker.name}: not closed ({reason})")
+        self.trackers = []
+        return problems
 
     def __enter__(self) -> RunRecorder:
         return self
@@ -205,8 +214,8 @@ class RankRecords:
     def write_status(self, state: str, **info: Any) -> None:
         pass
 
-    def close(self) -> None:
-        pass
+    def close(self) -> list[str]:
+        return []
 
 
 class EpochMeans:

@@ -1,4 +1,5 @@
-"""`baselines.common.metrics`: the run's JSON files, optional TensorBoard, AUC against sklearn, quiet progress."""
+"""`baselines.common.metrics`: the run's JSON files, the scalars its trackers get (TensorBoard here; MLflow and W&B in
+test_trackers.py), AUC against sklearn, quiet progress."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from sklearn.metrics import roc_auc_score
 
 from baselines.common import metrics
 from baselines.common.metrics import EpochMeans, RunRecorder, binary_auc, epoch_progress
+from baselines.common.trackers import TensorBoardTracker
 
 
 class _FakeWriter:
@@ -33,10 +35,8 @@ class _FakeWriter:
         self.closed = True
 
 
-@pytest.mark.parametrize("tensorboard", [True, False])
-def test_jsonl_lines_and_type_conversion(tmp_path, monkeypatch, tensorboard: bool) -> None:
-    monkeypatch.setattr(metrics, "_summary_writer_cls", lambda: None)  # as where tensorboard is not installed
-    rec = RunRecorder(tmp_path / "run", tensorboard=tensorboard)
+def test_jsonl_lines_and_type_conversion(tmp_path) -> None:
+    rec = RunRecorder(tmp_path / "run")  # no trackers: the JSON file is the whole record
     rec.log_epoch({"epoch": 0, "loss/ce": torch.tensor(1.5), "train/acc": np.float32(0.25), "lr": 0.02})
     rec.log_epoch({"epoch": np.int64(1), "loss/ce": float("nan"), "test_acc": np.float64("inf"), "n": np.int32(3)})
     rec.close()
@@ -46,7 +46,7 @@ def test_jsonl_lines_and_type_conversion(tmp_path, monkeypatch, tensorboard: boo
     assert second == {"epoch": 1, "loss/ce": None, "test_acc": None, "n": 3}
     assert type(second["n"]) is int and type(first["train/acc"]) is float
     assert "NaN" not in lines[1] and rec.records() == [first, second]
-    assert not (tmp_path / "run" / "tensorboard").exists()
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["metrics.jsonl"]
 
 
 def test_epoch_is_required(tmp_path) -> None:
@@ -55,13 +55,13 @@ def test_epoch_is_required(tmp_path) -> None:
 
 
 def test_truncate_after_keeps_earlier_epochs(tmp_path) -> None:
-    rec = RunRecorder(tmp_path, tensorboard=False)
+    rec = RunRecorder(tmp_path)
     for epoch in range(5):
         rec.log_epoch({"epoch": epoch, "test_acc": 10.0 * epoch})
     kept = rec.truncate_after(2)
     assert [r["epoch"] for r in kept] == [0, 1, 2] and rec.records() == kept
     rec.log_epoch({"epoch": 3, "test_acc": 31.0})  # the resumed run appends after the kept lines
-    assert [r["test_acc"] for r in RunRecorder(tmp_path, tensorboard=False).records()] == [0.0, 10.0, 20.0, 31.0]
+    assert [r["test_acc"] for r in RunRecorder(tmp_path).records()] == [0.0, 10.0, 20.0, 31.0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.jsonl"]
 
 
@@ -92,22 +92,29 @@ def test_summary_is_atomic_indented_json(tmp_path, monkeypatch) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]
 
 
-def test_tensorboard_scalars_when_available(tmp_path, monkeypatch) -> None:
+def test_tensorboard_scalars(tmp_path) -> None:
     _FakeWriter.instances.clear()
-    monkeypatch.setattr(metrics, "_summary_writer_cls", lambda: _FakeWriter)
-    rec = RunRecorder(tmp_path)
+    rec = RunRecorder(tmp_path, trackers=[TensorBoardTracker(tmp_path / "tensorboard", _FakeWriter)])
     rec.log_epoch({"epoch": 0, "loss/ce": torch.tensor(2.0), "test_acc": float("nan"), "phase": "warmup"})
     rec.log_epoch({"epoch": 1, "loss/ce": 1.0, "test_acc": 50.0, "converged": False})
     writer = _FakeWriter.instances[0]
+    assert writer.log_dir == str(tmp_path / "tensorboard")
     assert writer.scalars[0] == ("loss/ce", 2.0, 0)
     assert writer.scalars[1][0] == "test_acc" and math.isnan(writer.scalars[1][1])  # NaN stays NaN in TensorBoard
     assert writer.scalars[2:] == [("loss/ce", 1.0, 1), ("test_acc", 50.0, 1)]
     # A resume truncates, and the next writer drops the events of the truncated epochs.
     rec.truncate_after(0)
     rec.log_epoch({"epoch": 1, "test_acc": 51.0})
-    rec.close()
+    assert rec.close() == []
     assert writer.closed and _FakeWriter.instances[1].purge_step == 1 and _FakeWriter.instances[1].closed
-    assert RunRecorder(tmp_path, tensorboard=False)._writer_cls is None
+    assert len(_FakeWriter.instances) == 2 and rec.trackers == []
+
+
+def test_scalars_are_the_numbers_of_a_record() -> None:
+    values = metrics.scalars({"epoch": 3, "loss/ce": torch.tensor(0.5), "n": np.int64(4), "acc": np.float32(0.25),
+                              "nan": float("nan"), "converged": True, "phase": "warmup", "vec": torch.ones(2)})
+    assert {k: v for k, v in values.items() if k != "nan"} == {"loss/ce": 0.5, "n": 4, "acc": 0.25}
+    assert math.isnan(values["nan"]) and type(values["n"]) is int and type(values["acc"]) is float
 
 
 def test_binary_auc_matches_sklearn() -> None:
