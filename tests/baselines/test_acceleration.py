@@ -43,6 +43,7 @@ def test_autocast_runs_convolutions_in_bf16_and_is_a_no_op_at_32():
     assert Acceleration(CPU, "fp16").grad_scaler() is not None and Acceleration(CPU, "bf16").grad_scaler() is None
 
 
+@pytest.mark.slow
 def test_the_plain_path_is_the_network_itself_and_a_routed_one_keeps_its_attributes():
     model = build_model("preact_resnet18", 10, width=8)
     assert routed_model(model, Acceleration(CPU), World(), CPU) is model
@@ -60,6 +61,7 @@ SHORT_SANM = ["+sanm=on", "noise=sym_0.5", "dataset.train_subset=32", "trainer.b
               "sanm.warmup_epochs=0"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("options", [["trainer.precision=bf16", "trainer.channels_last=true"],
                                      ["trainer.precision=fp16"], ["trainer.compile=eager"]])
 def test_sanm_runs_finish_with_each_speed_option_and_checkpoint_the_same_weights(tmp_path, options):
@@ -72,6 +74,7 @@ def test_sanm_runs_finish_with_each_speed_option_and_checkpoint_the_same_weights
     assert (tmp_path / "fast" / "metrics.jsonl").read_text().count("loss/reconstruction") == 1
 
 
+@pytest.mark.slow
 def test_a_run_resumes_under_another_precision_and_a_bad_one_is_named(tmp_path):
     run(_cfg("ce", "trainer.epochs=1", "dataset.train_subset=128"), BASELINES["ce"], run_dir=tmp_path)
     summary = run(_cfg("ce", "trainer.precision=bf16", "dataset.train_subset=128", "resume=true"), BASELINES["ce"],

@@ -49,6 +49,7 @@ def test_a_missing_folder_or_a_foreign_file_name_says_what_the_layout_is(tmp_pat
         load_dataset("animal10n", root=root, cache_dir=tmp_path / "cache")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sanm", [[], ["+sanm=on"]])
 def test_ce_with_a_torchvision_resnet18_runs_on_it_and_reports_the_noise_as_unknown(tmp_path, sanm):
     root = write_animal10n(tmp_path / "a10n")

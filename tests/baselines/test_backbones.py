@@ -19,6 +19,7 @@ def _cfg(method, *overrides):
         return compose(config_name=method, overrides=["+experiment=smoke", "progress=false", *overrides])
 
 
+@pytest.mark.slow
 def test_imagenet_weights_load_and_the_classifier_is_sized_for_the_run(tmp_path):
     imagenet = torchvision.models.resnet18(num_classes=1000)
     torch.save({"state_dict": imagenet.state_dict()}, tmp_path / "r18.pt")
@@ -28,6 +29,7 @@ def test_imagenet_weights_load_and_the_classifier_is_sized_for_the_run(tmp_path)
     assert not torch.equal(model.fc.weight, imagenet.fc.weight[:10])  # fresh head, not ImageNet's first rows
 
 
+@pytest.mark.slow
 def test_bad_backbone_settings_say_what_to_do(tmp_path):
     with pytest.raises(ValueError, match="model=torchvision needs model.arch"):
         build_torchvision(None, 10)
@@ -44,6 +46,7 @@ def test_bad_backbone_settings_say_what_to_do(tmp_path):
 
 
 # torchvision's map is found with hooks (FeatureTap's discovery), timm's through its own contract
+@pytest.mark.slow
 @pytest.mark.parametrize("family,method", [("torchvision", "ce"), ("torchvision", "dividemix"), ("timm", "ce")])
 def test_sanm_trains_a_library_resnet18(tmp_path, family, method):
     pytest.importorskip(family)

@@ -161,6 +161,7 @@ def _records(run_dir):
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_the_step_edits_the_model_but_not_the_sanm_decoder(tmp_path):
     """After one SANM step (masked copies in the loss), about 1 - eps = 0.55 of the weight gradients are
     non-zero; biases and the decoder keep theirs."""
@@ -186,6 +187,7 @@ def whole_run(tmp_path_factory):
     return root / "whole"
 
 
+@pytest.mark.slow
 def test_summary_selects_the_epoch_by_noisy_validation(whole_run):
     records = _records(whole_run)
     summary = json.loads((whole_run / "summary.json").read_text())
@@ -203,6 +205,7 @@ class _Killed(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_resume_after_a_kill_continues_exactly(tmp_path, monkeypatch, whole_run):
     """Killed inside the second epoch after one step, then resumed: the same weights as two straight epochs."""
     train_step, steps_in_epoch_1 = CDR.train_step, []
@@ -231,6 +234,7 @@ def test_resume_after_a_kill_continues_exactly(tmp_path, monkeypatch, whole_run)
     assert without_times(_records(tmp_path / "killed")) == without_times(_records(whole_run))
 
 
+@pytest.mark.slow
 def test_bad_noise_rate_is_a_configuration_error(tmp_path):
     with pytest.raises(ConfigurationError, match="method.noise_rate"):
         run(_cfg(tmp_path, "method.noise_rate=1.5"), CDR, run_dir=tmp_path / "run")

@@ -61,6 +61,7 @@ def run_dir_of(root, method, noise, sanm):
     return root / method / "digits" / noise / (sanm or "off") / "seed0"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method,sanm", SMOKE_CASES)
 def test_smoke_run_writes_the_documented_outputs(tmp_path, method, sanm):
     overrides = ["+experiment=smoke", "noise=sym_0.5", f"output_root={tmp_path}", *([f"+sanm={sanm}"] if sanm else [])]
@@ -91,12 +92,14 @@ def test_smoke_run_writes_the_documented_outputs(tmp_path, method, sanm):
         assert f"gmm_auc{suffix}" in records[1]
 
 
+@pytest.mark.slow
 def test_multirun_gives_one_finished_run_per_combination(tmp_path):
     cli("ce", "-m", "+experiment=smoke", "noise=sym_0.2,asym_0.4", "+sanm=on,official", f"output_root={tmp_path}")
     done = sorted(p.parent.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("summary.json"))
     assert done == [f"ce/digits/{n}/{s}/seed0" for n in ("asym_0.4", "sym_0.2") for s in ("official", "on")]
 
 
+@pytest.mark.slow
 def test_bad_value_exits_with_a_last_line_that_names_it(tmp_path):
     result = cli("ce", "+experiment=smoke", "noise=sym_0.2", "noise.rate=1.3", f"output_root={tmp_path}", check=False)
     assert result.returncode != 0
@@ -108,6 +111,7 @@ def _cfg(method, *overrides):
         return compose(config_name=method, overrides=["+experiment=smoke", *overrides])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "overrides,match",
     [(["noise=sym_0.2", "noise.rate=-0.1"], "noise rate"), (["trainer.epochs=0"], "trainer.epochs"),
@@ -120,6 +124,7 @@ def test_bad_values_are_configuration_errors(tmp_path, overrides, match):
         run(_cfg("ce", *overrides), BASELINES["ce"], run_dir=tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_a_fresh_run_never_overwrites_silently(tmp_path):
     cfg = _cfg("ce", "trainer.epochs=1")
     run(cfg, BASELINES["ce"], run_dir=tmp_path)
@@ -141,6 +146,7 @@ def one_torch_thread():
         torch.set_num_threads(threads)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", sorted(BASELINES))
 def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, method):
     """The whole state survives: networks, optimisers, SANM, RNG streams and each method's own state
@@ -179,6 +185,7 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, method):
     assert [r["epoch"] for r in metrics(killed)] == list(range(1, epochs + 1))
 
 
+@pytest.mark.slow
 def test_pretrain_then_c2d_from_its_encoder(tmp_path):
     cli("pretrain_simclr", "+experiment=smoke", "trainer.epochs=1", f"output_root={tmp_path}")
     encoder = tmp_path / "pretrain_simclr" / "digits" / "none" / "off" / "seed0" / "encoder.pt"
@@ -193,6 +200,7 @@ def test_pretrain_then_c2d_from_its_encoder(tmp_path):
         run(_cfg("c2d", f"pretrained={encoder}", "model.width=16"), BASELINES["c2d"], run_dir=tmp_path / "wide")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pretrained,match", [("/no/such/encoder.pt", "not found"), (None, "pretrained=PATH")])
 def test_c2d_pretrained_errors(tmp_path, pretrained, match):
     overrides = [f"pretrained={pretrained}" if pretrained else "pretrained=null"]
@@ -200,6 +208,7 @@ def test_c2d_pretrained_errors(tmp_path, pretrained, match):
         run(_cfg("c2d", *overrides), BASELINES["c2d"], run_dir=tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_single_network_elr_runs_from_the_elr_plus_module(tmp_path):
     cli("elr_plus", "+experiment=smoke", "+sanm=on", "noise=asym_0.4", "method.variant=elr", f"output_root={tmp_path}")
     run_dir = run_dir_of(tmp_path, "elr", "asym_0.4", "on")
@@ -210,6 +219,7 @@ def test_single_network_elr_runs_from_the_elr_plus_module(tmp_path):
 
 
 # ---------------------------------------------------------------------- what a new user runs into
+@pytest.mark.slow
 def test_a_noise_rate_without_a_noise_type_is_an_error_not_a_clean_run(tmp_path):
     result = cli("ce", "+experiment=smoke", "noise.rate=0.7", f"output_root={tmp_path}", check=False)
     assert result.returncode == 2 and not list(tmp_path.rglob("metrics.jsonl"))
@@ -221,6 +231,7 @@ def _image_folder(root, seed):
     return root
 
 
+@pytest.mark.slow
 def test_image_folders_get_run_directories_of_their_own(tmp_path):
     roots = [_image_folder(tmp_path / name / "imgs", seed) for seed, name in enumerate(("a", "b"))]
     for root in roots:
@@ -230,6 +241,7 @@ def test_image_folders_get_run_directories_of_their_own(tmp_path):
     assert len(set(runs)) == 2 and all(r.startswith("image_folder-imgs-") for r in runs)
 
 
+@pytest.mark.slow
 def test_cifar10n_style_labels_in_another_order_train_a_subset_of_an_image_folder(tmp_path):
     """The published CIFAR-10N file labels all training images in CIFAR's order; the image-folder copy lists them
     in its own (orig_index maps one to the other), and dataset.train_subset trains on some of them."""
@@ -254,6 +266,7 @@ def test_cifar10n_style_labels_in_another_order_train_a_subset_of_an_image_folde
     assert resolved.noise.rate_actual == pytest.approx(expected) and 0 < expected < 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("changed,named", [
     (["dataset.train_subset=200"], "dataset"), (["+sanm=on"], "sanm"), (["noise=sym_0.2"], "noise.rate"),
     (["model.width=4"], "model.width"), (["seed=1"], "seed"), (["trainer.lr=0.1"], "trainer.lr"),
@@ -271,6 +284,7 @@ def test_resume_refuses_a_run_trained_with_other_settings(tmp_path, changed, nam
     assert [r["epoch"] for r in metrics(tmp_path)] == [1, 2]
 
 
+@pytest.mark.slow
 def test_a_run_saved_before_the_decoder_default_changed_resumes_with_its_own_decoder(tmp_path):
     # Identities written before the preset's SANM values were recorded hold null for them; `+sanm=on` then built
     # the BN decoder, today the linear one. Emulate such a checkpoint: the saved weights decide what null meant.
@@ -288,6 +302,7 @@ def test_a_run_saved_before_the_decoder_default_changed_resumes_with_its_own_dec
     assert [r["epoch"] for r in metrics(tmp_path)] == [1, 2]
 
 
+@pytest.mark.slow
 def test_a_sanm_on_run_from_before_the_per_method_defaults_resumes_with_its_own_beta(tmp_path):
     """+sanm=on named the paper preset (beta 1) until DivideMix's measured default (beta 0.02): such a checkpoint
     says so in one key, and resumes once the command gives its beta."""
@@ -321,6 +336,7 @@ def test_a_saved_null_decoder_is_read_from_the_saved_weights(weights, decoder):
     assert official["sanm.decoder"] == '"linear"' and official["sanm.beta"] == "0.02"
 
 
+@pytest.mark.slow
 def test_a_preset_default_and_the_same_value_given_are_the_same_run(tmp_path):
     run(_cfg("ce", "noise=sym_0.5", "trainer.epochs=1", "+sanm=on"), BASELINES["ce"], run_dir=tmp_path)
     run(_cfg("ce", "noise=sym_0.5", "trainer.epochs=2", "resume=true", "+sanm=on", "sanm.decoder=linear",
@@ -328,6 +344,7 @@ def test_a_preset_default_and_the_same_value_given_are_the_same_run(tmp_path):
     assert [r["epoch"] for r in metrics(tmp_path)] == [1, 2]
 
 
+@pytest.mark.slow
 def test_resume_refuses_another_image_folder_in_the_same_run_dir(tmp_path):
     roots = [_image_folder(tmp_path / name, seed) for seed, name in enumerate(("a", "b"))]
     common = ["dataset=image_folder", "dataset.train_subset=null", f"dataset.cache_dir={tmp_path / 'cache'}"]
@@ -344,6 +361,7 @@ def test_resume_refuses_another_image_folder_in_the_same_run_dir(tmp_path):
     assert len(metrics(tmp_path / "run")) == 2
 
 
+@pytest.mark.slow
 def test_ctrl_c_says_what_is_checkpointed_and_how_to_continue(tmp_path):
     args = ["+experiment=smoke", "noise=sym_0.5", "trainer.epochs=5", f"output_root={tmp_path}"]
     run_dir = run_dir_of(tmp_path, "ce", "sym_0.5", None)
@@ -366,6 +384,7 @@ def test_ctrl_c_says_what_is_checkpointed_and_how_to_continue(tmp_path):
     assert json.loads((run_dir / "status.json").read_text())["state"] == "finished"
 
 
+@pytest.mark.slow
 def test_a_sanm_key_without_a_preset_says_to_add_one(tmp_path):
     result = cli("ce", "+experiment=smoke", "sanm.mu=0.3", f"output_root={tmp_path}", check=False)
     assert result.returncode == 2
@@ -374,6 +393,7 @@ def test_a_sanm_key_without_a_preset_says_to_add_one(tmp_path):
         "code's choices), e.g. +sanm=on sanm.mu=0.3"]
 
 
+@pytest.mark.slow
 def test_a_mistyped_key_stops_the_run_in_one_line_even_with_a_plus(tmp_path):
     """Hydra's own error advises `+trainer.epoch=3`, which used to add the key and train the default epochs."""
     for typo in ("+trainer.epoch=3", "trainer.epoch=3", "++trainer.epoch=3"):
@@ -408,6 +428,7 @@ def test_every_declared_key_and_group_passes_the_key_check(method):
     assert undeclared_key(keys + free, METHODS[method], method) is None
 
 
+@pytest.mark.slow
 def test_help_names_the_method_and_explains_the_sanm_keys():
     out = cli("dividemix", "--help").stdout
     assert out.startswith("dividemix: the dividemix method") and "python -m baselines.dividemix" in out
@@ -416,6 +437,7 @@ def test_help_names_the_method_and_explains_the_sanm_keys():
         assert f"sanm.{key} " in out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["dividemix", "ce"])
 def test_help_shows_each_presets_values_as_the_code_sets_them(method):
     """--help once said `sanm.decoder bn (...)` after the default had become linear: its values come from the code."""
@@ -431,6 +453,7 @@ def test_help_shows_each_presets_values_as_the_code_sets_them(method):
     assert ("[on: 0.02, paper: 1.0, official: 0.02]" in out) == (method == "dividemix")
 
 
+@pytest.mark.slow
 def test_bare_module_lists_the_methods_and_runs_one():
     listing = subprocess.run([sys.executable, "-m", "baselines"], cwd=ROOT, capture_output=True, text=True)
     assert listing.returncode == 0 and all(f"  {name} " in listing.stdout for name in BASELINES)
@@ -439,6 +462,7 @@ def test_bare_module_lists_the_methods_and_runs_one():
     assert all(f"  {name} " in unknown.stderr for name in BASELINES)
 
 
+@pytest.mark.slow
 def test_the_console_log_is_written_to_run_log(tmp_path):
     result = cli("ce", "+experiment=smoke", f"output_root={tmp_path}", "tensorboard=false")
     run_dir = run_dir_of(tmp_path, "ce", "none", None)
@@ -448,6 +472,7 @@ def test_the_console_log_is_written_to_run_log(tmp_path):
     assert not list(run_dir.glob("*.log"))[1:] and not (run_dir / "cli.log").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["dividemix", "c2d"])
 def test_official_recipe_runs_in_the_smoke_setting(tmp_path, method):
     """README's `+sanm=on +recipe=official noise=sym_0.9 +experiment=smoke` (c2d: its tiny pre-training first)."""
@@ -459,6 +484,7 @@ def test_official_recipe_runs_in_the_smoke_setting(tmp_path, method):
     assert [r["epoch"] for r in metrics(tmp_path)] == [1, 2] and "loss/reconstruction_net1" in metrics(tmp_path)[-1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset,resumes", [("on", True), ("official", False)])
 def test_checkpoints_from_before_the_augment_group_still_resume(tmp_path, preset, resumes):
     """A run trained with `trainer.augment=true` (and no `sanm.extremes`) continues under `augment=weak`, unless

@@ -100,6 +100,7 @@ def _spy_views(views, seen, name):
     return spy
 
 
+@pytest.mark.slow
 def test_sanm_waits_for_the_end_of_the_warmup(tmp_path):
     method = _method(tmp_path, "+sanm=on", "method.warmup_epochs=3")
     index = torch.arange(32)
@@ -184,6 +185,7 @@ def test_selection_precision_and_recall_by_hand(tmp_path):
                                    "selection_precision_net2": 3 / 5, "selection_recall_net2": 3 / 5})
 
 
+@pytest.mark.slow
 def test_first_epoch_keeps_everything(tmp_path):
     """rho(0) = 0: each network hands its peer the whole batch, so precision = the share of right labels."""
     method = _method(tmp_path)
@@ -194,6 +196,7 @@ def test_first_epoch_keeps_everything(tmp_path):
         assert stats[f"selection_recall_net{k}"] == 1.0
 
 
+@pytest.mark.slow
 def test_test_acc_is_network_1_and_network_2_is_extra(tmp_path):
     method = _method(tmp_path)
     for net in method.networks.values():
@@ -215,6 +218,7 @@ class _KilledInSecondEpoch(CoTeaching):
         return super().train_epoch(epoch)
 
 
+@pytest.mark.slow
 def test_resume_after_a_kill_is_bit_identical(tmp_path):
     """Weights, Adam states (betas included) and metrics: 2 epochs straight == 1, killed, resumed for 1.
     The decay start at epoch 1 makes the resumed epoch switch beta1, and SANM starts in it."""

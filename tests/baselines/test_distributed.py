@@ -46,6 +46,7 @@ def _cfg(method, *overrides):
         return compose(config_name=method, overrides=["+experiment=smoke", *overrides])
 
 
+@pytest.mark.slow
 def test_a_method_without_support_or_an_uneven_batch_is_refused_in_one_line():
     with pytest.raises(ValueError, match="elr_plus runs in one process only.*supports.*ce.*dividemix"):
         check_distributable(_cfg("elr_plus"), BASELINES["elr_plus"], World(2, 0))
@@ -115,6 +116,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_ddp_averages_every_gradient_as_one_process_on_the_whole_batch(tmp_path):
     """forward_features through DDP, forward_head on the network itself, the decoder in a DDP of its own:
     every parameter's gradient equals the 1-process gradient on the global batch (the mean of the halves')."""
@@ -140,6 +142,7 @@ def _gather_worker(rank, port, out):
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_evaluation_rows_are_gathered_in_order_and_epoch_stats_averaged(tmp_path):
     out = tmp_path / "gathered.pt"
     mp.spawn(_gather_worker, args=(_free_port(), str(out)), nprocs=2, join=True)
@@ -168,6 +171,7 @@ def records(root, method, noise, sanm):
     return run_dir, [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_ce_over_two_processes_writes_one_run_close_to_one_process(tmp_path):
     """Same global batch (64 = 2 x 32), same sample order, no augmentation: the runs differ only because BN
     normalises each rank's 32 rows with their own statistics (upstream's plain BN) and in float summation
@@ -186,6 +190,7 @@ def test_ce_over_two_processes_writes_one_run_close_to_one_process(tmp_path):
         assert abs(a["loss/ce"] - b["loss/ce"]) <= 0.05 * b["loss/ce"], (a, b)
 
 
+@pytest.mark.slow
 def test_sanm_dividemix_over_two_processes_runs_and_resumes(tmp_path):
     args = ["+experiment=smoke", "+sanm=on", "noise=sym_0.5", "progress=false", f"output_root={tmp_path}"]
     torchrun("dividemix", *args, "trainer.epochs=1")

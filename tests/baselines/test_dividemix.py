@@ -35,6 +35,7 @@ def test_warmup_defaults_per_dataset(tmp_path):
     assert ctx.warmup_epochs == 10  # digits takes the CIFAR-10 row
 
 
+@pytest.mark.slow
 def test_warmup_then_codivide_with_diagnostics(tmp_path):
     torch.manual_seed(0)
     method = DivideMix(_ctx(tmp_path))
@@ -58,6 +59,7 @@ class _Spy:
         return mix(inputs, targets, alpha, lam=1.0, perm=torch.arange(len(inputs)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sanm,extra_views", [(None, 0), ("on", 1), ("official", 2)])
 def test_mixmatch_batch_composition(tmp_path, monkeypatch, sanm, extra_views):
     """[x, x', masked x..., u, u', masked u...]: masked views join as extra labeled / unlabeled rows."""
@@ -78,6 +80,7 @@ def test_mixmatch_batch_composition(tmp_path, monkeypatch, sanm, extra_views):
         assert (masked <= sharp + 1e-6).all() and (masked < sharp).any()
 
 
+@pytest.mark.slow
 def test_empty_unlabeled_set_is_handled(tmp_path):
     method = DivideMix(_ctx(tmp_path))
     prob = torch.ones(method.ctx.num_train, device=method.ctx.device)  # every sample labeled
@@ -103,6 +106,7 @@ def test_split_threshold_by_hand(tmp_path):
     assert (prob > c2d.threshold(prob)).tolist() == [False, True, True]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sanm,extra_views", [(None, 0), ("on", 1), ("official", 2)])
 def test_official_recipe_mixes_fresh_views_12b_rows_with_official_sanm(tmp_path, monkeypatch, sanm, extra_views):
     """[xp, xp2 (AA), xs1, xs2 (RA), masked x..., the same for u]: 12B rows with the official two masked images."""
@@ -121,6 +125,7 @@ def test_official_recipe_mixes_fresh_views_12b_rows_with_official_sanm(tmp_path,
     assert not torch.equal(views[0], views[1]) and not torch.equal(views[2], views[3])  # independent draws
 
 
+@pytest.mark.slow
 def test_official_recipe_settings(tmp_path):
     from baselines.c2d import C2D
     from baselines.common.trainer import resolve_trainer
@@ -162,6 +167,7 @@ def test_c2d_under_the_official_recipe_co_divides_as_dividemix_with_tau_unclippe
         assert method.sequential == sequential and method.threshold(prob) == pytest.approx(tau)
 
 
+@pytest.mark.slow
 def test_epoch_pool_draws_a_fresh_class_balanced_pool_that_the_gmm_and_training_use(tmp_path, monkeypatch):
     """Clothing1M's protocol: each epoch the GMM sees only a balanced draw of method.epoch_pool samples, and the
     labeled / unlabeled batches come from it; a warm-up draws twice as many."""

@@ -174,6 +174,7 @@ def test_elr_plus_targets_come_from_the_peer_average(tmp_path, monkeypatch):
     assert all(torch.equal(a, b) for a, b in zip(peer_average, method.averages[1].model.parameters()))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sanm,copies", [("on", 1), ("official", 2)])
 def test_masked_rows_join_the_mixup_with_their_samples_targets(tmp_path, monkeypatch, sanm, copies):
     import baselines.elr_plus as module
@@ -205,6 +206,7 @@ def test_elr_targets_come_from_its_own_prediction(tmp_path):
     assert torch.allclose(method.tables[0][:8], 0.3 * probs / probs.sum(1, keepdim=True), atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "overrides,match",
     [(["method.variant=elr2"], "method.variant"), (["method.beta=1.0"], "method.beta"),
@@ -221,6 +223,7 @@ def test_bad_settings_are_configuration_errors(tmp_path, overrides, match):
 
 
 # ---------------------------------------------------------------------- resume
+@pytest.mark.slow
 @pytest.mark.parametrize("variant,networks,steps", [("elr_plus", ("net1", "net2"), 2 * 3), ("elr", ("net",), 0)])
 def test_resume_continues_exactly(tmp_path, variant, networks, steps):
     """2 epochs straight == 1 epoch, then resume for the second: weights, targets, averages, step, bit for bit."""

@@ -20,6 +20,7 @@ def test_gce_takes_ces_setup_and_adds_q():
     assert gce.trainer == ce.trainer and gce.model == ce.model and gce.augment == ce.augment
 
 
+@pytest.mark.slow
 def test_the_step_trains_on_gce_with_the_configured_q(tmp_path):
     method = _gce(tmp_path, "method.q=0.4")
     logits = torch.randn(4, 10)

@@ -40,6 +40,7 @@ def test_timm_contract_shapes(name):
     torch.testing.assert_close(logits, model.get_classifier()(pooled))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_every_parameter_gets_a_gradient(name):
     model = build_model(name, num_classes=5, **SMALL[name]).train()
@@ -87,6 +88,7 @@ def test_preact_shortcut_carries_the_activated_input():
         skip = a if block is identity_block else conv(a)  # the identity path adds a, not x
         torch.testing.assert_close(block(x), block.conv2(F.relu(block.bn2(block.conv1(a)))) + skip)
 
+@pytest.mark.slow
 def test_cnn9_parameter_count_and_dropout_only_in_training():
     model = CNN9(10)
     convs = [(3, 128), (128, 128), (128, 128), (128, 256), (256, 256), (256, 256)]

@@ -39,6 +39,7 @@ def _records(run_dir: Path) -> list[dict]:
 
 
 # ---------------------------------------------------------------------- which epochs, which images
+@pytest.mark.slow
 def test_auto_spreads_four_snapshots_over_the_epochs_sanm_is_active():
     assert snapshot_epochs("auto", 10, sanm_warmup=2) == [3, 5, 8, 10]  # linspace(3, 10, 4) rounded
     assert snapshot_epochs("auto", 3, sanm_warmup=1) == [2, 3]  # fewer active epochs than snapshots
@@ -76,6 +77,7 @@ def test_lr_drops_are_the_step_milestones_not_a_slow_decay():
 
 
 # ---------------------------------------------------------------------- what a SANM run saves and draws
+@pytest.mark.slow
 def test_snapshots_hold_g_mask_ratios_and_the_gallery_at_the_chosen_epochs(sanm_run):
     files = sorted((sanm_run / "diagnostics").glob("*.npz"))
     assert [f.name for f in files] == ["epoch_002.npz", "epoch_003.npz"]
@@ -101,6 +103,7 @@ def test_snapshots_hold_g_mask_ratios_and_the_gallery_at_the_chosen_epochs(sanm_
     assert (changed <= has_box).all()
 
 
+@pytest.mark.slow
 def test_every_figure_is_written_at_the_end_of_a_sanm_run(sanm_run):
     written = sorted(p.name for p in (sanm_run / "plots").glob("*.png"))
     assert written == ["accuracy.png", "gallery.png", "mask_ratio.png", "quality.png"]  # CE selects nothing
@@ -110,6 +113,7 @@ def test_every_figure_is_written_at_the_end_of_a_sanm_run(sanm_run):
     assert "plots (4) in" in (sanm_run / "run.log").read_text()
 
 
+@pytest.mark.slow
 def test_taking_snapshots_does_not_change_what_the_run_trains(sanm_run, tmp_path):
     _smoke_run(tmp_path / "quiet", "+sanm=on", "plots.epochs=[]", "plots.enabled=false")
     assert not (tmp_path / "quiet" / "diagnostics").exists() and not (tmp_path / "quiet" / "plots").exists()
@@ -118,6 +122,7 @@ def test_taking_snapshots_does_not_change_what_the_run_trains(sanm_run, tmp_path
             == [{k: v for k, v in r.items() if k not in drop} for r in _records(sanm_run)])
 
 
+@pytest.mark.slow
 def test_the_command_redraws_into_another_folder_and_names_what_it_skips(sanm_run, tmp_path, capsys):
     assert plot.main([str(sanm_run), "--output", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
@@ -134,6 +139,7 @@ def _fake_run(run_dir: Path, records: list[dict], torn: bool = False) -> Path:
     return run_dir
 
 
+@pytest.mark.slow
 def test_a_selecting_method_mid_run_gets_its_selection_plot(tmp_path, capsys):
     records = [{"epoch": e, "lr": 0.02 if e < 3 else 0.002, "test_acc": 40.0 + e, "val_acc": 38.0 + e,
                 "selection_precision_net1": 0.7 + e / 50, "selection_recall_net1": 0.6,
@@ -146,6 +152,7 @@ def test_a_selecting_method_mid_run_gets_its_selection_plot(tmp_path, capsys):
     assert all((run_dir / "plots" / p.name).read_bytes().startswith(PNG) for p in written)
 
 
+@pytest.mark.slow
 def test_a_folder_without_metrics_is_refused_with_what_to_give(tmp_path, capsys):
     assert plot.main([str(tmp_path)]) == 2
     assert "no metrics.jsonl in" in capsys.readouterr().err
@@ -241,6 +248,7 @@ def _chance_lines(axis) -> list:
     return [line for line in axis.get_lines() if str(line.get_label()).startswith("chance")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("epochs", [1, 2, 300])
 def test_every_figure_reads_for_a_run_of_1_2_or_300_epochs(tmp_path, epochs):
     run_dir = _fake_run(tmp_path / "run", _history(epochs))
@@ -320,6 +328,7 @@ def test_the_class_count_comes_from_a_snapshot_else_no_chance_line_is_guessed(tm
     assert axis.get_ylim() == (0, 100) and not _chance_lines(axis)
 
 
+@pytest.mark.slow
 def test_a_run_records_its_classes_and_its_accuracy_plot_draws_chance(sanm_run):
     assert OmegaConf.load(sanm_run / "resolved.yaml").dataset.num_classes == 10  # the smoke run's digits
     axis = plot.plot_accuracy(plot.RunFiles(sanm_run)).axes[0]
@@ -355,6 +364,7 @@ def test_report_curves_of_one_epoch_are_points_on_0_to_100_with_chance():
     assert loss.get_ylim() != (0, 100) and not _chance_lines(loss)  # not an accuracy: its own range, no chance
 
 
+@pytest.mark.slow
 def test_report_plot_draws_chance_only_where_every_run_has_the_same_classes(tmp_path, monkeypatch):
     from baselines import report
 

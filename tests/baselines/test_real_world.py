@@ -114,6 +114,7 @@ def _small(dataset, root, *extra):
             "augment.crop_size=32", "model=torchvision", "model.arch=resnet18", "noise=none", *extra]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sanm", [[], ["+sanm=on"]])
 def test_ce_on_clothing1m_selects_on_its_clean_val_split(tmp_path, sanm):
     write_clothing1m(tmp_path / "c1m")
@@ -125,6 +126,7 @@ def test_ce_on_clothing1m_selects_on_its_clean_val_split(tmp_path, sanm):
     assert "val_acc" in last and ("loss/reconstruction" in last) == bool(sanm)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sanm", [[], ["+sanm=on"]])
 def test_ce_on_webvision_reports_the_imagenet_val_accuracy(tmp_path, sanm):
     write_webvision(tmp_path / "wv", classes=3)
@@ -136,6 +138,7 @@ def test_ce_on_webvision_reports_the_imagenet_val_accuracy(tmp_path, sanm):
     assert "test_acc_imagenet" in last and ("loss/reconstruction" in last) == bool(sanm)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sanm", [[], ["+sanm=on"]])
 def test_the_clothing1m_dividemix_preset_runs_at_a_small_size(tmp_path, sanm):
     """+experiment=clothing1m_dividemix with its network and epochs made small: the epoch pool, lambda_u 0
@@ -154,6 +157,7 @@ def test_the_clothing1m_dividemix_preset_runs_at_a_small_size(tmp_path, sanm):
     assert "labeled_fraction_net1" in last and not any(k.startswith(("selection_", "mask_ratio_")) for k in last)
 
 
+@pytest.mark.slow
 def test_the_clothing1m_preset_asks_for_its_imagenet_weights_once_the_data_are_there(tmp_path):
     write_clothing1m(tmp_path / "c1m")
     cfg = _cfg("dividemix", "+experiment=clothing1m_dividemix", f"dataset.root={tmp_path / 'c1m'}", smoke=False)
@@ -161,6 +165,7 @@ def test_the_clothing1m_preset_asks_for_its_imagenet_weights_once_the_data_are_t
         run(cfg, BASELINES["dividemix"], run_dir=tmp_path / "run")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset, expected", [
     ("clothing1m_dividemix", r"noisy_label_kv.txt not found; expected .*see README.md, Real-world datasets"),
     ("webvision_dividemix", r"train_filelist_google.txt not found; expected .*see README.md, Real-world datasets"),

@@ -84,6 +84,7 @@ def test_csv_and_latex_carry_the_same_rows(runs):
     assert tex.count(r" \\") == 1 + len(groups)
 
 
+@pytest.mark.slow
 def test_main_refuses_a_missing_folder_and_an_empty_one(tmp_path, capsys):
     with pytest.raises(SystemExit, match="not a folder"):
         main([str(tmp_path / "absent")])
@@ -99,6 +100,7 @@ def test_the_paper_figures_are_read_with_their_table_and_cell():
     assert all(row["cell"] for row in paper.values())
 
 
+@pytest.mark.slow
 def test_a_run_that_fails_mid_training_is_reported_as_failed_with_its_error(tmp_path, monkeypatch):
     from hydra import compose, initialize_config_dir
 
@@ -132,6 +134,7 @@ def _log(path, rows):
     (path / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
 
 
+@pytest.mark.slow
 def test_at_epochs_averages_a_metric_over_seeds_at_each_epoch_by_hand(tmp_path, capsys):
     a = _run(tmp_path, "on", 0, 45.0, 44.0)
     b = _run(tmp_path, "on", 1, 47.0, 46.0)
@@ -154,6 +157,7 @@ def test_at_epochs_averages_a_metric_over_seeds_at_each_epoch_by_hand(tmp_path, 
     assert lines[1] == 'ce,cifar10,sym_0.5,on,-,"2 (0, 1)",0.150 +- 0.071,-,0.150 +- 0.035'
 
 
+@pytest.mark.slow
 def test_at_epochs_marks_a_cell_only_some_seeds_logged_and_refuses_unknown_metrics(tmp_path, capsys):
     _log(_run(tmp_path, "off", 0, 40.0, 30.0), [{"epoch": 1, "test_acc": 20.0}, {"epoch": 2, "test_acc": 30.0}])
     _log(_run(tmp_path, "off", 1, 42.0, 34.0), [{"epoch": 1, "test_acc": 22.0}])
@@ -167,6 +171,7 @@ def test_at_epochs_marks_a_cell_only_some_seeds_logged_and_refuses_unknown_metri
         main([str(tmp_path), "--metric", "gmm_auc"])
 
 
+@pytest.mark.slow
 def test_unfinished_averages_in_runs_in_progress_over_the_epochs_they_logged(tmp_path, capsys):
     _log(_run(tmp_path, "on", 0, 45.0, 44.0), [{"epoch": e, "test_acc": a} for e, a in ((1, 30.0), (2, 40.0), (3, 44.0))])
     _log(_run(tmp_path, "on", 1, 0, 0, state="running"), [{"epoch": 1, "test_acc": 34.0}, {"epoch": 2, "test_acc": 44.0}])

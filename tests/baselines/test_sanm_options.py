@@ -9,6 +9,7 @@ def _method(tmp_path, name, *overrides):
     return build_method(tmp_path, name, *overrides)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["ce", "dividemix"])
 @pytest.mark.parametrize("preset,expected", [
     ("on", ("pixel", "input", "linear", "exact")), ("official", ("input", "input", "linear", "uint8")),

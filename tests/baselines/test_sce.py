@@ -27,6 +27,7 @@ def test_the_step_trains_on_sce_with_the_configured_weights(tmp_path):
     assert set(method.train_step(first_batch(method, 0))) == {"loss/supervised"}
 
 
+@pytest.mark.slow
 def test_with_sanm_the_masked_view_is_trained_with_sce_on_soft_targets(tmp_path, monkeypatch):
     method = _sce(tmp_path, "+sanm=on")
     seen = []

@@ -75,6 +75,7 @@ def logged(tmp_path_factory):
 
 
 # ---------------------------------------------------------------------- MLflow
+@pytest.mark.slow
 def test_mlflow_gets_the_config_every_epoch_s_scalars_and_the_summary(logged):
     from mlflow import MlflowClient
 
@@ -99,6 +100,7 @@ def test_mlflow_gets_the_config_every_epoch_s_scalars_and_the_summary(logged):
     assert f"mlflow run {ids['run_id']} (experiment 'tests' at {(tmp_path / 'mlruns').as_uri()})" in log
 
 
+@pytest.mark.slow
 def test_mlflow_that_cannot_start_stops_the_run_in_one_line(tmp_path):
     run_dir = tmp_path / "run"
     with pytest.raises(ConfigurationError, match=r"no MLflow run could be started at nosuch://store \(.*\); set "
@@ -165,6 +167,7 @@ def wandb_run(folder: Path) -> dict:
     return found
 
 
+@pytest.mark.slow
 def test_wandb_offline_gets_the_config_every_epoch_s_scalars_and_the_summary(logged):
     tmp_path, summary = logged
     run_dir = tmp_path / "run"
@@ -186,6 +189,7 @@ def test_wandb_offline_gets_the_config_every_epoch_s_scalars_and_the_summary(log
 
 
 # ---------------------------------------------------------------------- resume
+@pytest.mark.slow
 def test_a_killed_run_resumed_continues_its_mlflow_and_wandb_runs(tmp_path):
     from mlflow import MlflowClient
 
@@ -239,6 +243,7 @@ def test_wandb_disabled_logs_nothing_and_says_so(tmp_path):
 
 
 # ---------------------------------------------------------------------- asked for, not installed
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["mlflow", "wandb"])
 def test_a_tracker_asked_for_but_not_installed_stops_before_the_data_loads(tmp_path, monkeypatch, name):
     monkeypatch.setitem(sys.modules, name, None)  # `import name` now raises ImportError, as when it is missing

@@ -122,6 +122,7 @@ def test_milestones_the_user_gives_are_used_unchanged(method):
     assert list(_method_cfg(method, "trainer.lr_milestones=[]").lr_milestones) == []
 
 
+@pytest.mark.slow
 def test_co_teachings_decay_start_scales_and_warm_ups_stay_in_epochs():
     assert _method_cfg("coteaching", "trainer.epochs=60").lr_decay_start == 24
     assert _method_cfg("coteaching", "trainer.epochs=60", "trainer.lr_decay_start=50").lr_decay_start == 50

@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import tarfile
+import pytest
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,6 +26,7 @@ def _run(tmp_path, *args) -> str:
     return out.stdout
 
 
+@pytest.mark.slow
 def test_masking_benchmark_prints_both_presets_against_the_loop(tmp_path):
     stdout = _run(tmp_path, "benchmarks/masking.py", "--batches", "4", "--seconds", "0.05")
     for preset in ("paper", "official"):
@@ -33,6 +35,7 @@ def test_masking_benchmark_prints_both_presets_against_the_loop(tmp_path):
     assert stdout.count("parts at B=4") == 2
 
 
+@pytest.mark.slow
 def test_augment_cost_benchmark_prints_every_preset(tmp_path):
     stdout = _run(tmp_path, "benchmarks/augment_cost.py", "--batches", "8", "--repeats", "1")
     for preset in ("none", "weak"):
@@ -41,6 +44,7 @@ def test_augment_cost_benchmark_prints_every_preset(tmp_path):
         assert re.search(rf"^{preset}\s+8\s+[\d.]+\s+[\d.]+\s+[\d.]+x$", stdout, flags=re.M), stdout
 
 
+@pytest.mark.slow
 def test_overhead_benchmark_covers_every_method(tmp_path):
     stdout = _run(tmp_path, "benchmarks/overhead.py", "--widths", "4", "--batch", "8", "--repeats", "1",
                   "--steps", "2", "--threads", "1")
@@ -61,6 +65,7 @@ def _tiny_archive(tmp_path):
     return archive
 
 
+@pytest.mark.slow
 def test_accuracy_benchmark_writes_its_table_and_resumes(tmp_path):
     archive = _tiny_archive(tmp_path)
     args = ["benchmarks/cifar10_mini.py", "--archive", str(archive), "--cache", str(tmp_path / "unpacked"),
@@ -84,6 +89,7 @@ def test_accuracy_benchmark_writes_its_table_and_resumes(tmp_path):
     assert row in again.read_text().splitlines()
 
 
+@pytest.mark.slow
 def test_memorisation_protocol_runs_every_seed_and_reports_mean_and_each(tmp_path):
     archive = _tiny_archive(tmp_path)
     _run(tmp_path, "benchmarks/cifar10_mini.py", "--archive", str(archive), "--cache", str(tmp_path / "unpacked"),
@@ -104,6 +110,7 @@ def test_memorisation_protocol_runs_every_seed_and_reports_mean_and_each(tmp_pat
     assert all("batch_size: 64" in p.read_text() and "- 36" in p.read_text() for p in resolved)
 
 
+@pytest.mark.slow
 def test_epoch_time_benchmark_prints_every_variant_and_the_ratios(tmp_path):
     folder = tmp_path / "jpg"
     write_image_folder(folder, ["cat", "dog", "eel"], n_per_class=12, fmt="jpg")
@@ -114,6 +121,7 @@ def test_epoch_time_benchmark_prints_every_variant_and_the_ratios(tmp_path):
     assert re.search(r"sanm_dividemix_on / dividemix per main epoch \(32, compile off\): [\d.]+x", stdout), stdout
 
 
+@pytest.mark.slow
 def test_decoder_cost_benchmark_prints_both_decoders_against_the_backbone(tmp_path):
     stdout = _run(tmp_path, "benchmarks/decoder_cost.py", "--arch", "resnet18", "--size", "64", "--batch", "2",
                   "--repeats", "1", "--threads", "1")
@@ -143,6 +151,7 @@ def test_the_course_table_shows_the_epochs_around_each_lr_drop():
     assert cifar10_mini.course_epochs(2, [36]) == [2]  # a drop after the run's end shows nothing
 
 
+@pytest.mark.slow
 def test_streaming_benchmark_prints_throughput_and_the_memory_of_a_long_list(tmp_path):
     stdout = _run(tmp_path, "benchmarks/streaming.py", "--workers", "0", "--images", "8", "--batch", "4",
                   "--list-entries", "3000")
@@ -151,6 +160,7 @@ def test_streaming_benchmark_prints_throughput_and_the_memory_of_a_long_list(tmp
                      flags=re.M), stdout
 
 
+@pytest.mark.slow
 def test_codivide_diagnosis_reads_a_dividemix_checkpoint_and_refuses_other_runs(tmp_path):
     run_dir = tmp_path / "dividemix_run"  # with SANM: its group comes back untyped from resolved.yaml
     _run(tmp_path, "-m", "baselines.dividemix", "+experiment=smoke", "noise=sym_0.5", "+sanm=on", "sanm.beta=0.02",

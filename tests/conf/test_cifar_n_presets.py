@@ -27,6 +27,7 @@ def test_each_preset_names_its_key_of_the_cifar_n_file(preset):
     assert (noise.type, noise.file_key, noise.name) == ("file", KEYS[preset], preset)
 
 
+@pytest.mark.slow
 def test_a_preset_trains_on_its_labels_and_asks_for_the_file_when_missing(tmp_path):
     n = _cfg().dataset.train_subset  # the smoke subset: a real file holds CIFAR's 50k training labels, in its order
     rng = np.random.default_rng(0)

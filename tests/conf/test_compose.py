@@ -21,6 +21,7 @@ def _compose(name, overrides=(), conf=CONF):
         return compose(config_name=name, overrides=list(overrides), return_hydra_config=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", sorted({**BASELINES, **PRETRAINING}))
 @pytest.mark.parametrize("sanm", [None, *SANM_PRESETS])
 def test_every_primary_composes_with_every_sanm_preset_and_smoke(method, sanm):
@@ -36,6 +37,7 @@ def test_every_primary_composes_with_every_sanm_preset_and_smoke(method, sanm):
         assert settings.config == expected  # the engine's inputs are valid by construction
 
 
+@pytest.mark.slow
 def test_sanm_on_is_each_method_as_measured_and_sanm_paper_the_equations_as_written():
     """+sanm=on: the paper's equations with the method's sanm_defaults (its class); +sanm=paper: beta 1, mu 0.2,
     everything SANMConfig.paper() is, for every method; an explicit key beats both."""
@@ -109,6 +111,7 @@ def test_a_sanm_group_read_back_untyped_resolves_like_the_composed_one(tmp_path)
 AUGMENTS = sorted(p.stem for p in (CONF / "augment").glob("*.yaml"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("augment", AUGMENTS)
 def test_every_augment_option_composes_and_builds(augment):
     from baselines.common.augment import AUGMENT_PRESETS, build_augment
@@ -119,12 +122,14 @@ def test_every_augment_option_composes_and_builds(augment):
     assert (built.policy.policy if built.policy else None) == AUGMENT_PRESETS[augment]["policy"]
 
 
+@pytest.mark.slow
 def test_methods_train_on_their_upstream_views_by_default():
     assert {m: _compose(m).augment.name for m in BASELINES} == {
         m: "none" if m == "coteaching" else "weak" for m in BASELINES}
     assert _compose("ce", ["augment=randaugment", "augment.magnitude=5"]).augment.magnitude == 5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["dividemix", "c2d"])
 def test_official_recipe_composes_its_pipeline(method):
     cfg = _compose(method, ["+sanm=official", "+recipe=official", "noise=sym_0.9"])
@@ -144,6 +149,7 @@ def test_smoke_preset_is_small_and_on_cpu():
     assert OmegaConf.select(cfg, "dataset.train_subset") <= 500
 
 
+@pytest.mark.slow
 def test_image_folders_name_their_run_directory_by_folder():
     dirs = [_compose("ce", ["dataset=image_folder", f"dataset.root=/data/{name}/cifar"]).hydra.run.dir
             for name in ("a", "b")]

@@ -1,6 +1,7 @@
 """Run the examples with tiny settings so the documentation cannot drift from the code."""
 
 import importlib.util
+import pytest
 from pathlib import Path
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -13,6 +14,7 @@ def _load(name):
     return module
 
 
+@pytest.mark.slow
 def test_own_training_loop_runs_the_three_hooks(capsys):
     result = _load("own_training_loop").main(epochs=2, train_size=64, batch_size=32)
     assert 0.0 <= result["test_acc"] <= 100.0
@@ -20,6 +22,7 @@ def test_own_training_loop_runs_the_three_hooks(capsys):
     assert "distinct peak positions" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_sweep_script_runs_two_seeds_and_reports_mean_std_and_gain(tmp_path):
     """examples/sweep.sh with one method, one noise, SANM off/on and seeds 0, 1: four finished runs, two groups
     of two seeds, SANM's gain over CE in the report."""

@@ -5,11 +5,13 @@ import re
 import shlex
 import subprocess
 import sys
+import pytest
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_readme_first_run_command_works_offline(tmp_path):
     """The command as README prints it, shortened to 2 of its 10 epochs on 128 of its 1,437 images (four batches) (its accuracy is
     a measurement, in README: the full run takes minutes); it ends by saying where the summary is and how to

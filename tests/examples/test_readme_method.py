@@ -33,6 +33,7 @@ def test_readme_shows_the_shipped_gce_module_and_yaml():
     assert _block("yaml", "defaults:\n  - ce\n") == yaml
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sanm", [None, "on"])
 def test_readme_method_example_trains_through_the_engine(tmp_path, sanm):
     namespace = {"__name__": "gce_example"}

@@ -3,6 +3,7 @@
 import math
 
 import torch
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -43,6 +44,7 @@ def _box_mask(boxes, h, w):
     return inside_r[:, :, None] & inside_c[:, None, :]
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(batches())
 def test_masking_changes_exactly_the_box_pixels(case):
@@ -95,6 +97,7 @@ def test_unclipped_box_area_is_area_within_rounding(area, aspect, h, w):
         assert abs(rows * cols - area) <= 0.5 * (exact_r + exact_c) + 0.25
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(VARIANTS, st.integers(2, 64), st.integers(2, 64), st.integers(1, 2))
 def test_fill_capacity_bounds_every_possible_box_pair(variant, h, w, boxes):
@@ -129,6 +132,7 @@ def boxes_in_images(draw):
     return boxes, (b, draw(st.sampled_from([1, 3])), h, w), draw(st.sampled_from(["pixel", "channel"])), draw(st.integers(0, 5))
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(boxes_in_images())
 def test_fill_writes_exactly_the_union_of_any_boxes(case):

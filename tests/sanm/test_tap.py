@@ -49,6 +49,7 @@ class FunctionalRelu(nn.Module):
         return self.classifier(torch.relu(self.features(x)).mean((2, 3)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("train", [True, False])
 def test_resnet18_logits_features_and_untouched_state(train):
     model = _resnet18().train(train)
@@ -79,6 +80,7 @@ def test_explicit_layer_overrides():
     assert feats.shape == (1, 256, 4, 4) and logits.shape == (1, 10)
 
 
+@pytest.mark.slow
 def test_timm_contract_needs_no_hooks():
     model = TimmLike().train()
     tap = FeatureTap(model)
