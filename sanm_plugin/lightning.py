@@ -26,11 +26,14 @@ except ImportError as error:  # pragma: no cover - depends on the environment
 from . import distributed
 from .augmenter import SANMAugmenter, SANMLoss
 from .config import SANMConfig
+from .data import IndexedDataset
 from .labels import soft_cross_entropy
 from .quality import LabelQuality
 from .tap import FeatureTap
 
 # per-parameter-group lists of torch's LR schedulers, extended when the decoder's group joins the optimiser
+__all__ = ["SANMCallback", "IndexedDataset"]  # IndexedDataset re-exported: one import for a Lightning project
+
 _PER_GROUP_LISTS = ("base_lrs", "lr_lambdas", "min_lrs", "max_lrs", "base_momentums", "max_momentums", "_last_lr")
 
 
