@@ -290,7 +290,7 @@ class SANMAugmenter(nn.Module):
         logits: torch.Tensor | None = None,
         feature_maps: torch.Tensor | None = None,
         *,
-        tap: Union[FeatureTap, nn.Module, None] = None,
+        tap: Union[FeatureTap, nn.Module, Callable, None] = None,
         classifier_weight: torch.Tensor | None = None,
         criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = soft_cross_entropy,
         decoder: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
@@ -308,8 +308,10 @@ class SANMAugmenter(nn.Module):
             clean_prob: [B] label quality G of these samples (`LabelQuality[index]`).
             logits, feature_maps: of the clean forward, when the step already ran it (`tap(x)`); without
                 them a forward without gradient runs here to place the masks.
-            tap: the FeatureTap (or the model, wrapped in one, which is kept) to run; None = `self.tap`.
-            classifier_weight: [c, K] for the class activation map; None = the tap's classifier weight.
+            tap: the FeatureTap to run, or the model (wrapped in one, which is kept), or any callable
+                images -> (logits, feature maps); None = `self.tap`.
+            classifier_weight: [c, K] for the class activation map; None = the tap's `classifier_weight`
+                (none: the feature-energy map, with a warning).
             criterion: loss(logits [B, c], targets [B, c]) -> scalar on the masked view; soft cross-entropy
                 (Eq. 8) by default, any loss taking probability targets otherwise.
             decoder: passed to `reconstruction_loss` (a DistributedDataParallel wrapper of the decoder).
@@ -319,7 +321,7 @@ class SANMAugmenter(nn.Module):
             with torch.no_grad():
                 logits, feature_maps = tap(images)
         weight = classifier_weight if classifier_weight is not None else (
-            tap.classifier_weight if self.config.activation == "cam" else None)
+            getattr(tap, "classifier_weight", None) if self.config.activation == "cam" else None)
         masked = self.modulate_batch(images, feature_maps.detach(), logits.detach(), clean_prob,
                                      None if weight is None else weight.detach())
         regularised = self.regularize_labels(targets, masked)
@@ -330,15 +332,15 @@ class SANMAugmenter(nn.Module):
         return SANMLoss(criterion(logits_m, regularised), self.reconstruction_loss(feature_maps_m, images, decoder),
                         masked, regularised)
 
-    def _resolve_tap(self, tap: Union[FeatureTap, nn.Module, None]) -> FeatureTap:
-        if isinstance(tap, FeatureTap):
-            return tap
-        if isinstance(tap, nn.Module):
-            if self.tap is None or self.tap.model is not tap:  # keep it: its first call finds the layers
+    def _resolve_tap(self, tap: Union[FeatureTap, nn.Module, Callable, None]) -> Callable:
+        if isinstance(tap, nn.Module):  # a classifier returns logits only: it needs a FeatureTap
+            if self.tap is None or self.tap.model is not tap:  # kept: its first call finds the layers
                 self.tap = FeatureTap(tap)
             return self.tap
         if tap is None and self.tap is not None:
             return self.tap
+        if callable(tap):  # a FeatureTap, or any images -> (logits, feature maps) callable
+            return tap
         raise ValueError("SANMAugmenter.loss needs the model: pass tap=FeatureTap(model) or tap=model, or build the "
                          "augmenter with SANMAugmenter.for_model(model, image_shape), which keeps its tap")
 
