@@ -4,6 +4,9 @@
     y_r = sanm.regularize_labels(y, mb)                                           # SANM[2] NLR, Eq. 6-8
     loss = soft_ce(model(mb.images), y_r) + sanm.reconstruction_loss(feats_m, x)   # SANM[3] SMR, Eq. 9-10
 
+or all three and the masked forward in one call, `sanm.loss(x, y, clean_prob, logits, feats)`, with the
+augmenter sized from the model by `SANMAugmenter.for_model(model, image_shape)`.
+
 The augmenter never owns the optimiser, the backward pass or the data: it takes tensors and returns
 tensors on their device, with no loop over samples and no host sync (value checks aside, which
 `SANMConfig(validate=False)` turns off).
@@ -14,7 +17,7 @@ from __future__ import annotations
 import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +26,8 @@ from torch import nn
 from . import activation, masking
 from .config import SANMConfig
 from .decoder import ReconstructionDecoder
-from .labels import regularize_class_ids, regularize_soft_targets
+from .labels import regularize_class_ids, regularize_soft_targets, soft_cross_entropy
+from .tap import FeatureTap
 
 
 @dataclass
@@ -49,6 +53,28 @@ class MaskedBatch:
     trough_box: torch.Tensor
     trough_images: Optional[torch.Tensor] = None
     trough_ratio: Optional[torch.Tensor] = None
+
+
+@dataclass
+class SANMLoss:
+    """What `SANMAugmenter.loss` computed for one batch.
+
+    Attributes:
+        masked: scalar, the criterion on the masked view against its regularised targets (Eq. 8).
+        reconstruction: scalar, beta * L_r (Eq. 9-10).
+        batch: the MaskedBatch (ratios, peaks and boxes, for diagnostics).
+        targets: [B, c] regularised targets; [2B, c] with trough='separate_image' (both views share them).
+    """
+
+    masked: torch.Tensor
+    reconstruction: torch.Tensor
+    batch: MaskedBatch
+    targets: torch.Tensor
+
+    @property
+    def total(self) -> torch.Tensor:
+        """masked + reconstruction: the term to add to the clean loss."""
+        return self.masked + self.reconstruction
 
 
 class SANMAugmenter(nn.Module):
@@ -88,6 +114,7 @@ class SANMAugmenter(nn.Module):
         self.num_classes = num_classes
         self.feature_channels = feature_channels
         self.image_shape = tuple(int(v) for v in image_shape)
+        self.feature_size = None if feature_size is None else tuple(int(v) for v in feature_size)
         self.decoder = ReconstructionDecoder(feature_channels, self.image_shape, feature_size, self.config.decoder)
         mean, std = _normalization(input_normalization, self.image_shape[0])
         # not persistent: they follow from the data, and checkpoints of earlier versions still load
@@ -97,6 +124,38 @@ class SANMAugmenter(nn.Module):
         self.register_buffer("_fill_shift", -mean / std, persistent=False)
         self._normalised_input = input_normalization is not None
         self._warned_energy = False
+        self.tap: FeatureTap | None = None  # set by for_model; a plain attribute, so the model is no submodule
+
+    @classmethod
+    def for_model(
+        cls,
+        model: Union[nn.Module, FeatureTap],
+        image_shape: tuple[int, int, int],
+        config: SANMConfig | None = None,
+        input_normalization: tuple[Sequence[float], Sequence[float]] | None = None,
+        layer: str | None = None,
+        classifier: str | None = None,
+    ) -> "SANMAugmenter":
+        """An augmenter sized for `model` by one dry forward (`FeatureTap.dry_run`), on the model's device.
+
+        num_classes, feature_channels and feature_size are read from the logits and the feature map; the
+        FeatureTap it used is kept as `.tap` (and is what `loss` runs by default).
+
+        Args:
+            model: the classifier, or a FeatureTap of it (then `layer` and `classifier` are the tap's).
+            image_shape: (C, H, W) of the training images.
+            config, input_normalization: as the constructor's.
+            layer, classifier: FeatureTap's choice of feature map and final Linear, when the guess does not fit.
+        """
+        tap = model if isinstance(model, FeatureTap) else FeatureTap(model, layer, classifier)
+        logits, feature_maps = tap.dry_run(image_shape)
+        if logits.dim() != 2 or feature_maps.dim() != 4:
+            raise ValueError(f"the dry forward gave logits {tuple(logits.shape)} and a feature map "
+                             f"{tuple(feature_maps.shape)}; SANM needs [B, classes] and [B, K, h, w]")
+        augmenter = cls(int(logits.shape[1]), int(feature_maps.shape[1]), tuple(int(v) for v in image_shape),
+                        config, tuple(int(v) for v in feature_maps.shape[-2:]), input_normalization)
+        augmenter.tap = tap
+        return augmenter.to(feature_maps.device)
 
     # ------------------------------------------------------------------ SANM[1]: adversarial masking
     @torch.no_grad()
@@ -221,6 +280,69 @@ class SANMAugmenter(nn.Module):
             target = self.to_pixels(target)
         target = target.repeat(copies, 1, 1, 1)
         return self.config.beta * copies * F.mse_loss(reconstruction, target)
+
+    # ------------------------------------------------------------------ all three, with the masked forward
+    def loss(
+        self,
+        images: torch.Tensor,
+        targets: torch.Tensor,
+        clean_prob: torch.Tensor,
+        logits: torch.Tensor | None = None,
+        feature_maps: torch.Tensor | None = None,
+        *,
+        tap: Union[FeatureTap, nn.Module, Callable, None] = None,
+        classifier_weight: torch.Tensor | None = None,
+        criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = soft_cross_entropy,
+        decoder: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+    ) -> SANMLoss:
+        """SANM's term of a training step: mask (SANM[1]), soften the targets (SANM[2]), run the masked view
+        through the model, and take its criterion plus the reconstruction loss (SANM[3]).
+
+        Add `.total` to the clean loss. Masks are placed without gradient (the clean logits and feature maps
+        are detached here, so passing them with their graph is fine); the masked forward and the
+        reconstruction carry gradients into the model and the decoder.
+
+        Args:
+            images: [B, C, H, W] the batch as the network sees it.
+            targets: [B] class ids or [B, c] probabilities (the noisy labels, or a method's own targets).
+            clean_prob: [B] label quality G of these samples (`LabelQuality[index]`).
+            logits, feature_maps: of the clean forward, when the step already ran it (`tap(x)`); without
+                them a forward without gradient runs here to place the masks.
+            tap: the FeatureTap to run, or the model (wrapped in one, which is kept), or any callable
+                images -> (logits, feature maps); None = `self.tap`.
+            classifier_weight: [c, K] for the class activation map; None = the tap's `classifier_weight`
+                (none: the feature-energy map, with a warning).
+            criterion: loss(logits [B, c], targets [B, c]) -> scalar on the masked view; soft cross-entropy
+                (Eq. 8) by default, any loss taking probability targets otherwise.
+            decoder: passed to `reconstruction_loss` (a DistributedDataParallel wrapper of the decoder).
+        """
+        tap = self._resolve_tap(tap)
+        if logits is None or feature_maps is None:
+            with torch.no_grad():
+                logits, feature_maps = tap(images)
+        weight = classifier_weight if classifier_weight is not None else (
+            getattr(tap, "classifier_weight", None) if self.config.activation == "cam" else None)
+        masked = self.modulate_batch(images, feature_maps.detach(), logits.detach(), clean_prob,
+                                     None if weight is None else weight.detach())
+        regularised = self.regularize_labels(targets, masked)
+        views = masked.images
+        if masked.trough_images is not None:  # both views, one forward; they share the targets
+            views, regularised = torch.cat([masked.images, masked.trough_images]), regularised.repeat(2, 1)
+        logits_m, feature_maps_m = tap(views)
+        return SANMLoss(criterion(logits_m, regularised), self.reconstruction_loss(feature_maps_m, images, decoder),
+                        masked, regularised)
+
+    def _resolve_tap(self, tap: Union[FeatureTap, nn.Module, Callable, None]) -> Callable:
+        if isinstance(tap, nn.Module):  # a classifier returns logits only: it needs a FeatureTap
+            if self.tap is None or self.tap.model is not tap:  # kept: its first call finds the layers
+                self.tap = FeatureTap(tap)
+            return self.tap
+        if tap is None and self.tap is not None:
+            return self.tap
+        if callable(tap):  # a FeatureTap, or any images -> (logits, feature maps) callable
+            return tap
+        raise ValueError("SANMAugmenter.loss needs the model: pass tap=FeatureTap(model) or tap=model, or build the "
+                         "augmenter with SANMAugmenter.for_model(model, image_shape), which keeps its tap")
 
     # ------------------------------------------------------------------ input checks
     def _check_images(self, images: torch.Tensor) -> None:

@@ -3,13 +3,19 @@
 Every field maps to one choice in the paper (Tu et al., "Learning with Noisy Labels via Self-supervised
 Adversarial Noisy Masking", CVPR 2023, Eq. 1-10) or in the official code (yuanpengtu/SANM,
 `Train_cifar.py`). `SANMConfig.paper()` is the default; `SANMConfig.official()` reproduces the code.
+
+A config travels as a plain dict (`to_dict()` / `from_mapping()`) or as itself: it is registered as a safe
+global for `torch.load(weights_only=True)`, and it survives tools that copy dataclasses field by field
+(Lightning's `save_hyperparameters` and loggers), so it can sit in a LightningModule's hyper-parameters.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import FrozenInstanceError, asdict, dataclass, fields
 from typing import Any, Mapping
+
+import torch
 
 _CHOICES = {
     "activation": ("cam", "energy"),
@@ -25,9 +31,11 @@ _CHOICES = {
 }
 
 
-@dataclass(frozen=True)
+# Not frozen=True: Lightning's apply_to_collection (save_hyperparameters' loggers) rebuilds a dataclass by
+# assigning every field its own value, which a frozen dataclass refuses. __setattr__ below keeps it immutable.
+@dataclass(unsafe_hash=True)
 class SANMConfig:
-    """Hyper-parameters and variant switches of SANM's three hooks.
+    """Hyper-parameters and variant switches of SANM's three hooks (immutable once built).
 
     Attributes:
         mu: peak-box ratio scale, r = mu * (1 - G) (Eq. 3; paper 0.2, 0.1-0.3 all help, 0 = no masking).
@@ -69,6 +77,15 @@ class SANMConfig:
     recon_target: str = "input"
     decoder: str = "linear"
     extremes: str = "exact"
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Fields are set once, by __init__; assigning a field the value it already holds is a no-op."""
+        if name in self.__dict__ and not _same(self.__dict__[name], value):
+            raise FrozenInstanceError(
+                f"cannot assign to field {name!r}: SANMConfig is immutable; build a new one, e.g. "
+                f"SANMConfig.paper({name}=...) or dataclasses.replace(config, {name}=...)"
+            )
+        object.__setattr__(self, name, value)
 
     def __post_init__(self) -> None:
         for name, choices in _CHOICES.items():
@@ -132,4 +149,17 @@ class SANMConfig:
         return getattr(cls, preset)(**values)
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as a plain dict (str, float, bool values): `SANMConfig.from_mapping(c.to_dict()) == c`.
+
+        The form to put in a config file, a run record or a checkpoint that must load anywhere.
+        """
         return asdict(self)
+
+
+def _same(old: Any, new: Any) -> bool:
+    """Equal values of the same type (1 and 1.0 and True are not the same field value here)."""
+    return type(old) is type(new) and old == new
+
+
+# a checkpoint holding a SANMConfig (a LightningModule's hyper-parameters) loads with weights_only=True
+torch.serialization.add_safe_globals([SANMConfig])

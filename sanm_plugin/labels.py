@@ -1,16 +1,18 @@
-"""Noisy label regularisation (NLR, paper Eq. 6-8).
+"""Noisy label regularisation (NLR, paper Eq. 6-8) and the loss the masked view trains with.
 
 The target of a masked image is the soft target y with mass r_i taken from its arg-max class and
 spread evenly, because the masked image shows less evidence for that class:
     y_r[j] = y[j] - r + r/c  (j = argmax y),   y_r[j] = y[j] + r/c  otherwise       (Eq. 7, 'all')
 The official code spreads r over the other c-1 classes instead ('others'). When a soft target's
 arg-max mass is too small for the full move (it would go negative), the moved mass is capped so the
-result stays a probability vector; for one-hot targets the cap never binds.
+result stays a probability vector; for one-hot targets the cap never binds. The masked image is then
+trained with the cross-entropy against y_r (Eq. 8), `soft_cross_entropy`.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from ._constant import constant
 
@@ -58,3 +60,19 @@ def regularize_class_ids(labels: torch.Tensor, ratio: torch.Tensor, num_classes:
     on_label = (one - ratio) if spread == "all" else (one - ratio - share)  # added on top of the share
     result = share.expand(-1, num_classes).contiguous()
     return result.scatter_add_(1, (labels if labels.dtype == torch.long else labels.long()).unsqueeze(1), on_label)
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """-sum_c t_c log softmax(z)_c (Eq. 8), in float32 whatever the logits' dtype (autocast).
+
+    Args:
+        logits: [B, c].
+        targets: [B, c] probability vectors (NLR's y_r), or [B] class ids (the same value as their one-hot rows).
+        reduction: 'mean' over the batch, or 'none' for the [B] per-sample losses (label quality's input).
+    """
+    if reduction not in ("mean", "none"):
+        raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+    if targets.dim() == 1:
+        return F.cross_entropy(logits.float(), targets, reduction=reduction)
+    per_sample = -(targets * F.log_softmax(logits.float(), dim=1)).sum(dim=1)
+    return per_sample.mean() if reduction == "mean" else per_sample

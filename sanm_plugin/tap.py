@@ -6,6 +6,7 @@ both directly. For any other classifier whose last layer is a Linear after globa
 (torchvision ResNets, DenseNet, VGG-style nets) the tap watches the first forward with hooks on every
 module, takes the last Linear to run as the classifier and the last 4-D output with as many channels
 as it has inputs (pooling layers excluded) as the feature map, and from then on hooks only that module.
+`dry_run` reads the sizes SANM needs (classes, channels, feature-map size) from one such forward.
 """
 
 from __future__ import annotations
@@ -55,6 +56,28 @@ class FeatureTap:
             logits = self.model(images)
         feature_maps = captured[0]
         return logits, feature_maps.relu() if self._relu_features else feature_maps
+
+    @torch.no_grad()
+    def dry_run(self, image_shape: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, feature_map) of two random images of `image_shape` (C, H, W), in eval mode and without
+        gradient, so BN statistics stay as they were; every module's train/eval mode is restored after.
+
+        Random images rather than zeros: on a fresh network zeros can give an all-zero feature map, on which
+        the check for a functional ReLU after it (DenseNet) cannot tell the two apart.
+        """
+        if len(tuple(image_shape)) != 3 or any(int(v) < 1 for v in image_shape):
+            raise ValueError(f"image_shape must be (C, H, W) with positive sizes, got {image_shape!r}")
+        reference = next(iter(self.model.parameters()), None)
+        device = reference.device if reference is not None else torch.device("cpu")
+        dtype = reference.dtype if reference is not None and reference.is_floating_point() else torch.float32
+        images = torch.randn(2, *image_shape, generator=torch.Generator().manual_seed(0)).to(device, dtype)
+        modes = [(module, module.training) for module in self.model.modules()]
+        self.model.eval()
+        try:
+            return self(images)
+        finally:
+            for module, training in modes:
+                module.training = training
 
     @property
     def classifier_weight(self) -> torch.Tensor:

@@ -8,7 +8,7 @@ import pytest
 
 TESTS = Path(__file__).resolve().parent
 # calls that train a network (the engine's run, the CLI, an example's main) or start a process
-SLOW_CALLS = {"run", "cli", "Popen", "check_output", "check_call", "main", "run_example", "train"}
+SLOW_CALLS = {"run", "cli", "Popen", "check_output", "check_call", "main", "run_example"}
 
 
 def _marked_slow(decorators: list[ast.expr]) -> bool:

@@ -8,6 +8,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+# Mean over the batch of -sum_c t_c log softmax(z)_c (Eq. 8): the library's, one copy for SANM and the methods
+from sanm_plugin.labels import soft_cross_entropy
+
 __all__ = ["as_probabilities", "cross_entropy", "generalized_cross_entropy", "soft_cross_entropy",
            "symmetric_cross_entropy"]
 
@@ -20,11 +23,6 @@ def as_probabilities(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
         raise ValueError(f"targets must be [B] class ids or [B, {num_classes}] probabilities, "
                          f"got shape {tuple(targets.shape)}")
     return targets.float()
-
-
-def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean over the batch of -sum_c t_c log softmax(z)_c, for probability targets [B, C]."""
-    return -(targets * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
 
 
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

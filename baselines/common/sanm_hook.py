@@ -187,13 +187,15 @@ class SANMHook(torch.nn.Module):
         else:
             logits, feats = tap(images)
             clean_term = clean_loss(logits)
-        views = self.views(images, logits, feats, index, targets, classifier_weight)
-        logits_m, feats_m = tap(views.images)
-        masked_term = masked_loss(logits_m, views.targets)
-        reconstruction = self.reconstruction(feats_m, images)
-        loss = clean_term + masked_term + reconstruction
-        return loss, {"loss/clean": clean_term.detach(), "loss/masked": masked_term.detach(),
-                      "loss/reconstruction": reconstruction.detach()}
+        base = torch.softmax(logits.detach().float(), dim=1) if self.settings.target == "prediction" else targets
+        # the library's one-call step (mask, soften, masked forward, criterion, reconstruction), as views() + tap
+        terms = self.augmenter.loss(images, base, self.clean_prob[index], logits, feats, tap=tap,
+                                    classifier_weight=classifier_weight, criterion=masked_loss,
+                                    decoder=self.__dict__.get("_decoder_call"))
+        self._accumulate(terms.batch.ratio, index)
+        loss = clean_term + terms.masked + terms.reconstruction
+        return loss, {"loss/clean": clean_term.detach(), "loss/masked": terms.masked.detach(),
+                      "loss/reconstruction": terms.reconstruction.detach()}
 
     # ------------------------------------------------------------------ diagnostics
     def _reset_stats(self) -> None:
