@@ -13,7 +13,6 @@ A method (one module in baselines/) subclasses `Method` and writes only what is 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import random
@@ -37,6 +36,7 @@ from .augment import build_augment
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .config import AUTO, MethodConfig, dataset_dir_name, flatten, register_method_schema
 from .data import DatasetError, ImageDataset, default_cache_dir, load_dataset
+from .interrupts import exit_code, interrupts_deferred, sigterm_as_interrupt, signal_name
 from .streaming import ImageFiles, StreamedImages
 from .metrics import (ConsoleLog, EpochMeans, QuietConsole, RankRecords, RunRecorder, epoch_progress, without_truth,
                       tensorboard_available)
@@ -52,11 +52,14 @@ class ConfigurationError(Exception):
 
 
 class RunInterrupted(Exception):
-    """Ctrl-C during a run: `completed` epochs are safely checkpointed in `run_dir` (0 = none yet)."""
+    """Ctrl-C or SIGTERM (`signal`) during a run: `completed` epochs are safely checkpointed in `run_dir` (0 = none
+    yet); `exit_code` is what the command line exits with (130 or 143)."""
 
-    def __init__(self, run_dir: Path, completed: int, epochs: int) -> None:
-        super().__init__(f"interrupted after {completed} of {epochs} epochs")
+    def __init__(self, run_dir: Path, completed: int, epochs: int, signal: str = "SIGINT",
+                 exit_code: int = 130) -> None:
+        super().__init__(f"interrupted by {signal} after {completed} of {epochs} epochs")
         self.run_dir, self.completed, self.epochs = run_dir, completed, epochs
+        self.signal, self.exit_code = signal, exit_code
 
 
 # Checkpoints since format 2 count epochs from 1 like every other output: "epoch" = epochs completed.
@@ -466,8 +469,14 @@ def run(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path] = Non
     """Train `method_cls` as `cfg` says, in `run_dir`; returns the summary.
 
     Epochs are counted from 1 in every output (console, metrics.jsonl, summary.json, checkpoints); the
-    methods' own code receives the 0-based index of the epoch in progress.
+    methods' own code receives the 0-based index of the epoch in progress. Ctrl-C or SIGTERM raise
+    RunInterrupted once training has started (interrupts.py).
     """
+    with sigterm_as_interrupt():
+        return _train(cfg, method_cls, run_dir)
+
+
+def _train(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path]) -> dict:
     start = time.time()
     run_dir = Path(run_dir or cfg.run_dir or default_run_dir(cfg))
     given = cfg
@@ -550,7 +559,7 @@ def run(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path] = Non
                 snapshots.save(epoch + 1)
             rng = distributed.all_objects(capture_rng_state(), world)
             trained = elapsed + time.time() - resumed_at  # the checkpoint's and the summary's wall: one number
-            with _interrupts_deferred():  # a Ctrl-C here lands after `completed` counts the checkpoint just written
+            with interrupts_deferred():  # a Ctrl-C or SIGTERM lands after `completed` counts the checkpoint written
                 if world.is_main:
                     save_checkpoint(checkpoint, {
                         "format": CHECKPOINT_FORMAT, "epoch": epoch + 1, "method_name": method.name,
@@ -573,9 +582,13 @@ def run(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path] = Non
         recorder.write_status("finished", epoch=completed, epochs=cfg.trainer.epochs)
         distributed.barrier(world)  # no rank leaves (and tears the group down) before rank 0 has written
         distributed.stop(world)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM (Terminated)
+        recorder.write_status("interrupted", epoch=completed, epochs=cfg.trainer.epochs, signal=signal_name(interrupt))
+        raise RunInterrupted(run_dir, completed, cfg.trainer.epochs, signal_name(interrupt),
+                             exit_code(interrupt)) from None
+    except SystemExit:  # a signal handler of another program leaving mid-run (submitit's requeue on USR2)
         recorder.write_status("interrupted", epoch=completed, epochs=cfg.trainer.epochs)
-        raise RunInterrupted(run_dir, completed, cfg.trainer.epochs) from None
+        raise
     except Exception as error:
         recorder.write_status("failed", epoch=completed, epochs=cfg.trainer.epochs,
                               error=" ".join(f"{type(error).__name__}: {error}".split())[:300])
@@ -602,29 +615,6 @@ def _draw_plots(run_dir: Path) -> str:
     except Exception as error:  # noqa: BLE001 - the run's results are safe on disk; say what went wrong
         return f"plots: not written ({type(error).__name__}: {error}); retry with python -m baselines.plot {run_dir}"
     return f"plots ({len(written)}) in {run_dir / 'plots'}; python -m baselines.plot {run_dir} redraws them"
-
-
-@contextlib.contextmanager
-def _interrupts_deferred():
-    """A Ctrl-C inside the block is held back and raised as KeyboardInterrupt when the block ends.
-
-    A Python-level handler rather than a blocked signal mask: a process-directed SIGINT that the main thread
-    blocks is delivered to whichever other thread does not (torch's, tensorboard's), and one was seen to be lost
-    that way under load. Only the main thread may install handlers; elsewhere the block runs as it is."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
-    if pending and previous is not signal.SIG_IGN:
-        raise KeyboardInterrupt
 
 
 def check_distributable(cfg: DictConfig, method_cls: type[Method], world: distributed.World) -> None:

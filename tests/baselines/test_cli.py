@@ -299,21 +299,26 @@ def test_resume_refuses_another_image_folder_in_the_same_run_dir(tmp_path):
     assert len(metrics(tmp_path / "run")) == 2
 
 
-def test_ctrl_c_says_what_is_checkpointed_and_how_to_continue(tmp_path):
+@pytest.mark.parametrize("signum,code,said", [(signal.SIGINT, 130, "interrupted"),
+                                              (signal.SIGTERM, 143, "interrupted by SIGTERM")])
+def test_ctrl_c_and_sigterm_say_what_is_checkpointed_and_how_to_continue(tmp_path, signum, code, said):
+    """SIGTERM (a scheduler's time limit or pre-emption) ends a run as Ctrl-C does, with the shell's code for
+    it: 128 + 15, where an unhandled SIGTERM would leave status.json at running and say nothing."""
     args = ["+experiment=smoke", "noise=sym_0.5", "trainer.epochs=5", f"output_root={tmp_path}"]
     run_dir = run_dir_of(tmp_path, "ce", "sym_0.5", None)
     proc = subprocess.Popen([sys.executable, "-m", "baselines.ce", *args], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     while not (run_dir / "checkpoints" / "last.pt").exists() and proc.poll() is None:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, err = proc.communicate()
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     line, = err.strip().splitlines()  # one line, no traceback
     done = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])["epoch"]
-    assert line.startswith(f"interrupted: epoch {done} of 5 is checkpointed in {run_dir}; continue with: ")
+    assert line.startswith(f"{said}: epoch {done} of 5 is checkpointed in {run_dir}; continue with: ")
     status = json.loads((run_dir / "status.json").read_text())  # what baselines.report lists apart
     assert status["state"] == "interrupted" and status["epoch"] == done and status["epochs"] == 5
+    assert status["signal"] == signal.Signals(signum).name
     command = line.split("continue with: ")[1].split()
     assert command[:3] == ["python", "-m", "baselines.ce"] and command[-1] == "resume=true"
     cli("ce", *command[3:])  # the printed command finishes the run
