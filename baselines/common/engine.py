@@ -521,6 +521,9 @@ def _train(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path]) -
         completed, elapsed = state["epoch"], state["wall_seconds"]
         recorder.truncate_after(completed)
         console.say(f"resuming {run_dir} after epoch {completed}")
+    elif cfg.resume:  # a requeued job's first try ended before its first checkpoint: start, without its records
+        recorder.truncate_after(0)
+        console.say(f"resume=true, but {run_dir} holds no checkpoint yet: starting at epoch 1")
     _set_rank_rng(state, cfg.seed, world, console)
     if world.is_main:
         _write_resolved(cfg, ctx, run_dir, method.resolved_settings())

@@ -128,6 +128,30 @@ def test_a_fresh_run_never_overwrites_silently(tmp_path):
     assert len(metrics(tmp_path)) == 1
 
 
+def test_resume_true_starts_a_run_that_has_no_checkpoint_yet_and_keeps_a_finished_one(tmp_path):
+    """A requeued cluster job runs its command again, `resume=true` included, whatever the first try left: nothing
+    (the job never started), an epoch's record without its checkpoint (killed between the two), or a finished run.
+    The first two start at epoch 1 without duplicate records; the last trains nothing and stays finished."""
+    cfg = _cfg("ce", "trainer.epochs=2", "resume=true")
+    run(cfg, BASELINES["ce"], run_dir=tmp_path / "empty")
+    assert [r["epoch"] for r in metrics(tmp_path / "empty")] == [1, 2]
+
+    torn = tmp_path / "torn"
+    run(_cfg("ce", "trainer.epochs=1"), BASELINES["ce"], run_dir=torn)
+    shutil.rmtree(torn / "checkpoints")
+    (torn / "summary.json").unlink()
+    summary = run(cfg, BASELINES["ce"], run_dir=torn)
+    assert [r["epoch"] for r in metrics(torn)] == [1, 2] and summary["epochs"] == 2
+    assert "resume=true, but " in (torn / "run.log").read_text()  # it says it starts afresh
+
+    finished = tmp_path / "empty"
+    before = (finished / "summary.json").read_text()
+    again = run(cfg, BASELINES["ce"], run_dir=finished)
+    assert [r["epoch"] for r in metrics(finished)] == [1, 2] and again["epochs"] == 2
+    assert json.loads(before)["best_test_acc"] == again["best_test_acc"]
+    assert json.loads((finished / "status.json").read_text())["state"] == "finished"
+
+
 @contextlib.contextmanager
 def one_torch_thread():
     """This process's runs on one thread, like the runs the tests spawn (OMP_NUM_THREADS=1), so a run and its
