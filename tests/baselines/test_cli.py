@@ -350,6 +350,44 @@ def test_ctrl_c_and_sigterm_say_what_is_checkpointed_and_how_to_continue(tmp_pat
     assert json.loads((run_dir / "status.json").read_text())["state"] == "finished"
 
 
+def test_a_submitit_job_requeued_mid_run_continues_with_resume_true(tmp_path):
+    """What a pre-emption or time limit does to a job of `hydra/launcher=submitit_slurm`, here with submitit_local,
+    which requeues the same way without SLURM: submitit catches its signal (USR2) in the job, requeues it and exits
+    mid-epoch; the job runs its command again, and the `resume=true` in it continues from the last checkpoint."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="the sweeps extra: pip install -e .[sweeps]")
+    run_dir = run_dir_of(tmp_path, "ce", "sym_0.5", None)
+    sweep = subprocess.Popen([sys.executable, "-m", "baselines.ce", "-m", "hydra/launcher=submitit_local",
+                              "+experiment=smoke", "noise=sym_0.5", "trainer.epochs=5", f"output_root={tmp_path}",
+                              "resume=true"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while not (run_dir / "checkpoints" / "last.pt").exists() and sweep.poll() is None:
+        time.sleep(0.05)
+    job = json.loads((run_dir / "status.json").read_text())["pid"]  # the job's process, not the sweep's
+    os.kill(job, signal.SIGUSR2)
+    out, err = sweep.communicate(timeout=1800)  # a hang guard only
+    assert sweep.returncode == 0, out + err
+    assert re.search(r"^resuming .* after epoch [1-4]$", (run_dir / "run.log").read_text(), re.M)
+    assert [r["epoch"] for r in metrics(run_dir)] == [1, 2, 3, 4, 5]
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "finished"
+    log, = (tmp_path / ".submitit").rglob("*_log.out")
+    assert "Requeued job" in log.read_text()
+
+
+def test_a_run_that_exits_mid_epoch_says_interrupted(tmp_path):
+    """submitit's requeue leaves the job with sys.exit from its signal handler, mid-epoch: status.json must not
+    stay `running` while the job waits in the queue."""
+
+    class ExitsInSecondEpoch(BASELINES["ce"]):
+        def train_epoch(self, epoch):
+            if epoch == 1:
+                sys.exit(-1)  # what submitit's handler does after `scontrol requeue`
+            return super().train_epoch(epoch)
+
+    with pytest.raises(SystemExit):
+        run(_cfg("ce", "trainer.epochs=2"), ExitsInSecondEpoch, run_dir=tmp_path)
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["state"] == "interrupted" and status["epoch"] == 1
+
+
 def test_a_sanm_key_without_a_preset_says_to_add_one(tmp_path):
     result = cli("ce", "+experiment=smoke", "sanm.mu=0.3", f"output_root={tmp_path}", check=False)
     assert result.returncode == 2
