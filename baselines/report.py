@@ -47,9 +47,9 @@ PAPER_RESULTS = Path(__file__).with_name("paper_results.csv")
 RUN_FILES = ("summary.json", "metrics.jsonl", "resolved.yaml", "status.json")
 # settings that do not change what a run trains (paths, run control, speed options) or differ by seed
 IGNORED = {"seed", "device", "resume", "overwrite", "output_root", "run_dir", "tensorboard", "progress", "pretrained",
-           "dataset.root", "dataset.cache_dir", "dataset.download", "dataset.workers", "noise.name", "noise.rate_actual",
-           "trainer.eval_batch_size", "trainer.precision", "trainer.channels_last", "trainer.compile", "trainer.sync_bn",
-           "plots.enabled", "plots.epochs", "plots.gallery"}
+           "progress_every_s", "dataset.root", "dataset.cache_dir", "dataset.download", "dataset.workers", "noise.name",
+           "noise.rate_actual", "trainer.eval_batch_size", "trainer.precision", "trainer.channels_last",
+           "trainer.compile", "trainer.sync_bn", "plots.enabled", "plots.epochs", "plots.gallery"}
 
 
 @dataclass

@@ -231,7 +231,8 @@ class RunConfig:
     pretrained: Optional[str] = None  # encoder checkpoint (python -m baselines.pretrain_simclr) for the networks;
     # auto = the method's default: none, except C2D, which then runs a short SimCLR pre-training first
     tensorboard: bool = True  # scalars under run_dir/tensorboard when tensorboard is installed
-    progress: bool = True  # a tqdm bar per epoch (shown only on a terminal)
+    progress: bool = True  # within each epoch: a tqdm bar on a terminal, else a line every progress_every_s
+    progress_every_s: float = 30.0  # seconds between those lines when the output is not a terminal (0: every batch)
     plots: PlotsConfig = field(default_factory=PlotsConfig)
 
 

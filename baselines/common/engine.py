@@ -160,6 +160,11 @@ class RunContext:
         self.cfg = cfg
         self.run_dir = run_dir
         self.world = world
+        # rank 0 alone says anything; the lines go to the console and to run.log
+        self.console = ConsoleLog(run_dir / "run.log") if world.is_main else QuietConsole()
+        if cfg.progress_every_s < 0:
+            raise ValueError(f"progress_every_s={cfg.progress_every_s}: give the seconds between progress lines "
+                             "within an epoch, >= 0 (0: after every batch)")
         self.device = distributed.start(world, resolve_device(cfg.device))
         self.acceleration = Acceleration.from_trainer(cfg.trainer, self.device)
         self.warmup_epochs = method_cls.resolve_warmup(cfg)
@@ -260,7 +265,8 @@ class RunContext:
         batch."""
         pool = torch.arange(self.num_train) if index is None else index
         chunks = self.shuffled_batches(pool, batch_size or self.cfg.trainer.batch_size, stream=desc)
-        shown = (epoch_progress(chunks, total=len(chunks), desc=f"{desc} {epoch + 1}")
+        label = f"epoch {epoch + 1}/{self.cfg.trainer.epochs} {desc}"
+        shown = (epoch_progress(chunks, label, self.console.say, self.cfg.progress_every_s)
                  if self.cfg.progress and self.world.is_main else chunks)
         for chunk in shown:
             yield distributed.shard(chunk, self.world)
@@ -511,7 +517,7 @@ def _train(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path]) -
     except ValueError as error:
         raise ConfigurationError(str(error)) from error
     # rank 0 alone writes; every rank runs the same steps and collectives
-    console = ConsoleLog(run_dir / "run.log") if world.is_main else QuietConsole()
+    console = ctx.console
     recorder = RunRecorder(run_dir, tensorboard=cfg.tensorboard) if world.is_main else RankRecords()
     completed, elapsed = 0, 0.0
     if state is not None:

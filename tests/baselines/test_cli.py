@@ -112,7 +112,7 @@ def _cfg(method, *overrides):
     [(["noise=sym_0.2", "noise.rate=-0.1"], "noise rate"), (["trainer.epochs=0"], "trainer.epochs"),
      (["dataset.train_subset=100000"], "train_subset"), (["dataset=image_folder", "dataset.root=/no/such/dir"], "/no/such/dir"),
      (["dataset=image_folder"], "dataset.root"), (["+sanm=on", "sanm.mu=1.5"], "mu"),
-     (["+sanm=on", "sanm.train_on=both"], "train_on")],
+     (["+sanm=on", "sanm.train_on=both"], "train_on"), (["progress_every_s=-1"], "progress_every_s")],
 )
 def test_bad_values_are_configuration_errors(tmp_path, overrides, match):
     with pytest.raises(ConfigurationError, match=match):
@@ -419,6 +419,23 @@ def test_the_console_log_is_written_to_run_log(tmp_path):
     assert log == [line for line in result.stdout.splitlines() if line in log] and len(log) >= 4
     assert "logging to metrics.jsonl, summary.json, run.log (TensorBoard off: tensorboard=false)" in log
     assert not list(run_dir.glob("*.log"))[1:] and not (run_dir / "cli.log").exists()
+
+
+def test_piped_output_shows_progress_within_each_epoch(tmp_path):
+    """A run whose output goes to a file or a pipe (a cluster job) says how far each epoch is, every
+    progress_every_s seconds (0: after each batch; the smoke epochs have 2), on the console and in run.log."""
+    result = cli("ce", "+experiment=smoke", f"output_root={tmp_path}", "progress_every_s=0")
+    said = [line for line in result.stdout.splitlines() if " batches, " in line]
+    assert [line.split(",")[0] for line in said] == ["epoch 1/2 train: 1/2 batches", "epoch 2/2 train: 1/2 batches"]
+    assert all(re.fullmatch(r"epoch \d/2 train: 1/2 batches, \d+ s", line) for line in said)
+    log = (run_dir_of(tmp_path, "ce", "none", None) / "run.log").read_text().splitlines()
+    assert [line for line in log if " batches, " in line] == said
+
+
+def test_progress_false_says_nothing_within_an_epoch(tmp_path, capsys):
+    run(_cfg("ce", "progress=false", "progress_every_s=0"), BASELINES["ce"], run_dir=tmp_path)
+    out = capsys.readouterr().out
+    assert "epoch 2/2  test_acc" in out and " batches, " not in out  # capsys is no terminal either: it would show
 
 
 @pytest.mark.parametrize("method", ["dividemix", "c2d"])
