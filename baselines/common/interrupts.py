@@ -1,4 +1,4 @@
-"""Ctrl-C and SIGTERM stop a run the same way (docs/runs.md section 4.4).
+"""Ctrl-C and SIGTERM stop a run the same way (docs/runs.md 4.4).
 
 SLURM and most schedulers send SIGTERM at a time limit or a pre-emption, and SIGKILL after a grace period
 (SLURM's KillWait, 30 s by default); torchrun's agent passes a SIGTERM on to every rank. Python's default action
@@ -40,7 +40,8 @@ def sigterm_as_interrupt() -> Iterator[None]:
     and a second one must not cut the first one's clean-up short (SIGKILL follows anyway). Only a SIGTERM left
     at its default action is taken over, and only in the main thread (Python allows no other): a handler another
     program installed stays, such as submitit's, which ignores SIGTERM and requeues on its own signal (USR2)."""
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+    main = threading.current_thread() is threading.main_thread()
+    if not main or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         yield
         return
     received: list[int] = []
