@@ -11,6 +11,7 @@ to another class. Runs offline on CPU in under two minutes:
 from __future__ import annotations
 
 import argparse
+import time
 
 import numpy as np
 import torch
@@ -53,6 +54,7 @@ def main(epochs: int = 4, train_size: int = 640, batch_size: int = 32, noise: fl
     optimizer = torch.optim.Adam([*model.parameters(), *sanm.parameters()], lr=1e-3, weight_decay=5e-4)
     clean_prob = torch.ones(len(x_train))  # label quality G; refitted each epoch after the first
     for epoch in range(epochs):
+        start, loss_sum, hits = time.time(), torch.zeros(()), torch.zeros(())
         if epoch > 0:  # per-sample losses of one evaluation pass -> two-component GMM (DivideMix's settings)
             model.eval()
             with torch.no_grad():
@@ -76,6 +78,10 @@ def main(epochs: int = 4, train_size: int = 640, batch_size: int = 32, noise: fl
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            loss_sum += loss.detach() * len(idx)  # summed as tensors: one host sync per epoch, not per step
+            hits += (logits.argmax(1) == y).sum()
+        print(f"epoch {epoch + 1}/{epochs}: loss {loss_sum.item() / len(x_train):.3f}, train accuracy "
+              f"{hits.item() / len(x_train):.1%} (against the noisy labels), {time.time() - start:.1f} s", flush=True)
     model.eval()
     with torch.no_grad():
         accuracy = (model(x_test).argmax(1) == y_test).float().mean().item() * 100

@@ -1,6 +1,7 @@
 """Run the examples with tiny settings so the documentation cannot drift from the code."""
 
 import importlib.util
+import re
 from pathlib import Path
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -13,11 +14,16 @@ def _load(name):
     return module
 
 
-def test_own_training_loop_runs_the_three_hooks(capsys):
+def test_own_training_loop_runs_the_three_hooks_and_says_each_epoch(capsys):
     result = _load("own_training_loop").main(epochs=2, train_size=64, batch_size=32)
     assert 0.0 <= result["test_acc"] <= 100.0
     assert result["distinct_peaks"] >= 1  # SANM was active in the second epoch
-    assert "distinct peak positions" in capsys.readouterr().out
+    lines = capsys.readouterr().out.splitlines()
+    epochs = [line for line in lines if line.startswith("epoch ")]  # one per epoch, as it ends
+    assert [line.split(":")[0] for line in epochs] == ["epoch 1/2", "epoch 2/2"]
+    pattern = r"epoch \d/2: loss \d+\.\d{3}, train accuracy \d+\.\d% \(against the noisy labels\), \d+\.\d s"
+    assert all(re.fullmatch(pattern, line) for line in epochs), epochs
+    assert "distinct peak positions" in lines[-1]
 
 
 def test_sweep_script_runs_two_seeds_and_reports_mean_std_and_gain(tmp_path):
