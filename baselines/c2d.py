@@ -84,7 +84,8 @@ class C2D(DivideMix):
                 "dataset": cfg.dataset, "model": cfg.model, "seed": cfg.seed, "device": cfg.device,
                 "trainer": {"epochs": AUTO_PRETRAIN_EPOCHS, "batch_size": cfg.trainer.batch_size, "lr": 0.5,
                             "weight_decay": 1e-4, "lr_schedule": "cosine"},
-                "overwrite": True, "progress": cfg.progress, "tensorboard": False,
+                "overwrite": True, "progress": cfg.progress, "progress_every_s": cfg.progress_every_s,
+                "tensorboard": False,
             })
             print(f"pretrained=auto: a {AUTO_PRETRAIN_EPOCHS}-epoch SimCLR pre-training first, in {run_dir}")
             streams = capture_rng_state()

@@ -48,11 +48,11 @@ RUN_FILES = ("summary.json", "metrics.jsonl", "resolved.yaml", "status.json")
 # settings that do not change what a run trains (paths, run control, trackers, speed options) or differ by seed,
 # and dataset.num_classes: a fact of the data, which resolved.yaml of older runs lacks (it must not split a group)
 IGNORED = {"seed", "device", "resume", "overwrite", "output_root", "run_dir", "tensorboard", "progress", "pretrained",
-           "dataset.root", "dataset.cache_dir", "dataset.download", "dataset.workers", "dataset.num_classes",
-           "noise.name", "noise.rate_actual", "trainer.eval_batch_size", "trainer.precision", "trainer.channels_last",
-           "trainer.compile", "trainer.sync_bn", "plots.enabled", "plots.epochs", "plots.gallery",
-           *(f"{group}.{f.name}" for group, schema in (("mlflow", MLflowConfig), ("wandb", WandbConfig))
-             for f in fields(schema))}
+           "progress_every_s", "dataset.root", "dataset.cache_dir", "dataset.download", "dataset.workers",
+           "dataset.num_classes", "noise.name", "noise.rate_actual", "trainer.eval_batch_size", "trainer.precision",
+           "trainer.channels_last", "trainer.compile", "trainer.sync_bn", "plots.enabled", "plots.epochs",
+           "plots.gallery", *(f"{group}.{f.name}" for group, schema in (("mlflow", MLflowConfig), ("wandb", WandbConfig))
+                              for f in fields(schema))}
 
 
 @dataclass

@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 
 from .config import declared_keys
 from .engine import ConfigurationError, Method, RunInterrupted, report_and_exit, run
+from .interrupts import exit_code
 
 _CHECKOUT_CONF = Path(__file__).resolve().parents[2] / "conf"
 
@@ -50,13 +51,14 @@ def entry_point(method_cls: type[Method], config_name: Optional[str] = None) -> 
                    or multirun_under_torchrun(sys.argv[1:]))
         if problem:
             report_and_exit(ConfigurationError(problem))
-        if int(os.environ.get("RANK", 0)) > 0:  # one run directory, written by rank 0 alone (Hydra's copy too)
+        if not _is_main_rank():  # one run directory, written by rank 0 alone (Hydra's copy too)
             sys.argv.append("hydra.output_subdir=null")
         try:
             compose_and_run()
-        except KeyboardInterrupt:  # before a run had started (composing, loading data): nothing was written
-            print("interrupted before training started; nothing to resume", file=sys.stderr)
-            sys.exit(130)
+        except KeyboardInterrupt as interrupt:  # before training started (loading data): no epoch to continue
+            if _is_main_rank():
+                print("interrupted before training started; nothing to resume", file=sys.stderr)
+            sys.exit(exit_code(interrupt))
 
     return main
 
@@ -121,12 +123,19 @@ def multirun_under_torchrun(arguments: Sequence[str]) -> Optional[str]:
 
 
 def report_interrupt(stop: RunInterrupted, module: str, overrides: Sequence[str]) -> None:
-    """Ctrl-C: one line that says what is safe and how to continue, instead of a traceback."""
+    """Ctrl-C or SIGTERM: one line that says what is safe and how to continue, instead of a traceback, from rank 0
+    alone under torchrun; exits 130 (Ctrl-C) or 143 (SIGTERM), as a shell or a scheduler expects."""
     kept = [o for o in overrides if o.split("=")[0].lstrip("+~") not in ("resume", "overwrite")]
     command = " ".join(["python -m", module, *map(shlex.quote, kept), "resume=true"])
     if stop.completed:
         state = f"epoch {stop.completed} of {stop.epochs} is checkpointed in {stop.run_dir}"
     else:
         state = f"no epoch had finished yet in {stop.run_dir}"
-    print(f"interrupted: {state}; continue with: {command}", file=sys.stderr)
-    sys.exit(130)
+    by = "" if stop.signal == "SIGINT" else f" by {stop.signal}"
+    if _is_main_rank():
+        print(f"interrupted{by}: {state}; continue with: {command}", file=sys.stderr)
+    sys.exit(stop.exit_code)
+
+
+def _is_main_rank() -> bool:
+    return int(os.environ.get("RANK", 0)) == 0

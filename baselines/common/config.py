@@ -290,7 +290,8 @@ class RunConfig:
     tensorboard: bool = True  # scalars under run_dir/tensorboard when tensorboard is installed
     mlflow: MLflowConfig = field(default_factory=MLflowConfig)  # experiment trackers (trackers.py), rank 0 only
     wandb: WandbConfig = field(default_factory=WandbConfig)
-    progress: bool = True  # a tqdm bar per epoch (shown only on a terminal)
+    progress: bool = True  # within each epoch: a tqdm bar on a terminal, else a line every progress_every_s
+    progress_every_s: float = 30.0  # seconds between those lines when the output is not a terminal (0: every batch)
     plots: PlotsConfig = field(default_factory=PlotsConfig)
 
 

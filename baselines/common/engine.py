@@ -13,7 +13,6 @@ A method (one module in baselines/) subclasses `Method` and writes only what is 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import random
@@ -29,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
-from sanm_plugin import FeatureTap, SANMConfig
+from sanm_plugin import FeatureTap
 
 from . import distributed, trackers
 from .acceleration import Acceleration, routed_model
@@ -37,6 +36,7 @@ from .augment import build_augment
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .config import AUTO, MethodConfig, dataset_dir_name, flatten, register_method_schema, sanm_preset_values
 from .data import DatasetError, ImageDataset, default_cache_dir, load_dataset
+from .interrupts import exit_code, interrupts_deferred, sigterm_as_interrupt, signal_name
 from .streaming import ImageFiles, StreamedImages
 from .metrics import ConsoleLog, EpochMeans, QuietConsole, RankRecords, RunRecorder, epoch_progress, without_truth
 from .models import LIBRARY_MODELS, build_model
@@ -51,11 +51,14 @@ class ConfigurationError(Exception):
 
 
 class RunInterrupted(Exception):
-    """Ctrl-C during a run: `completed` epochs are safely checkpointed in `run_dir` (0 = none yet)."""
+    """Ctrl-C or SIGTERM (`signal`) during a run: `completed` epochs are safely checkpointed in `run_dir` (0 = none
+    yet); `exit_code` is what the command line exits with (130 or 143)."""
 
-    def __init__(self, run_dir: Path, completed: int, epochs: int) -> None:
-        super().__init__(f"interrupted after {completed} of {epochs} epochs")
+    def __init__(self, run_dir: Path, completed: int, epochs: int, signal: str = "SIGINT",
+                 exit_code: int = 130) -> None:
+        super().__init__(f"interrupted by {signal} after {completed} of {epochs} epochs")
         self.run_dir, self.completed, self.epochs = run_dir, completed, epochs
+        self.signal, self.exit_code = signal, exit_code
 
 
 # Checkpoints since format 2 count epochs from 1 like every other output: "epoch" = epochs completed.
@@ -156,6 +159,11 @@ class RunContext:
         self.cfg = cfg
         self.run_dir = run_dir
         self.world = world
+        # rank 0 alone says anything; the lines go to the console and to run.log
+        self.console = ConsoleLog(run_dir / "run.log") if world.is_main else QuietConsole()
+        if cfg.progress_every_s < 0:
+            raise ValueError(f"progress_every_s={cfg.progress_every_s}: give the seconds between progress lines "
+                             "within an epoch, >= 0 (0: after every batch)")
         self.device = distributed.start(world, resolve_device(cfg.device))
         self.acceleration = Acceleration.from_trainer(cfg.trainer, self.device)
         self.warmup_epochs = method_cls.resolve_warmup(cfg)
@@ -257,7 +265,8 @@ class RunContext:
         batch."""
         pool = torch.arange(self.num_train) if index is None else index
         chunks = self.shuffled_batches(pool, batch_size or self.cfg.trainer.batch_size, stream=desc)
-        shown = (epoch_progress(chunks, total=len(chunks), desc=f"{desc} {epoch + 1}")
+        label = f"epoch {epoch + 1}/{self.cfg.trainer.epochs} {desc}"
+        shown = (epoch_progress(chunks, label, self.console.say, self.cfg.progress_every_s)
                  if self.cfg.progress and self.world.is_main else chunks)
         for chunk in shown:
             yield distributed.shard(chunk, self.world)
@@ -469,8 +478,14 @@ def run(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path] = Non
     """Train `method_cls` as `cfg` says, in `run_dir`; returns the summary.
 
     Epochs are counted from 1 in every output (console, metrics.jsonl, summary.json, checkpoints); the
-    methods' own code receives the 0-based index of the epoch in progress.
+    methods' own code receives the 0-based index of the epoch in progress. Ctrl-C or SIGTERM raise
+    RunInterrupted once training has started (interrupts.py).
     """
+    with sigterm_as_interrupt():
+        return _train(cfg, method_cls, run_dir)
+
+
+def _train(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path]) -> dict:
     start = time.time()
     run_dir = Path(run_dir or cfg.run_dir or default_run_dir(cfg))
     given = cfg
@@ -506,7 +521,7 @@ def run(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path] = Non
     except ValueError as error:
         raise ConfigurationError(str(error)) from error
     # rank 0 alone writes; every rank runs the same steps and collectives
-    console = ConsoleLog(run_dir / "run.log") if world.is_main else QuietConsole()
+    console = ctx.console
     recorder = RunRecorder(run_dir) if world.is_main else RankRecords()
     completed, elapsed = 0, 0.0
     if state is not None:
@@ -516,6 +531,9 @@ def run(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path] = Non
         completed, elapsed = state["epoch"], state["wall_seconds"]
         recorder.truncate_after(completed)
         console.say(f"resuming {run_dir} after epoch {completed}")
+    elif cfg.resume:  # a requeued job's first try ended before its first checkpoint: start, without its records
+        recorder.truncate_after(0)
+        console.say(f"resume=true, but {run_dir} holds no checkpoint yet: starting at epoch 1")
     _set_rank_rng(state, cfg.seed, world, console)
     resolved = _write_resolved(cfg, ctx, run_dir, method.resolved_settings()) if world.is_main else {}
     wrong = "unknown share of" if ctx.noise_rate_actual is None else f"{ctx.noise_rate_actual:.1%}"
@@ -555,7 +573,7 @@ def run(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path] = Non
                 snapshots.save(epoch + 1)
             rng = distributed.all_objects(capture_rng_state(), world)
             trained = elapsed + time.time() - resumed_at  # the checkpoint's and the summary's wall: one number
-            with _interrupts_deferred():  # a Ctrl-C here lands after `completed` counts the checkpoint just written
+            with interrupts_deferred():  # a Ctrl-C or SIGTERM lands after `completed` counts the checkpoint written
                 if world.is_main:
                     save_checkpoint(checkpoint, {
                         "format": CHECKPOINT_FORMAT, "epoch": epoch + 1, "method_name": method.name,
@@ -578,9 +596,13 @@ def run(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path] = Non
         recorder.write_status("finished", epoch=completed, epochs=cfg.trainer.epochs)
         distributed.barrier(world)  # no rank leaves (and tears the group down) before rank 0 has written
         distributed.stop(world)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM (Terminated)
+        recorder.write_status("interrupted", epoch=completed, epochs=cfg.trainer.epochs, signal=signal_name(interrupt))
+        raise RunInterrupted(run_dir, completed, cfg.trainer.epochs, signal_name(interrupt),
+                             exit_code(interrupt)) from None
+    except SystemExit:  # a signal handler of another program leaving mid-run (submitit's requeue on USR2)
         recorder.write_status("interrupted", epoch=completed, epochs=cfg.trainer.epochs)
-        raise RunInterrupted(run_dir, completed, cfg.trainer.epochs) from None
+        raise
     except Exception as error:
         recorder.write_status("failed", epoch=completed, epochs=cfg.trainer.epochs,
                               error=" ".join(f"{type(error).__name__}: {error}".split())[:300])
@@ -608,29 +630,6 @@ def _draw_plots(run_dir: Path) -> str:
     except Exception as error:  # noqa: BLE001 - the run's results are safe on disk; say what went wrong
         return f"plots: not written ({type(error).__name__}: {error}); retry with python -m baselines.plot {run_dir}"
     return f"plots ({len(written)}) in {run_dir / 'plots'}; python -m baselines.plot {run_dir} redraws them"
-
-
-@contextlib.contextmanager
-def _interrupts_deferred():
-    """A Ctrl-C inside the block is held back and raised as KeyboardInterrupt when the block ends.
-
-    A Python-level handler rather than a blocked signal mask: a process-directed SIGINT that the main thread
-    blocks is delivered to whichever other thread does not (torch's, tensorboard's), and one was seen to be lost
-    that way under load. Only the main thread may install handlers; elsewhere the block runs as it is."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
-    if pending and previous is not signal.SIG_IGN:
-        raise KeyboardInterrupt
 
 
 def check_distributable(cfg: DictConfig, method_cls: type[Method], world: distributed.World) -> None:

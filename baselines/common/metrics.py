@@ -1,4 +1,4 @@
-"""A run's metric files (docs/runs.md section 3), the AUC of clean-sample scores, and the per-epoch progress bar.
+"""A run's metric files (docs/runs.md section 3), the AUC of clean-sample scores, and the progress within an epoch.
 
 ``metrics.jsonl`` holds one strict-JSON object per epoch and is fsynced line by line, so a killed run loses at most
 the epoch in progress; on resume ``truncate_after`` drops the epochs the checkpoint does not cover. The same numbers
@@ -14,7 +14,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -274,8 +274,23 @@ def binary_auc(scores: Any, positives: Any) -> float:
     return float((rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def epoch_progress(iterable: Iterable[Any], total: int, desc: str) -> Iterable[Any]:
-    """A per-epoch tqdm bar that disappears when done, and prints nothing at all when stdout is not a terminal
-    (cluster logs would otherwise fill with carriage-return redraws)."""
-    interactive = sys.stdout is not None and sys.stdout.isatty()
-    return tqdm(iterable, total=total, desc=desc, leave=False, disable=not interactive, dynamic_ncols=True)
+def epoch_progress(batches: Sequence[Any], label: str, say: Callable[[str], None], every_s: float) -> Iterator[Any]:
+    """The batches of one pass, showing how far it is as they are taken: on a terminal a tqdm bar that disappears
+    when done; otherwise (a log file, a cluster job) a line through `say` every `every_s` seconds (0: after each
+    batch), e.g. `epoch 3/60 train: 120/704 batches, 41 s`, where a bar's carriage-return redraws would fill the
+    log. It only counts batches and reads the host's clock: no device synchronisation inside the step."""
+    if _on_a_terminal():
+        yield from tqdm(batches, desc=label, leave=False, dynamic_ncols=True)
+        return
+    start = last = time.monotonic()
+    for done, batch in enumerate(batches):
+        now = time.monotonic()
+        if done and now - last >= every_s:
+            say(f"{label}: {done}/{len(batches)} batches, {now - start:.0f} s")
+            last = now
+        yield batch
+
+
+def _on_a_terminal() -> bool:
+    """Both streams a person would watch: the console lines (stdout) and tqdm's bar (stderr)."""
+    return all(stream is not None and stream.isatty() for stream in (sys.stdout, sys.stderr))

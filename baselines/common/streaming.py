@@ -16,6 +16,8 @@ central 256 x 256 square, which differs only for images far from square.
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -143,6 +145,13 @@ class _Plan:
         return len(self.batches)
 
 
+def _leave_on_sigterm(worker_id: int) -> None:
+    """In a decode worker: SIGTERM ends it quietly, from whoever it comes. torch does so only for its parent's;
+    from anyone else (SLURM signals every process of a job) the worker dies of the signal, and the run's process
+    then stops with a DataLoader error instead of as Ctrl-C does with its own SIGTERM (interrupts.py)."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(0))
+
+
 class _Stream:
     """One ordered stream of planned batches (an epoch's training batches, DivideMix's unlabeled cycle, an
     evaluation pass) on a DataLoader of its own with persistent workers."""
@@ -153,7 +162,7 @@ class _Stream:
         self.plan = _Plan()
         self.loader = DataLoader(_Decode(files), batch_sampler=self.plan, num_workers=workers,
                                  pin_memory=pin_memory, persistent_workers=workers > 0,
-                                 prefetch_factor=4 if workers > 0 else None)
+                                 prefetch_factor=4 if workers > 0 else None, worker_init_fn=_leave_on_sigterm)
         self.expected: deque[tuple[int, ...]] = deque()
         self.iterator: Optional[Iterator[Any]] = None
 

@@ -114,22 +114,3 @@ def test_missing_file_names_path(tmp_path) -> None:
     path = tmp_path / "nowhere" / "last.pt"
     with pytest.raises(FileNotFoundError, match="nowhere"):
         load_checkpoint(path)
-
-
-def test_a_ctrl_c_while_the_checkpoint_is_written_is_raised_after_it() -> None:
-    """The engine writes each checkpoint inside `_interrupts_deferred`: a SIGINT there must neither cut the write
-    short nor be lost (a blocked signal mask lost one under load, delivered to another thread)."""
-    import os
-    import signal
-
-    from baselines.common.engine import _interrupts_deferred
-
-    before = signal.getsignal(signal.SIGINT)
-    written = []
-    with pytest.raises(KeyboardInterrupt):
-        with _interrupts_deferred():
-            os.kill(os.getpid(), signal.SIGINT)
-            written.append("checkpoint")  # still reached: the interrupt waits for the block's end
-    assert written == ["checkpoint"] and signal.getsignal(signal.SIGINT) is before
-    with _interrupts_deferred():  # no Ctrl-C: nothing raised
-        pass

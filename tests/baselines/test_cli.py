@@ -117,7 +117,7 @@ def _cfg(method, *overrides):
     [(["noise=sym_0.2", "noise.rate=-0.1"], "noise rate"), (["trainer.epochs=0"], "trainer.epochs"),
      (["dataset.train_subset=100000"], "train_subset"), (["dataset=image_folder", "dataset.root=/no/such/dir"], "/no/such/dir"),
      (["dataset=image_folder"], "dataset.root"), (["+sanm=on", "sanm.mu=1.5"], "mu"),
-     (["+sanm=on", "sanm.train_on=both"], "train_on")],
+     (["+sanm=on", "sanm.train_on=both"], "train_on"), (["progress_every_s=-1"], "progress_every_s")],
 )
 def test_bad_values_are_configuration_errors(tmp_path, overrides, match):
     with pytest.raises(ConfigurationError, match=match):
@@ -132,6 +132,31 @@ def test_a_fresh_run_never_overwrites_silently(tmp_path):
         run(cfg, BASELINES["ce"], run_dir=tmp_path)
     run(_cfg("ce", "trainer.epochs=1", "overwrite=true"), BASELINES["ce"], run_dir=tmp_path)
     assert len(metrics(tmp_path)) == 1
+
+
+@pytest.mark.slow
+def test_resume_true_starts_a_run_that_has_no_checkpoint_yet_and_keeps_a_finished_one(tmp_path):
+    """A requeued cluster job runs its command again, `resume=true` included, whatever the first try left: nothing
+    (the job never started), an epoch's record without its checkpoint (killed between the two), or a finished run.
+    The first two start at epoch 1 without duplicate records; the last trains nothing and stays finished."""
+    cfg = _cfg("ce", "trainer.epochs=2", "resume=true")
+    run(cfg, BASELINES["ce"], run_dir=tmp_path / "empty")
+    assert [r["epoch"] for r in metrics(tmp_path / "empty")] == [1, 2]
+
+    torn = tmp_path / "torn"
+    run(_cfg("ce", "trainer.epochs=1"), BASELINES["ce"], run_dir=torn)
+    shutil.rmtree(torn / "checkpoints")
+    (torn / "summary.json").unlink()
+    summary = run(cfg, BASELINES["ce"], run_dir=torn)
+    assert [r["epoch"] for r in metrics(torn)] == [1, 2] and summary["epochs"] == 2
+    assert "resume=true, but " in (torn / "run.log").read_text()  # it says it starts afresh
+
+    finished = tmp_path / "empty"
+    before = (finished / "summary.json").read_text()
+    again = run(cfg, BASELINES["ce"], run_dir=finished)
+    assert [r["epoch"] for r in metrics(finished)] == [1, 2] and again["epochs"] == 2
+    assert json.loads(before)["best_test_acc"] == again["best_test_acc"]
+    assert json.loads((finished / "status.json").read_text())["state"] == "finished"
 
 
 @contextlib.contextmanager
@@ -362,26 +387,71 @@ def test_resume_refuses_another_image_folder_in_the_same_run_dir(tmp_path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_says_what_is_checkpointed_and_how_to_continue(tmp_path):
+@pytest.mark.parametrize("signum,code,said", [(signal.SIGINT, 130, "interrupted"),
+                                              (signal.SIGTERM, 143, "interrupted by SIGTERM")])
+def test_ctrl_c_and_sigterm_say_what_is_checkpointed_and_how_to_continue(tmp_path, signum, code, said):
+    """SIGTERM (a scheduler's time limit or pre-emption) ends a run as Ctrl-C does, with the shell's code for
+    it: 128 + 15, where an unhandled SIGTERM would leave status.json at running and say nothing."""
     args = ["+experiment=smoke", "noise=sym_0.5", "trainer.epochs=5", f"output_root={tmp_path}"]
     run_dir = run_dir_of(tmp_path, "ce", "sym_0.5", None)
     proc = subprocess.Popen([sys.executable, "-m", "baselines.ce", *args], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     while not (run_dir / "checkpoints" / "last.pt").exists() and proc.poll() is None:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, err = proc.communicate()
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     line, = err.strip().splitlines()  # one line, no traceback
     done = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])["epoch"]
-    assert line.startswith(f"interrupted: epoch {done} of 5 is checkpointed in {run_dir}; continue with: ")
+    assert line.startswith(f"{said}: epoch {done} of 5 is checkpointed in {run_dir}; continue with: ")
     status = json.loads((run_dir / "status.json").read_text())  # what baselines.report lists apart
     assert status["state"] == "interrupted" and status["epoch"] == done and status["epochs"] == 5
+    assert status["signal"] == signal.Signals(signum).name
     command = line.split("continue with: ")[1].split()
     assert command[:3] == ["python", "-m", "baselines.ce"] and command[-1] == "resume=true"
     cli("ce", *command[3:])  # the printed command finishes the run
     assert [r["epoch"] for r in metrics(run_dir)] == list(range(1, 6))
     assert json.loads((run_dir / "status.json").read_text())["state"] == "finished"
+
+
+@pytest.mark.slow
+def test_a_submitit_job_requeued_mid_run_continues_with_resume_true(tmp_path):
+    """What a pre-emption or time limit does to a job of `hydra/launcher=submitit_slurm`, here with submitit_local,
+    which requeues the same way without SLURM: submitit catches its signal (USR2) in the job, requeues it and exits
+    mid-epoch; the job runs its command again, and the `resume=true` in it continues from the last checkpoint."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="the sweeps extra: pip install -e .[sweeps]")
+    run_dir = run_dir_of(tmp_path, "ce", "sym_0.5", None)
+    sweep = subprocess.Popen([sys.executable, "-m", "baselines.ce", "-m", "hydra/launcher=submitit_local",
+                              "+experiment=smoke", "noise=sym_0.5", "trainer.epochs=5", f"output_root={tmp_path}",
+                              "resume=true"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while not (run_dir / "checkpoints" / "last.pt").exists() and sweep.poll() is None:
+        time.sleep(0.05)
+    job = json.loads((run_dir / "status.json").read_text())["pid"]  # the job's process, not the sweep's
+    os.kill(job, signal.SIGUSR2)
+    out, err = sweep.communicate(timeout=1800)  # a hang guard only
+    assert sweep.returncode == 0, out + err
+    assert re.search(r"^resuming .* after epoch [1-4]$", (run_dir / "run.log").read_text(), re.M)
+    assert [r["epoch"] for r in metrics(run_dir)] == [1, 2, 3, 4, 5]
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "finished"
+    log, = (tmp_path / ".submitit").rglob("*_log.out")
+    assert "Requeued job" in log.read_text()
+
+
+@pytest.mark.slow
+def test_a_run_that_exits_mid_epoch_says_interrupted(tmp_path):
+    """submitit's requeue leaves the job with sys.exit from its signal handler, mid-epoch: status.json must not
+    stay `running` while the job waits in the queue."""
+
+    class ExitsInSecondEpoch(BASELINES["ce"]):
+        def train_epoch(self, epoch):
+            if epoch == 1:
+                sys.exit(-1)  # what submitit's handler does after `scontrol requeue`
+            return super().train_epoch(epoch)
+
+    with pytest.raises(SystemExit):
+        run(_cfg("ce", "trainer.epochs=2"), ExitsInSecondEpoch, run_dir=tmp_path)
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["state"] == "interrupted" and status["epoch"] == 1
 
 
 @pytest.mark.slow
@@ -470,6 +540,25 @@ def test_the_console_log_is_written_to_run_log(tmp_path):
     assert log == [line for line in result.stdout.splitlines() if line in log] and len(log) >= 4
     assert "logging to metrics.jsonl, summary.json, run.log (TensorBoard off: tensorboard=false)" in log
     assert not list(run_dir.glob("*.log"))[1:] and not (run_dir / "cli.log").exists()
+
+
+@pytest.mark.slow
+def test_piped_output_shows_progress_within_each_epoch(tmp_path):
+    """A run whose output goes to a file or a pipe (a cluster job) says how far each epoch is, every
+    progress_every_s seconds (0: after each batch; the smoke epochs have 2), on the console and in run.log."""
+    result = cli("ce", "+experiment=smoke", f"output_root={tmp_path}", "progress_every_s=0")
+    said = [line for line in result.stdout.splitlines() if " batches, " in line]
+    assert [line.split(",")[0] for line in said] == ["epoch 1/2 train: 1/2 batches", "epoch 2/2 train: 1/2 batches"]
+    assert all(re.fullmatch(r"epoch \d/2 train: 1/2 batches, \d+ s", line) for line in said)
+    log = (run_dir_of(tmp_path, "ce", "none", None) / "run.log").read_text().splitlines()
+    assert [line for line in log if " batches, " in line] == said
+
+
+@pytest.mark.slow
+def test_progress_false_says_nothing_within_an_epoch(tmp_path, capsys):
+    run(_cfg("ce", "progress=false", "progress_every_s=0"), BASELINES["ce"], run_dir=tmp_path)
+    out = capsys.readouterr().out
+    assert "epoch 2/2  test_acc" in out and " batches, " not in out  # capsys is no terminal either: it would show
 
 
 @pytest.mark.slow

@@ -3,9 +3,11 @@ on CPU (gloo, 2 processes): one run directory, written by rank 0, close to a 1-p
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -204,3 +206,25 @@ def test_sanm_dividemix_over_two_processes_runs_and_resumes(tmp_path):
     written = sorted(p.name for p in run_dir.iterdir() if p.name != "tensorboard")  # there when it is installed
     assert written == [".hydra", "checkpoints", "diagnostics", "metrics.jsonl", "resolved.yaml", "run.log",
                        "status.json", "summary.json"]
+
+
+@pytest.mark.slow
+def test_sigterm_to_torchrun_stops_every_rank_with_one_line_and_the_run_resumes(tmp_path):
+    """torchrun passes a scheduler's SIGTERM on to every rank: each leaves at once (no rank waits in a collective
+    for one that has gone), rank 0 writes status.json and says the one line, and the run resumes."""
+    args = ["+experiment=smoke", "noise=sym_0.5", "progress=false", f"output_root={tmp_path}"]
+    run_dir = tmp_path / "ce" / "digits" / "sym_0.5" / "off" / "seed0"
+    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                             "-m", "baselines.ce", *args, "trainer.epochs=4"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    while not (run_dir / "checkpoints" / "last.pt").exists() and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=1800)  # a hang guard only
+    said = [line for line in err.splitlines() if line.startswith("interrupted by SIGTERM: ")]
+    assert len(said) == 1 and "continue with: python -m baselines.ce " in said[0], err[-3000:]
+    assert "Sending process" in err and "Unable to shutdown" not in err  # the ranks left, torchrun killed none
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["state"] == "interrupted" and status["signal"] == "SIGTERM" and status["epoch"] >= 1
+    torchrun("ce", *args, "trainer.epochs=4", "resume=true")
+    assert [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]

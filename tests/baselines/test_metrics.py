@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -138,10 +139,26 @@ def test_binary_auc_one_class_is_nan_without_warning(recwarn) -> None:
     assert len(recwarn) == 0
 
 
-def test_epoch_progress_is_silent_off_a_terminal(capsys) -> None:
-    assert list(epoch_progress(iter(range(7)), total=7, desc="epoch 0")) == list(range(7))
+def test_epoch_progress_off_a_terminal_says_a_line_per_interval(monkeypatch, capsys) -> None:
+    """A log file or a cluster job gets plain lines (0 s: one after each batch but the last, which the epoch's own
+    line follows), and no tqdm redraws."""
+    monkeypatch.setattr(metrics, "_on_a_terminal", lambda: False)
+    said: list[str] = []
+    assert list(epoch_progress(list(range(5)), "epoch 2/3 train", said.append, every_s=0)) == list(range(5))
+    assert [line.split(",")[0] for line in said] == [f"epoch 2/3 train: {k}/5 batches" for k in range(1, 5)]
+    assert all(re.fullmatch(r"epoch 2/3 train: \d/5 batches, \d+ s", line) for line in said)
+    said.clear()
+    assert list(epoch_progress(list(range(5)), "epoch 2/3 train", said.append, every_s=3600)) == list(range(5))
+    assert said == []  # a pass shorter than the interval says nothing
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
+
+
+def test_epoch_progress_on_a_terminal_is_a_tqdm_bar(monkeypatch, capsys) -> None:
+    monkeypatch.setattr(metrics, "_on_a_terminal", lambda: True)
+    said: list[str] = []
+    assert list(epoch_progress(list(range(5)), "epoch 1/1 train", said.append, every_s=0)) == list(range(5))
+    assert said == [] and "epoch 1/1 train" in capsys.readouterr().err
 
 
 def test_epoch_means_average_each_term_over_the_steps():

@@ -2,6 +2,11 @@
 naming a missing file, and CE / DivideMix with and without SANM end to end on generated miniatures."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -112,6 +117,27 @@ def _small(dataset, root, *extra):
     """A torchvision ResNet-18 on 40-pixel decodes cropped to 32 (augment=imagenet), 2 epochs."""
     return [f"dataset={dataset}", f"dataset.root={root}", "dataset.decode_size=40", "augment=imagenet",
             "augment.crop_size=32", "model=torchvision", "model.arch=resnet18", "noise=none", *extra]
+
+
+@pytest.mark.slow
+def test_a_sigterm_to_every_process_of_a_streamed_run_stops_it_as_ctrl_c_does(tmp_path):
+    """SLURM sends SIGTERM to every process of a job, the decode workers included: they leave quietly, and the run
+    stops with its one line and exit code 143, not with the DataLoader's "worker killed by signal" traceback."""
+    write_clothing1m(tmp_path / "c1m", per_class=(12, 2, 2))
+    args = ["+experiment=smoke", "dataset.train_subset=null", *_small("clothing1m", tmp_path / "c1m"),
+            "trainer.epochs=6", "trainer.batch_size=16", "dataset.workers=2", f"output_root={tmp_path / 'out'}",
+            f"dataset.cache_dir={tmp_path / 'cache'}"]
+    run_dir = tmp_path / "out" / "ce" / "clothing1m" / "none" / "off" / "seed0"
+    proc = subprocess.Popen([sys.executable, "-m", "baselines.ce", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # a group, as a job is
+    while not (run_dir / "checkpoints" / "last.pt").exists() and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=1800)  # a hang guard only
+    assert proc.returncode == 143, err
+    line, = err.strip().splitlines()
+    assert line.startswith("interrupted by SIGTERM: epoch ") and line.endswith(" resume=true")
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "interrupted"
 
 
 @pytest.mark.slow

@@ -1,8 +1,10 @@
 """Run the examples with tiny settings so the documentation cannot drift from the code."""
 
 import importlib.util
-import pytest
+import re
 from pathlib import Path
+
+import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -15,11 +17,16 @@ def _load(name):
 
 
 @pytest.mark.slow
-def test_own_training_loop_runs_the_three_hooks(capsys):
+def test_own_training_loop_runs_the_three_hooks_and_says_each_epoch(capsys):
     result = _load("own_training_loop").main(epochs=2, train_size=64, batch_size=32)
     assert 0.0 <= result["test_acc"] <= 100.0
     assert result["distinct_peaks"] >= 1  # SANM was active in the second epoch
-    assert "distinct peak positions" in capsys.readouterr().out
+    lines = capsys.readouterr().out.splitlines()
+    epochs = [line for line in lines if line.startswith("epoch ")]  # one per epoch, as it ends
+    assert [line.split(":")[0] for line in epochs] == ["epoch 1/2", "epoch 2/2"]
+    pattern = r"epoch \d/2: loss \d+\.\d{3}, test accuracy \d+\.\d%, \d+\.\d s"
+    assert all(re.fullmatch(pattern, line) for line in epochs), epochs
+    assert "distinct peak positions" in lines[-1]
 
 
 @pytest.mark.slow
