@@ -10,8 +10,9 @@ import re
 import subprocess
 import sys
 import tarfile
-import pytest
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "baselines"))

@@ -2,8 +2,8 @@
 
 import math
 
-import torch
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
