@@ -140,14 +140,7 @@ def test_for_model_reads_the_sizes_and_leaves_the_model_as_it_was():
 def test_for_model_finds_a_functional_relu_on_a_fresh_network():
     """The dry run uses random images: a DenseNet-style ReLU after the feature map is still detected."""
 
-    class FunctionalRelu(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.features = nn.Sequential(nn.Conv2d(3, 6, 3, stride=2, padding=1), nn.BatchNorm2d(6))
-            self.classifier = nn.Linear(6, 4)
-
-        def forward(self, x):
-            return self.classifier(torch.relu(self.features(x)).mean((2, 3)))
+    from test_tap import FunctionalRelu  # the DenseNet-style network the tap's tests use
 
     sanm = SANMAugmenter.for_model(FunctionalRelu(), (3, 8, 8))
     _, feats = sanm.tap(torch.randn(2, 3, 8, 8))
