@@ -165,8 +165,8 @@ def bench_width(width: int, args) -> str:
 
 DIVIDEMIX_VARIANTS = {  # name: overrides; the masked views join the MixMatch batch (baselines/dividemix.py)
     "DivideMix": [],
-    "paper separate": ["+sanm=on", "sanm.recon_source=separate"],
-    "paper mixed": ["+sanm=on", "sanm.recon_source=mixed"],
+    "paper separate": ["+sanm=paper", "sanm.recon_source=separate"],
+    "paper mixed": ["+sanm=paper", "sanm.recon_source=mixed"],
     "official separate": ["+sanm=official", "sanm.recon_source=separate"],
     "official mixed": ["+sanm=official", "sanm.recon_source=mixed"],
 }
@@ -272,7 +272,7 @@ def bench_epochs(method_name: str, width: int, args) -> str:
             f"pass over the {methods['off'].ctx.num_train} images + the fit, per network): " + ", ".join(refreshes))
 
 
-EPOCH_VARIANTS = {"off": [], "paper": ["+sanm=on"], "official": ["+sanm=official"]}
+EPOCH_VARIANTS = {"off": [], "paper": ["+sanm=paper"], "official": ["+sanm=official"]}
 
 
 def main() -> None:
