@@ -63,13 +63,21 @@ def entry_point(method_cls: type[Method], config_name: Optional[str] = None) -> 
     return main
 
 
+def _parsed_overrides(arguments: Sequence[str]) -> Optional[list]:
+    """The command line's `key=value` overrides as Hydra parses them; None when one is malformed (Hydra itself
+    then reports it, with its own message)."""
+    candidates = [a for a in arguments if "=" in a and not a.startswith("-")]
+    try:
+        return OverridesParser.create().parse_overrides(candidates)
+    except Exception:
+        return None
+
+
 def sanm_keys_without_preset(arguments: Sequence[str]) -> Optional[str]:
     """The one-line error for `sanm.<key>=...` given without a `+sanm=<preset>` (Hydra's own error is a
     20-line assertion about a None root); None when the command line is fine."""
-    candidates = [a for a in arguments if "=" in a and not a.startswith("-")]
-    try:
-        overrides = OverridesParser.create().parse_overrides(candidates)
-    except Exception:  # Hydra itself reports malformed overrides, with its own message
+    overrides = _parsed_overrides(arguments)
+    if overrides is None:
         return None
     keys = [o.key_or_group for o in overrides]
     if "sanm" in keys:
@@ -93,10 +101,8 @@ def config_groups() -> set[str]:
 def undeclared_key(arguments: Sequence[str], method_cls: type[Method], config_name: str) -> Optional[str]:
     """The one-line error for a key no schema declares, with or without `+`/`++` (Hydra's own error advises `+`,
     which adds the key and trains silently without it); None when every key is declared."""
-    candidates = [a for a in arguments if "=" in a and not a.startswith("-")]
-    try:
-        overrides = OverridesParser.create().parse_overrides(candidates)
-    except Exception:  # Hydra itself reports malformed overrides, with its own message
+    overrides = _parsed_overrides(arguments)
+    if overrides is None:
         return None
     declared, open_ended = declared_keys(method_cls.config)
     groups = config_groups()
