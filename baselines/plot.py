@@ -18,7 +18,9 @@ Each reads the same for a run of 1 epoch or of 300: whole epochs on the x axis, 
 marker at every epoch of a short curve (one epoch is one point), accuracies on a fixed 0-100 axis with chance
 (100 / classes) dashed, shares and mask ratios from 0, and legends below the axes, never over a curve.
 
-`plot_curves` draws many runs at once, grouped (what `python -m baselines.report DIR --plot PNG` writes).
+`plot_curves` draws many runs at once, grouped (what `python -m baselines.report DIR --plot PNG` writes), and
+`python -m baselines.plot --compare BASE_RUN SANM_RUN --output FILE.png` a method against SANM(method) with
+SANM's masks beside (README's figure).
 """
 
 from __future__ import annotations
@@ -353,6 +355,66 @@ def plot_gallery(run: RunFiles) -> Optional[Figure]:
     return figure
 
 
+def _selected_epoch(run: RunFiles) -> Optional[tuple[int, float]]:
+    """(epoch, test accuracy) at the first epoch of best noisy-validation accuracy: the epoch a user without
+    clean labels would keep. None without a validation split."""
+    val_epochs, val = run.series("val_acc")
+    if not len(val):
+        return None
+    epoch = int(val_epochs[int(np.argmax(val))])
+    test = {int(e): float(v) for e, v in zip(*run.series("test_acc"))}
+    return (epoch, test[epoch]) if epoch in test else None
+
+
+def plot_comparison(base: RunFiles, sanm: RunFiles, images: int = 3) -> Figure:
+    """A method against SANM(method) in one figure (README's): test accuracy per epoch of both runs, each with the
+    epoch its noisy validation split selects, and beside it `images` wrongly-labelled training images of the
+    SANM run's last snapshot, the activation map with SANM's boxes above and the masked image below."""
+    snaps = [s for s in sanm.snapshots if "gallery_images" in s]
+    if not snaps:
+        raise ValueError(f"{sanm.run_dir} has no gallery snapshot: give the SANM run second (plots.gallery > 0)")
+    snap = snaps[-1]
+    wrong = [row for row in range(len(snap["gallery_index"]))
+             if int(snap["gallery_label"][row]) != int(snap["gallery_true_label"][row])][:images]
+    shown = wrong or list(range(min(images, len(snap["gallery_index"]))))
+    plt = _pyplot()
+    figure = plt.figure(figsize=(4.2 + 1.7 * len(shown), 3.9))
+    grid = figure.add_gridspec(2, 1 + len(shown), width_ratios=[2.6 * len(shown) / 1.6] + [1] * len(shown),
+                               wspace=0.08, hspace=0.25)
+    axis = figure.add_subplot(grid[:, 0])
+    for run, name in ((base, "without SANM"), (sanm, "with SANM")):
+        epochs, test = run.series("test_acc")
+        line, = axis.plot(epochs, test, label=name, **_marks(len(epochs)))
+        selected = _selected_epoch(run)
+        if selected is not None:
+            axis.scatter([selected[0]], [selected[1]], marker="o", s=40, color=line.get_color(), zorder=3,
+                         label=f"{name}: epoch picked by noisy val, {selected[1]:.1f}%")
+    _accuracy_axis(axis, base.num_classes)
+    _epoch_axis(axis, max(base.last_epoch, sanm.last_epoch))
+    axis.set_ylabel("test accuracy (%)")
+    axis.set_title(base.title.replace(", no SANM", ""), fontsize=9)
+    axis.grid(alpha=0.3)
+    _legend_below(axis, columns=1)
+    names = [str(n) for n in snap["class_names"]]
+    for column, row in enumerate(shown, start=1):
+        top, bottom = figure.add_subplot(grid[0, column]), figure.add_subplot(grid[1, column])
+        _show(top, snap["gallery_images"][row])
+        top.imshow(snap["gallery_cam"][row].astype(float), cmap="jet", alpha=0.4, vmin=0, vmax=1)
+        _box(top, snap["gallery_peak_box"][row], "red")
+        _box(top, snap["gallery_trough_box"][row], "blue")
+        label, true = int(snap["gallery_label"][row]), int(snap["gallery_true_label"][row])
+        top.set_title(f"label {names[label]}" + ("" if label == true else f"\n(true {names[true]})")
+                      + f"\nG {float(snap['gallery_quality'][row]):.2f}", fontsize=7)
+        _show(bottom, snap["gallery_masked"][row])
+        bottom.set_title(f"masked, r {float(snap['gallery_ratio'][row]):.2f}", fontsize=7)
+        for image_axis in (top, bottom):
+            image_axis.set_xticks([])
+            image_axis.set_yticks([])
+    figure.suptitle(f"test accuracy per epoch; SANM's boxes (peak red, trough blue) at epoch {int(snap['epoch'])}",
+                    fontsize=10)
+    return figure
+
+
 FIGURES = {
     "accuracy.png": (plot_accuracy, "no test accuracy recorded yet"),
     "quality.png": (plot_quality, "no snapshot of G (SANM off, or before plots.epochs' first epoch)"),
@@ -427,14 +489,29 @@ def write_plots(run_dir: str | Path, output: Optional[str | Path] = None,
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m baselines.plot", description=__doc__.split("\n")[0])
-    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories (they hold metrics.jsonl)")
-    parser.add_argument("--output", help="write the PNGs here instead of RUN_DIR/plots (one run only)")
+    parser.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="run directories (they hold metrics.jsonl)")
+    parser.add_argument("--output", help="write the PNGs here instead of RUN_DIR/plots (one run only); with "
+                        "--compare, the PNG file")
+    parser.add_argument("--compare", nargs=2, metavar=("BASE_RUN", "SANM_RUN"),
+                        help="one figure of a method against SANM(method): accuracy per epoch and SANM's masks")
     args = parser.parse_args(argv)
+    if args.compare and (args.run_dirs or not args.output):
+        parser.error("--compare BASE_RUN SANM_RUN takes no other RUN_DIR and needs --output FILE.png")
+    if not args.compare and not args.run_dirs:
+        parser.error("give a RUN_DIR (or --compare BASE_RUN SANM_RUN --output FILE.png)")
     if args.output and len(args.run_dirs) > 1:
         parser.error("--output takes one RUN_DIR; leave it out to write into each run's plots/")
     if not matplotlib_available():
         print("matplotlib is not installed: pip install -e \".[logging]\" adds it", file=sys.stderr)
         return 2
+    if args.compare:
+        try:
+            base, sanm = (RunFiles(run_dir) for run_dir in args.compare)
+            print(_save(plot_comparison(base, sanm), Path(args.output)))
+        except (FileNotFoundError, ValueError) as error:
+            print(error, file=sys.stderr)
+            return 2
+        return 0
     status = 0
     for run_dir in args.run_dirs:
         skipped: dict[str, str] = {}

@@ -56,7 +56,7 @@ class SANMConfig:
         recon_target: what the decoder reconstructs: the 'input' tensor as given (official: normalised) or the
             'pixel' image (the input with its normalisation undone).
         decoder: 'linear' = transposed convolutions only, no normalisation or activation (the official decoder's
-            kind; the paper does not describe its decoder, and this one measured better, README "Benchmarks");
+            kind; the paper does not describe its decoder, and this one measured better, docs/method.md 3.4);
             'bn' = 2x transposed-convolution stages with BN and ReLU.
         extremes: how the peak and trough pixels are read off the upsampled map: 'exact' arg-max / arg-min, or
             'uint8' = the official rescale to 0..255 and floor first, so pixels within 1/255 of the range of

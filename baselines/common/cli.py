@@ -124,7 +124,7 @@ def multirun_under_torchrun(arguments: Sequence[str]) -> Optional[str]:
     """torchrun starts one run over N processes; a Hydra sweep would start the whole sweep in each."""
     if int(os.environ.get("WORLD_SIZE", 1)) > 1 and any(a in ("-m", "--multirun") for a in arguments):
         return ("a multirun (-m) cannot run under torchrun: sweep without torchrun, or launch one torchrun per "
-                "combination (README: several GPUs)")
+                "combination (docs/gpus.md 2)")
     return None
 
 

@@ -191,8 +191,8 @@ def load_dataset(
         data = _load_animal10n(Path(root).expanduser(), cache)
     elif name in STREAMED:
         if root is None:
-            raise DatasetError(f"dataset={name} needs dataset.root=<the folder of its release>; see README.md, "
-                               "Real-world datasets")
+            raise DatasetError(f"dataset={name} needs dataset.root=<the folder of its release>; see "
+                               "docs/real-world.md")
         size = STREAMED[name] if decode_size is None else decode_size
         if name == "clothing1m":
             data = load_clothing1m(Path(root).expanduser(), size)

@@ -612,11 +612,19 @@ def _train(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path]) -
             console.say(problem)
     if world.is_main and cfg.plots.enabled:
         console.say(_draw_plots(run_dir))
-    if cfg.get("output_root"):
-        console.say(f"table of the runs under {cfg.output_root}: python -m baselines.report {cfg.output_root}")
+    runs = _runs_folder(run_dir, cfg.get("output_root"))
+    console.say(f"table of the runs under {runs}: python -m baselines.report {runs}")
     console.say(f"best test_acc {summary['best_test_acc']:.2f}, last {summary['last_test_acc']:.2f} "
                 f"({time.time() - start:.0f} s); summary in {run_dir / 'summary.json'}")
     return summary
+
+
+def _runs_folder(run_dir: Path, output_root: Optional[str]) -> Path:
+    """The folder whose table holds this run: the output root when the run is under it, else the run directory
+    itself (`hydra.run.dir=DIR` or `run_dir=DIR` put it elsewhere, and a table of the output root would miss it)."""
+    if output_root and Path(run_dir).resolve().is_relative_to(Path(output_root).resolve()):
+        return Path(output_root)
+    return Path(run_dir)
 
 
 def _draw_plots(run_dir: Path) -> str:

@@ -1,6 +1,6 @@
 """Per-sample AutoAugment (CIFAR-10 policy) and RandAugment (FixMatch's RandAugmentMC) on uint8 batches.
 
-The official SANM(DivideMix) trains on these views (README, "The official recipe"): each image through PIL draws its own
+The official SANM(DivideMix) trains on these views (docs/baselines.md 9.2): each image through PIL draws its own
 sub-policy, ops, magnitudes and signs. torchvision's `AutoAugment` / `RandAugment` draw once per call, so a
 whole batch passed to them would share one draw. Here every sample draws its own (from a CPU
 `torch.Generator`, so a CUDA batch needs no host sync), the samples that drew the same (op, magnitude) are

@@ -2,8 +2,8 @@
 
 Both are web crawls whose labels are already noisy, so the training labels here are the crawl's own
 (`labels_known=False`: the share of wrong ones is unknown and is reported so); their clean splits are the
-test sets, and Clothing1M's clean validation split is the one used for model selection. See README.md,
-"Real-world datasets", for where to put the files and what the presets expect.
+test sets, and Clothing1M's clean validation split is the one used for model selection. See docs/real-world.md
+for where to put the files and what the presets expect.
 
 The file lists are parsed into NumPy byte-string arrays, never into dicts or lists of `Path`s: Clothing1M's
 1M-entry lists then cost tens of MB (benchmarks/streaming.py measures the peak).
@@ -106,7 +106,7 @@ def load_clothing1m(root: Path, decode_size: int):
 
     notes = root / "annotations" if (root / "annotations" / CLOTHING1M_FILES[0]).is_file() else root
     hint = (f"expected {', '.join(CLOTHING1M_FILES)} in {root}/annotations/ (or {root}/) and the images they "
-            f"name under {root}/ (Clothing1M's release; see README.md, Real-world datasets)")
+            f"name under {root}/ (Clothing1M's release; see docs/real-world.md)")
     noisy_keys, noisy_labels = read_labelled_list(notes / "noisy_label_kv.txt", "clothing1m", hint)
     clean_keys, clean_labels = read_labelled_list(notes / "clean_label_kv.txt", "clothing1m", hint)
     splits = {}
@@ -145,8 +145,8 @@ def load_webvision(root: Path, decode_size: int, first_classes: int, imagenet_va
     if isinstance(first_classes, bool) or int(first_classes) != first_classes or not 1 <= first_classes <= 1000:
         raise _error(f"dataset.first_classes must be an integer in 1..1000 (mini-WebVision: 50), got {first_classes!r}")
     hint = (f"expected {root}/info/train_filelist_google.txt, {root}/info/val_filelist.txt and the images they "
-            f"name ({root}/google/..., {root}/val_images_256/...; WebVision 1.0's release, see README.md, "
-            "Real-world datasets)")
+            f"name ({root}/google/..., {root}/val_images_256/...; WebVision 1.0's release, see "
+            "docs/real-world.md)")
     train_keys, train_labels = read_labelled_list(root / "info" / "train_filelist_google.txt", "webvision", hint)
     val_keys, val_labels = read_labelled_list(root / "info" / "val_filelist.txt", "webvision", hint)
     keep_train, keep_val = train_labels < first_classes, val_labels < first_classes

@@ -49,11 +49,11 @@ def test_the_registry_finds_every_method_module_and_nothing_else():
     assert {"ce", "dividemix", "c2d", "elr_plus", "cdr", "coteaching", "gce", "sce"} <= set(BASELINES)
 
 
-README_KEYS = set(re.findall(r"`([a-z_0-9/]+)`", (ROOT / "README.md").read_text()))
+DOCUMENTED_KEYS = set(re.findall(r"`([a-z_0-9/]+)`", (ROOT / "docs" / "runs.md").read_text()))  # its 3.2 tables
 
 
 def _documented(key):
-    """The README name of an output key: per-network keys are documented once, without `_net1` / `_net2`."""
+    """The documented name of an output key: per-network keys are documented once, without `_net1` / `_net2`."""
     return re.sub(r"_net[12]$", "", key) if key != "test_acc_net2" else key
 
 
@@ -82,8 +82,8 @@ def test_smoke_run_writes_the_documented_outputs(tmp_path, method, sanm):
     resolved = (run_dir / "resolved.yaml").read_text()
     assert "device: cpu" in resolved and "auto" not in resolved.split("\nsanm:")[0].split("trainer:")[1]
     assert set(BASELINES[method].diagnostics) <= set(records[1])
-    undocumented = {key for key in {*records[0], *records[1], *summary} if _documented(key) not in README_KEYS}
-    assert not undocumented, f"add these output keys to README's tables: {sorted(undocumented)}"
+    undocumented = {key for key in {*records[0], *records[1], *summary} if _documented(key) not in DOCUMENTED_KEYS}
+    assert not undocumented, f"add these output keys to the tables of docs/runs.md 3.2: {sorted(undocumented)}"
     if sanm:  # SANM active in the second epoch, with its diagnostics and resolved engine keys
         suffix = "_net1" if any(key.endswith("_net1") for key in records[1]) else ""
         assert "train_on: clean_and_masked" in resolved and "target: label" in resolved
@@ -593,3 +593,14 @@ def test_checkpoints_from_before_the_augment_group_still_resume(tmp_path, preset
     else:
         with pytest.raises(ConfigurationError, match="sanm.extremes"):
             run(again, BASELINES["ce"], run_dir=tmp_path)
+
+
+@pytest.mark.slow
+def test_a_run_outside_the_output_root_ends_with_the_table_command_of_its_own_directory(tmp_path):
+    """With `hydra.run.dir=DIR` the run is not under output_root: the last lines name DIR, where the run is, not the
+    output root, whose table would not hold it."""
+    run_dir = tmp_path / "elsewhere"
+    out = cli("ce", "+experiment=smoke", "trainer.epochs=1", f"hydra.run.dir={run_dir}",
+              f"output_root={tmp_path / 'root'}", "plots.enabled=false").stdout.strip().splitlines()
+    assert out[-2] == f"table of the runs under {run_dir}: python -m baselines.report {run_dir}"
+    assert out[-1].endswith(f"summary in {run_dir / 'summary.json'}")

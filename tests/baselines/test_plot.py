@@ -380,3 +380,29 @@ def test_report_plot_draws_chance_only_where_every_run_has_the_same_classes(tmp_
     report.main([str(tmp_path / "cifar10"), "--plot", str(tmp_path / "one.png")])
     report.main([str(tmp_path), "--plot", str(tmp_path / "both.png")])
     assert drawn == [10, None]
+
+
+@pytest.mark.slow  # calls the command's main
+def test_the_comparison_draws_both_runs_their_selected_epochs_and_the_wrong_labels_masks(tmp_path, capsys):
+    """README's figure: both accuracy curves, each run's epoch of best noisy validation accuracy marked at its test
+    accuracy, and per wrongly-labelled gallery image the map with SANM's boxes above the masked image."""
+    base = _fake_run(tmp_path / "base", [{"epoch": e, "test_acc": 40.0 + e, "val_acc": [20, 30, 25][e - 1]}
+                                         for e in (1, 2, 3)])
+    sanm = _fake_run(tmp_path / "sanm", [{"epoch": e, "test_acc": 45.0 + e, "val_acc": [35, 30, 25][e - 1]}
+                                         for e in (1, 2, 3)])
+    _classes(base, 10)
+    _snapshot(sanm, 3, peak_box=(4, 12, 4, 12), trough_box=(0, 2, 0, 2))
+    figure = plot.plot_comparison(plot.RunFiles(base), plot.RunFiles(sanm))
+    curves, *images = figure.axes
+    assert [list(line.get_ydata()) for line in curves.get_lines() if _is_curve(line)] == [[41, 42, 43], [46, 47, 48]]
+    picked = [tuple(c.get_offsets()[0]) for c in curves.collections if len(c.get_offsets()) == 1]
+    assert picked == [(2, 42), (1, 46)]  # base: best val at epoch 2; SANM: at epoch 1
+    assert len(images) == 2  # the one wrongly-labelled image: its map and boxes, its masked view
+    assert [len(axis.patches) for axis in images] == [2, 0] and "true c1" in images[0].get_title()
+    out = tmp_path / "figure.png"
+    assert plot.main(["--compare", str(base), str(sanm), "--output", str(out)]) == 0 and out.stat().st_size > 0
+    with pytest.raises(ValueError, match="no gallery snapshot: give the SANM run second"):
+        plot.plot_comparison(plot.RunFiles(sanm), plot.RunFiles(base))
+    with pytest.raises(SystemExit):
+        plot.main(["--compare", str(base), str(sanm)])  # no --output
+    assert "needs --output FILE.png" in capsys.readouterr().err

@@ -193,8 +193,8 @@ def test_the_clothing1m_preset_asks_for_its_imagenet_weights_once_the_data_are_t
 
 @pytest.mark.slow
 @pytest.mark.parametrize("preset, expected", [
-    ("clothing1m_dividemix", r"noisy_label_kv.txt not found; expected .*see README.md, Real-world datasets"),
-    ("webvision_dividemix", r"train_filelist_google.txt not found; expected .*see README.md, Real-world datasets"),
+    ("clothing1m_dividemix", r"noisy_label_kv.txt not found; expected .*see docs/real-world.md"),
+    ("webvision_dividemix", r"train_filelist_google.txt not found; expected .*see docs/real-world.md"),
     ("animal10n", r"absent/training not found; expected .*<label>_<id>.jpg")])
 def test_each_preset_fails_only_for_want_of_its_data(tmp_path, preset, expected):
     cfg = _cfg("dividemix", f"+experiment={preset}", f"dataset.root={tmp_path / 'absent'}", smoke=False)

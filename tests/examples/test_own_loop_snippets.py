@@ -1,4 +1,4 @@
-"""README's "SANM around your own training step": both snippets run as printed, SANM is active in them, and the
+"""SANM in your own loop (README's plain loop, docs/own-loop.md's LightningModule): both snippets run as printed, SANM is active in them, and the
 lines that are SANM's stay within the issue's budget (10 in a plain loop; 5 and the callback in Lightning)."""
 
 import re
@@ -14,11 +14,14 @@ pytestmark = pytest.mark.slow  # each test trains README's loop
 ROOT = Path(__file__).resolve().parents[2]
 
 
+SNIPPETS = {"# SANM in a plain PyTorch loop": "README.md", "# SANM in a LightningModule": "docs/own-loop.md"}
+
+
 def _snippet(first_line: str) -> str:
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## SANM around your own training step\n", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(rf"```python\n({re.escape(first_line)}\n.*?)```", section, flags=re.S)
-    assert len(blocks) == 1, f"README's snippet starting {first_line!r} moved; update this test"
+    """The snippet as printed: README's plain loop, docs/own-loop.md's LightningModule."""
+    document = SNIPPETS[first_line]
+    blocks = re.findall(rf"```python\n({re.escape(first_line)}\n.*?)```", (ROOT / document).read_text(), flags=re.S)
+    assert len(blocks) == 1, f"{document}'s snippet starting {first_line!r} moved; update this test"
     return blocks[0]
 
 
