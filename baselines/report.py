@@ -46,8 +46,10 @@ __all__ = ["Group", "Run", "epoch_rows", "find_runs", "group_runs", "main", "mar
 PAPER_RESULTS = Path(__file__).with_name("paper_results.csv")
 RUN_FILES = ("summary.json", "metrics.jsonl", "resolved.yaml", "status.json")
 # settings that do not change what a run trains (paths, run control, trackers, speed options) or differ by seed,
-# and dataset.num_classes: a fact of the data, which resolved.yaml of older runs lacks (it must not split a group)
+# dataset.num_classes: a fact of the data, which resolved.yaml of older runs lacks (it must not split a group), and
+# pretrain_epochs, which changes a run only through its encoder, recorded as encoder.epochs where there is one
 IGNORED = {"seed", "device", "resume", "overwrite", "output_root", "run_dir", "tensorboard", "progress", "pretrained",
+           "pretrain_epochs",
            "progress_every_s", "dataset.root", "dataset.cache_dir", "dataset.download", "dataset.workers",
            "dataset.num_classes", "noise.name", "noise.rate_actual", "trainer.eval_batch_size", "trainer.precision",
            "trainer.channels_last", "trainer.compile", "trainer.sync_bn", "plots.enabled", "plots.epochs",
