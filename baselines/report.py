@@ -56,6 +56,9 @@ IGNORED = {"seed", "device", "resume", "overwrite", "output_root", "run_dir", "t
            "plots.gallery", *(f"{group}.{f.name}" for group, schema in (("mlflow", MLflowConfig), ("wandb", WandbConfig))
                               for f in fields(schema))}
 
+# settings added after runs were written, with the value those runs trained with (so that they group with new runs)
+ADDED_SETTINGS = {"model.softmax_output": False}
+
 
 @dataclass
 class Run:
@@ -126,6 +129,8 @@ def _read_run(path: Path) -> Run:
             settings = flatten(OmegaConf.to_container(OmegaConf.load(path / "resolved.yaml")) or {})
         except Exception:  # a torn or foreign file: the run is still listed, by its summary
             settings = {}
+    if "model.name" in settings:  # settings added later, as the runs written before them trained
+        settings = {**ADDED_SETTINGS, **settings}
     metrics = path / "metrics.jsonl"
     epochs_done = sum(1 for line in metrics.read_text().splitlines() if line.strip()) if metrics.is_file() else 0
     run = Run(path, "unfinished", settings=settings, epochs_done=epochs_done, epochs=settings.get("trainer.epochs"))

@@ -22,10 +22,13 @@ Compared, each as the largest absolute difference and that difference relative t
   same batch: targets after co-guessing, refinement and sharpening, the peak and trough boxes, their fill values,
   the NLR targets, the masked images, the reconstruction term, the mixed batch and targets, L_x, L_u, the ramp,
   the prior penalty, the loss and the gradients;
+- one whole SANM(DivideMix) step on the official network (`resnetc2d.py`'s SupCEResNet, which returns softmax
+  probabilities that its code reads as logits) and on our ResNet-18 holding the same weights, with the official
+  decoder on both sides: with `model.softmax_output=true`, which reproduces that double softmax, and without it;
 - the DivideMix step (`--official-dividemix`): the same without SANM, each side with its own PreAct ResNet-18
   holding the same weights;
-- deliberate differences, with their size: the official network's softmax outputs read as logits (a second
-  softmax), and the paper preset (`+sanm=on`) in place of the official one.
+- deliberate differences, listed with their size: our default logits (`model.softmax_output=false`) against the
+  official double softmax, and the paper preset (`+sanm=on`) in place of the official one.
 
 Everything runs on the CPU in a minute or two. benchmarks/RESULTS.md holds the table and the commits it was taken
 against; tests/benchmarks/test_parity.py runs this harness against a stand-in written in this project.
@@ -631,7 +634,8 @@ def _official_codivide(official: Official, model: nn.Module, noisy: torch.Tensor
 
 
 def compare_sanm_step(official: Official, workdir: Path, batch: int, seed: int) -> list[Row]:
-    """The SANM(DivideMix) step with our network behind both, then the deliberate differences."""
+    """The SANM(DivideMix) step with our network behind the official call on both sides (the same logits), then the
+    paper preset's difference."""
     generator = torch.Generator().manual_seed(seed)
     inputs = StepInputs.draw(batch, generator)
     draws = StepDraws.draw(2 * batch, 12 * batch, generator)
@@ -639,36 +643,24 @@ def compare_sanm_step(official: Official, workdir: Path, batch: int, seed: int) 
     method = build_ours(workdir, "+sanm=official", "+recipe=official", "noise=sym_0.9")
     net, peer = method.nets
     decoder = net.sanm.augmenter.decoder
-    params = parameters_of(net)
-    part = "SANM(DivideMix) step"
-    rows = _sanm_rows(part, method, official, inputs, draws, net, peer, decoder, params, softmax=False)
-    # deliberate: the official network returns softmax probabilities, which its code reads as logits
-    quirk = _sanm_rows("deliberate: softmax outputs", method, official, inputs, draws, net, peer, decoder, params,
-                       softmax=True, only=("targets (labeled)", "L_x", "loss", "gradients"))
-    for row in quirk:
-        row.deliberate = True
-    quirk[0].note = ("the official network (SupCEResNet) returns softmax(logits) and its code softmaxes again; "
-                     "ours returns logits")
-    return rows + quirk + _paper_preset_rows(official, workdir, inputs, draws, seed)
-
-
-def _sanm_rows(part: str, method: DivideMix, official: Official, inputs: StepInputs, draws: StepDraws, net, peer,
-               decoder, params, softmax: bool, only: tuple = ()) -> list[Row]:
-    state = {id(m): copy.deepcopy(m.state_dict()) for m in (net.module, peer.module, decoder)}
-    theirs = run_official_step(official, OfficialSignature(net.module, decoder, softmax),
-                               OfficialSignature(peer.module, decoder, softmax), inputs, draws, params,
-                               method.settings["lambda_u"], sanm=True)
-    for module in (net.module, peer.module, decoder):  # BN statistics as before the official step
-        module.load_state_dict(state[id(module)])
+    modules = (net.module, peer.module, decoder)
+    state = [copy.deepcopy(m.state_dict()) for m in modules]
+    theirs = run_official_step(official, OfficialSignature(net.module, decoder), OfficialSignature(peer.module, decoder),
+                               inputs, draws, parameters_of(net), method.settings["lambda_u"], sanm=True)
+    for module, saved in zip(modules, state):  # BN statistics as before the official step
+        module.load_state_dict(saved)
     ours = run_our_step(method, inputs, draws)
-    for module in (net.module, peer.module, decoder):
-        module.load_state_dict(state[id(module)])
-    n = 2 * len(inputs.labels)
+    rows = sanm_step_rows("SANM(DivideMix) step", ours, theirs, "gradients (network and decoder)")
+    return rows + _paper_preset_rows(official, workdir, inputs, draws, seed)
+
+
+def sanm_step_rows(part: str, ours: dict, theirs: dict, gradients: str, only: tuple = ()) -> list[Row]:
+    """The rows of one SANM(DivideMix) step, from what each side computed (run_our_step, run_official_step)."""
+    n = len(theirs["inputs_erase"])
     masked, targets = ours["views"].images, ours["views"].targets
     original = theirs["inputs_erase"]
     our_boxes = [box_of(masked[:n], original), box_of(masked[n:], original)]
     official_boxes = [box_of(theirs["erase_imgx_max"], original), box_of(theirs["erase_imgx_min"], original)]
-    mixed, mixed_targets = ours["mix"][0], ours["mix"][1]
     rows = [
         Row(part, "targets (labeled): co-refined, sharpened", ours["sharpened"][0], theirs["targets_x"]),
         Row(part, "targets (unlabeled): co-guessed, sharpened", ours["sharpened"][1], theirs["targets_u"]),
@@ -682,16 +674,64 @@ def _sanm_rows(part: str, method: DivideMix, official: Official, inputs: StepInp
         Row(part, "NLR targets", targets[:n], torch.cat([theirs["targets_x_mask"], theirs["targets_u_mask"]])),
         Row(part, "masked images (peak, trough)", masked, torch.cat([theirs["erase_imgx_max"], theirs["erase_imgx_min"]])),
         Row(part, "reconstruction term (0.02 x both MSEs)", ours["out"]["loss/reconstruction"], 0.02 * theirs["Lrecon"]),
-        Row(part, "mixed batch (12B rows)", mixed, theirs["mixed_input"]),
-        Row(part, "mixed targets", mixed_targets, theirs["mixed_target"]),
+        Row(part, "mixed batch (12B rows)", ours["mix"][0], theirs["mixed_input"]),
+        Row(part, "mixed targets", ours["mix"][1], theirs["mixed_target"]),
         Row(part, "L_x", ours["out"]["loss/x"], theirs["Lx"]),
         Row(part, "L_u", ours["out"]["loss/u"], theirs["Lu"]),
         Row(part, "ramp: lambda_u(t)", ours["lambda_u"], theirs["lamb"]),
         Row(part, "prior penalty", ours["out"]["loss/prior"], theirs["penalty"]),
         Row(part, "loss", ours["loss"], theirs["loss"]),
-        Row(part, "gradients (network and decoder)", ours["grads"], theirs["grads"]),
+        Row(part, gradients, ours["grads"], theirs["grads"]),
     ]
     return [row for row in rows if not only or any(row.quantity.startswith(q) for q in only)]
+
+
+def compare_official_network(official: Official, workdir: Path, batch: int, seed: int) -> list[Row]:
+    """One whole SANM(DivideMix) step on the official network (resnetc2d.py's SupCEResNet, whose forward returns
+    softmax probabilities) and on our ResNet-18 holding the same weights, its decoder the official one: with
+    `model.softmax_output=true` (the official double softmax), and without it (the difference, measured)."""
+    generator = torch.Generator().manual_seed(seed)
+    inputs = StepInputs.draw(batch, generator)
+    draws = StepDraws.draw(2 * batch, 12 * batch, generator)
+    torch.manual_seed(seed)
+    theirs_nets = [official["SupCEResNet"]("resnet18", num_classes=CLASSES) for _ in range(2)]
+    initial = [copy.deepcopy(net.state_dict()) for net in theirs_nets]
+    params = {_our_name(name): p for name, p in theirs_nets[0].named_parameters()}
+    rows = []
+    for quirk in (True, False):
+        for net, saved in zip(theirs_nets, initial):
+            net.load_state_dict(saved)
+        method = build_ours(workdir, "+sanm=official", "+recipe=official", "noise=sym_0.9", "model.width=64",
+                            f"model.softmax_output={str(quirk).lower()}")
+        for ours_net, saved in zip(method.nets, initial):
+            ours_net.module.load_state_dict({_our_name(k)[len("net."):]: v for k, v in saved.items()
+                                             if not k.startswith("recon_module.")})
+        decoder = copy.deepcopy(theirs_nets[0].recon_module)
+        theirs = run_official_step(official, theirs_nets[0], theirs_nets[1], inputs, draws, params,
+                                   method.settings["lambda_u"], sanm=True)
+        ours = run_our_step(method, inputs, draws, decoder=decoder)
+        if quirk:
+            rows += sanm_step_rows("official network, model.softmax_output=true", ours, theirs,
+                                   "gradients (ResNet-18 and the official decoder)")
+        else:
+            off = sanm_step_rows("deliberate: model.softmax_output=false", ours, theirs, "gradients",
+                                 only=("targets (labeled)", "L_x", "loss", "gradients"))
+            for row in off:
+                row.deliberate = True
+            off[0].note = ("our default: the network returns logits; the official SupCEResNet returns softmax(logits), "
+                           "which its code softmaxes again")
+            rows += off
+    return rows
+
+
+def _our_name(name: str) -> str:
+    """Our parameter name (as parameters_of gives it) for one of SupCEResNet's: encoder.* and fc.* are the network's
+    (fc is our `linear`), recon_module.* the decoder's."""
+    if name.startswith("encoder."):
+        return "net." + name[len("encoder."):]
+    if name.startswith("fc."):
+        return "net.linear." + name[len("fc."):]
+    return "decoder." + name[len("recon_module."):]
 
 
 def _paper_preset_rows(official: Official, workdir: Path, inputs: StepInputs, draws: StepDraws, seed: int) -> list[Row]:
@@ -759,6 +799,7 @@ def compare(official_sanm: Path, official_dividemix: Optional[Path] = None, batc
         commits = {"SANM": sanm.commit}
         rows = compare_codivide(sanm, workdir, "SANM eval_train", triple=True, seed=seed)
         rows += compare_sanm_step(sanm, workdir, batch, seed)
+        rows += compare_official_network(sanm, workdir, batch, seed)
         if official_dividemix is not None:
             dividemix = load_definitions(Path(official_dividemix) / "Train_cifar.py")
             commits["DivideMix"] = dividemix.commit

@@ -86,6 +86,9 @@ class ModelConfig:
     dropout: float = 0.25  # cnn9 only
     arch: Optional[str] = None  # model=torchvision | timm: the architecture (resnet50, vgg19_bn, ...)
     weights: Optional[str] = None  # a state dict file to start from (ImageNet weights you saved); no downloads
+    # a quirk of the official SANM network, reproduced for parity only (docs/baselines.md 9.6): the forward returns
+    # softmax probabilities, which every loss then takes for logits (a second softmax); on in no preset
+    softmax_output: bool = False
 
 
 @dataclass

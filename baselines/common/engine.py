@@ -764,6 +764,7 @@ def upgrade_identity(saved: dict[str, str], networks: Optional[dict] = None) -> 
         saved["sanm.extremes"] = "null"
     for key in ("model.arch", "model.weights"):  # added with model=torchvision|timm; our models leave them null
         saved.setdefault(key, "null")
+    saved.setdefault("model.softmax_output", "false")  # added for parity with the official code (issue 42)
     # added with the cached auto encoders (issue 42): before, pretrained=auto (smoke and first-run presets) trained 2
     saved.setdefault("pretrain_epochs", "2" if saved.get("pretrained") == '"auto"' else '"auto"')
     for key in ("noise.index_file", "noise.index_key"):  # added for label files in another order (issue 39)
@@ -854,12 +855,13 @@ def _sanm_settings(cfg: DictConfig, warmup_epochs: int, required: dict) -> Optio
 
 
 def _model_kwargs(model: DictConfig) -> dict:
+    quirk = {"softmax_output": model.softmax_output}
     if model.name in LIBRARY_MODELS:
-        return {"arch": model.arch, "weights": model.weights}
+        return {"arch": model.arch, "weights": model.weights, **quirk}
     if model.arch is not None:
         raise ValueError(f"model.arch={model.arch} is read only by model=torchvision or model=timm, not {model.name}")
     own = {"width": model.width, "dropout": model.dropout} if model.name == "cnn9" else {"width": model.width}
-    return {**own, "weights": model.weights}
+    return {**own, "weights": model.weights, **quirk}
 
 
 @torch.no_grad()

@@ -27,14 +27,21 @@ class _TimmContract(nn.Module):
 
     num_features: int
     linear: nn.Linear
+    # model.softmax_output: the official SANM network's quirk, reproduced for parity only (docs/baselines.md 9.6): the
+    # head returns softmax probabilities, which every loss then takes for logits
+    softmax_output: bool = False
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def forward_head(self, feats: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Feature map `[B, K, h, w]` -> logits `[B, C]`, or the pooled `[B, K]` if `pre_logits`."""
+        """Feature map `[B, K, h, w]` -> logits `[B, C]` (probabilities under `softmax_output`), or the pooled
+        `[B, K]` if `pre_logits`."""
         pooled = F.adaptive_avg_pool2d(feats, 1).flatten(1)
-        return pooled if pre_logits else self.linear(pooled)
+        if pre_logits:
+            return pooled
+        logits = self.linear(pooled)
+        return torch.softmax(logits, dim=-1) if self.softmax_output else logits
 
     def get_classifier(self) -> nn.Linear:
         return self.linear
@@ -215,11 +222,16 @@ MODELS: dict[str, type[_TimmContract]] = {"preact_resnet18": PreActResNet18, "re
 LIBRARY_MODELS = ("torchvision", "timm")  # any architecture of these libraries, by model.arch (backbones.py)
 
 
-def build_model(name: str, num_classes: int, weights: str | None = None, **kwargs: Any) -> nn.Module:
+def build_model(name: str, num_classes: int, weights: str | None = None, softmax_output: bool = False,
+                **kwargs: Any) -> nn.Module:
     """Build a model by its config name (`model.name` in conf/model/*.yaml): ours, or a torchvision / timm
-    architecture (`arch=`); `weights` is a state dict file to start from."""
+    architecture (`arch=`); `weights` is a state dict file to start from; `softmax_output` reproduces the official
+    SANM network's quirk (our models only: the forward returns probabilities, docs/baselines.md 9.6)."""
     from .backbones import build_timm, build_torchvision, load_weights
 
+    if softmax_output and name not in MODELS:
+        raise ValueError(f"model.softmax_output=true (the official SANM network's quirk) is built into this library's "
+                         f"models ({', '.join(sorted(MODELS))}), not model={name}; drop it or use one of them")
     if name == "torchvision":
         return build_torchvision(kwargs.get("arch"), num_classes, weights)
     if name == "timm":
@@ -227,4 +239,5 @@ def build_model(name: str, num_classes: int, weights: str | None = None, **kwarg
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(sorted([*MODELS, *LIBRARY_MODELS]))}")
     model = MODELS[name](num_classes, **kwargs)
+    model.softmax_output = softmax_output
     return load_weights(model, weights, "linear") if weights else model

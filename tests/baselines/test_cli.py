@@ -361,9 +361,11 @@ def test_a_saved_null_decoder_is_read_from_the_saved_weights(weights, decoder):
 
 
 @pytest.mark.parametrize("pretrained,epochs", [('"auto"', "2"), ("null", '"auto"')])
-def test_checkpoints_from_before_pretrain_epochs_resume_as_they_trained(pretrained, epochs):
-    """pretrained=auto pre-trained 2 epochs before the key existed (only the smoke and first-run presets set it)."""
-    assert upgrade_identity({"pretrained": pretrained})["pretrain_epochs"] == epochs
+def test_checkpoints_from_before_issue_42_keys_resume_as_they_trained(pretrained, epochs):
+    """pretrained=auto pre-trained 2 epochs before pretrain_epochs existed (only the smoke and first-run presets set
+    it), and every network returned logits before model.softmax_output."""
+    upgraded = upgrade_identity({"pretrained": pretrained})
+    assert upgraded["pretrain_epochs"] == epochs and upgraded["model.softmax_output"] == "false"
 
 
 @pytest.mark.slow

@@ -130,3 +130,24 @@ def test_cnn9_parameter_count_and_dropout_only_in_training():
 def test_unknown_model_lists_the_names():
     with pytest.raises(ValueError, match="cnn9, preact_resnet18"):
         build_model("resnet1000", num_classes=10)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_softmax_output_returns_the_probabilities_of_the_same_logits(name):
+    """model.softmax_output, the official SANM network's quirk: forward and forward_head (what FeatureTap and so
+    SANM read) return softmax(logits); off by default."""
+    model = build_model(name, num_classes=5, **SMALL[name]).eval()
+    assert model.softmax_output is False
+    x = torch.randn(3, 3, 32, 32)
+    logits = model(x)
+    model.softmax_output = True
+    torch.testing.assert_close(model(x), torch.softmax(logits, dim=1))
+    torch.testing.assert_close(model.forward_head(model.forward_features(x)), torch.softmax(logits, dim=1))
+    torch.testing.assert_close(model.forward_head(model.forward_features(x), pre_logits=True),
+                               model.forward_features(x).mean(dim=(2, 3)))  # the pooled features are unchanged
+    assert build_model(name, num_classes=5, softmax_output=True, **SMALL[name]).softmax_output is True
+
+
+def test_softmax_output_is_refused_for_library_models():
+    with pytest.raises(ValueError, match="model.softmax_output=true .* not model=torchvision"):
+        build_model("torchvision", num_classes=10, arch="resnet18", softmax_output=True)

@@ -1,5 +1,6 @@
 """benchmarks/parity.py keeps working without the official code: it runs against stand-ins written here with the
-official scripts' interface (tests/benchmarks/official_standin/), never running their module level."""
+official scripts' interface (tests/benchmarks/official_standin/), never running their module level. With
+model.softmax_output=true our ResNet-18 agrees with the stand-in's SupCEResNet, which returns probabilities."""
 
 import sys
 from pathlib import Path
@@ -19,8 +20,9 @@ def table(tmp_path_factory):
 
 def test_every_compared_quantity_agrees_with_the_stand_in(table):
     rows, _ = table
-    assert {row.part for row in rows} == {"SANM eval_train", "SANM(DivideMix) step", "deliberate: softmax outputs",
-                                          "deliberate: paper preset", "DivideMix eval_train", "DivideMix step"}
+    assert {row.part for row in rows} == {
+        "SANM eval_train", "SANM(DivideMix) step", "deliberate: paper preset", "official network, model.softmax_output=true",
+        "deliberate: model.softmax_output=false", "DivideMix eval_train", "DivideMix step"}
     outside = [f"{row.part}: {row.quantity} {row.diffs}" for row in rows if not row.within and not row.deliberate]
     assert not outside
     quantities = {row.quantity for row in rows if row.part == "SANM(DivideMix) step"}
@@ -32,7 +34,7 @@ def test_deliberate_differences_are_measured_not_hidden(table):
     rows, _ = table
     deliberate = [row for row in rows if row.deliberate]
     assert deliberate and all(row.diffs[0] > 0 for row in deliberate)
-    assert "| deliberate: softmax outputs | loss |" in parity.markdown(rows)
+    assert "| deliberate: model.softmax_output=false | loss |" in parity.markdown(rows)
 
 
 def test_a_copy_outside_a_git_checkout_has_no_commit(table):

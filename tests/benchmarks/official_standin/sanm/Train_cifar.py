@@ -9,6 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from sklearn.mixture import GaussianMixture
 
+from resnetc2d import *  # noqa: F401,F403 - SupCEResNet, as the official script takes it
 import dataloader_cifar as dataloader  # not shipped: the harness must leave the data loaders out
 
 raise SystemExit("the module level of an official script trains; the harness must not run it")
