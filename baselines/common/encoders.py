@@ -195,11 +195,11 @@ def _pretrain(cfg: DictConfig, settings: dict[str, Any], folder: Path) -> None:
     from .config import RunConfig
     from .engine import run
 
+    started = (folder / "checkpoints" / "last.pt").is_file()  # an interrupted pre-training continues; else anew
     pre = OmegaConf.merge(OmegaConf.structured(RunConfig(method=SimCLRConfig(name=PretrainSimCLR.name))), {
         "dataset": cfg.dataset, "model": cfg.model, "seed": cfg.seed, "device": cfg.device, "trainer": settings,
-        "resume": True, "output_root": "", "progress": cfg.progress, "progress_every_s": cfg.progress_every_s,
-        "tensorboard": False,
-        "plots": {"enabled": False},
+        "resume": started, "overwrite": not started, "output_root": "", "progress": cfg.progress,
+        "progress_every_s": cfg.progress_every_s, "tensorboard": False, "plots": {"enabled": False},
     })
     print(f"pretrained=auto: a {settings['epochs']}-epoch SimCLR pre-training of {cfg.model.name} first, in {folder} "
           "(cached: later runs of the same data, model and seed reuse it)")
