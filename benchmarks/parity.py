@@ -142,7 +142,8 @@ def _commit(folder: Path) -> str:
     """The checkout's commit; a folder that is not the top of a git checkout has none (a copy, or a folder inside
     another repository)."""
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, check=True).stdout.strip()
+        done = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, check=True)
+        return done.stdout.strip()
 
     try:
         if Path(git("rev-parse", "--show-toplevel")).resolve() == folder.resolve():
@@ -312,11 +313,14 @@ def _float64(values: Any) -> torch.Tensor:
 
 
 def markdown(rows: list[Row]) -> str:
-    lines = [f"| part | quantity | max abs diff | max rel diff | within {TOLERANCE:g} | note |", "|---|---|---|---|---|---|"]
+    lines = [f"| part | quantity | max abs diff | max rel diff | within {TOLERANCE:g} | note |",
+             "|---|---|---|---|---|---|"]
     for row in rows:
         absolute, relative = row.diffs
-        verdict = ("deliberate" if row.deliberate else "yes") if row.within else ("no, deliberate" if row.deliberate
-                                                                                 else "**no**")
+        if row.within:
+            verdict = "deliberate" if row.deliberate else "yes"
+        else:
+            verdict = "no, deliberate" if row.deliberate else "**no**"
         lines.append(f"| {row.part} | {row.quantity} | {absolute:.3g} | {relative:.3g} | {verdict} | {row.note} |")
     return "\n".join(lines)
 
@@ -476,7 +480,8 @@ def run_our_step(method: DivideMix, inputs: StepInputs, draws: StepDraws, decode
     net.model.train()
     peer.model.eval()
     # DivideMix._train's ramp at the epoch's first step (t = epoch + 0 / steps), as the official batch_idx 0
-    seen["lambda_u"] = method.settings["lambda_u"] * linear_rampup(EPOCH, ctx.warmup_epochs, ctx.cfg.method.rampup_epochs)
+    ramp = linear_rampup(EPOCH, ctx.warmup_epochs, ctx.cfg.method.rampup_epochs)
+    seen["lambda_u"] = method.settings["lambda_u"] * ramp
     with ExitStack() as stack:
         for hook in [replaced(dividemix_module, sharpen=sharpen, mix=mixed), replaced(net, step=step), *hooks]:
             stack.enter_context(hook)
@@ -645,8 +650,9 @@ def compare_sanm_step(official: Official, workdir: Path, batch: int, seed: int) 
     decoder = net.sanm.augmenter.decoder
     modules = (net.module, peer.module, decoder)
     state = [copy.deepcopy(m.state_dict()) for m in modules]
-    theirs = run_official_step(official, OfficialSignature(net.module, decoder), OfficialSignature(peer.module, decoder),
-                               inputs, draws, parameters_of(net), method.settings["lambda_u"], sanm=True)
+    theirs = run_official_step(official, OfficialSignature(net.module, decoder),
+                               OfficialSignature(peer.module, decoder), inputs, draws, parameters_of(net),
+                               method.settings["lambda_u"], sanm=True)
     for module, saved in zip(modules, state):  # BN statistics as before the official step
         module.load_state_dict(saved)
     ours = run_our_step(method, inputs, draws)
@@ -672,8 +678,10 @@ def sanm_step_rows(part: str, ours: dict, theirs: dict, gradients: str, only: tu
             torch.cat([fill_values(theirs["erase_imgx_max"], official_boxes[0]),
                        fill_values(theirs["erase_imgx_min"], official_boxes[1])])),
         Row(part, "NLR targets", targets[:n], torch.cat([theirs["targets_x_mask"], theirs["targets_u_mask"]])),
-        Row(part, "masked images (peak, trough)", masked, torch.cat([theirs["erase_imgx_max"], theirs["erase_imgx_min"]])),
-        Row(part, "reconstruction term (0.02 x both MSEs)", ours["out"]["loss/reconstruction"], 0.02 * theirs["Lrecon"]),
+        Row(part, "masked images (peak, trough)", masked,
+            torch.cat([theirs["erase_imgx_max"], theirs["erase_imgx_min"]])),
+        Row(part, "reconstruction term (0.02 x both MSEs)", ours["out"]["loss/reconstruction"],
+            0.02 * theirs["Lrecon"]),
         Row(part, "mixed batch (12B rows)", ours["mix"][0], theirs["mixed_input"]),
         Row(part, "mixed targets", ours["mix"][1], theirs["mixed_target"]),
         Row(part, "L_x", ours["out"]["loss/x"], theirs["Lx"]),
@@ -741,14 +749,15 @@ def _paper_preset_rows(official: Official, workdir: Path, inputs: StepInputs, dr
     net, peer = method.nets
     decoder = net.sanm.augmenter.decoder
     state = {id(m): copy.deepcopy(m.state_dict()) for m in (net.module, peer.module, decoder)}
-    theirs = run_official_step(official, OfficialSignature(net.module, decoder), OfficialSignature(peer.module, decoder),
-                               inputs, draws, parameters_of(net), method.settings["lambda_u"], sanm=True)
+    theirs = run_official_step(official, OfficialSignature(net.module, decoder),
+                               OfficialSignature(peer.module, decoder), inputs, draws, parameters_of(net),
+                               method.settings["lambda_u"], sanm=True)
     for module in (net.module, peer.module, decoder):
         module.load_state_dict(state[id(module)])
     # one masked image per sample: 10B mixed rows; the paper preset draws its own box and pixel-fill values
     generator = torch.Generator().manual_seed(seed)
-    own = StepDraws(draws.ratio, draws.aspect, draws.fill, draws.beta, torch.randperm(10 * len(inputs.labels),
-                                                                                        generator=generator))
+    perm = torch.randperm(10 * len(inputs.labels), generator=generator)
+    own = StepDraws(draws.ratio, draws.aspect, draws.fill, draws.beta, perm)
     torch.manual_seed(seed)
     ours = run_our_step(method, inputs, own, masking_draws=False)
     note = ("the paper preset (+sanm=on: CAM, centred box, pixel fill, one masked image per sample, NLR over all "

@@ -80,7 +80,8 @@ def read_encoder(path: str) -> EncoderFile:
         except ValueError as error:
             raise ValueError(f"pretrained checkpoint {path}: {error}") from None
     raise ValueError(f"pretrained checkpoint {path} is not an encoder checkpoint: it is neither this library's "
-                     "(python -m baselines.pretrain_simclr) nor C2D's SimCLR format ({'model': {'module.encoder.*': ...}})")
+                     "(python -m baselines.pretrain_simclr) nor C2D's SimCLR format "
+                     "({'model': {'module.encoder.*': ...}})")
 
 
 def _c2d_name(key: str) -> Optional[str]:

@@ -702,7 +702,8 @@ def run_identity(cfg: DictConfig, dataset_identity: str) -> dict[str, str]:
     encoder; without RESUMABLE_KEYS and the run-control options (device, output paths, logging)."""
     given = OmegaConf.to_container(cfg, resolve=True)
     identity = {"dataset": dataset_identity, "seed": json.dumps(given["seed"]),
-                "pretrained": json.dumps(given.get("pretrained")), "pretrain_epochs": json.dumps(given.get("pretrain_epochs")),
+                "pretrained": json.dumps(given.get("pretrained")),
+                "pretrain_epochs": json.dumps(given.get("pretrain_epochs")),
                 "sanm": json.dumps(given.get("sanm") is not None)}
     for group in ("noise", "model", "method", "trainer", "augment", "sanm"):
         for key, value in flatten(given.get(group) or {}, group).items():

@@ -88,6 +88,7 @@ def test_preact_shortcut_carries_the_activated_input():
         skip = a if block is identity_block else conv(a)  # the identity path adds a, not x
         torch.testing.assert_close(block(x), block.conv2(F.relu(block.bn2(block.conv1(a)))) + skip)
 
+
 def test_resnet18_parameter_count_and_c2d_module_names():
     model = ResNet18(10)
     # Counted by hand: stem conv 1,728 + BN 128; layer1 147,968; layer2 525,568 (its 1x1 shortcut with BN: 8,448);

@@ -21,8 +21,9 @@ def table(tmp_path_factory):
 def test_every_compared_quantity_agrees_with_the_stand_in(table):
     rows, _ = table
     assert {row.part for row in rows} == {
-        "SANM eval_train", "SANM(DivideMix) step", "deliberate: paper preset", "official network, model.softmax_output=true",
-        "deliberate: model.softmax_output=false", "DivideMix eval_train", "DivideMix step"}
+        "SANM eval_train", "SANM(DivideMix) step", "deliberate: paper preset",
+        "official network, model.softmax_output=true", "deliberate: model.softmax_output=false",
+        "DivideMix eval_train", "DivideMix step"}
     outside = [f"{row.part}: {row.quantity} {row.diffs}" for row in rows if not row.within and not row.deliberate]
     assert not outside
     quantities = {row.quantity for row in rows if row.part == "SANM(DivideMix) step"}
