@@ -20,7 +20,8 @@ paper settings: lambda_u 25 and tau 0.5 for every noise, warm-up 10 / 20 epochs 
 gradient norm clipped at 1, 361 epochs with lr /10 from epoch 150, AutoAugment views for co-guessing and
 masking, fresh views for the MixMatch rows (`method.mix_views`: two AutoAugment and two RandAugment per
 sample, so with SANM's two masked images per sample the mixed batch is 12B rows), and C2D's colour-jitter +
-affine views in the warm-up (`method.warmup_augment=c2d_warmup`).
+affine views in the warm-up (`method.warmup_augment=c2d_warmup`); both networks are standard ResNet-18s started
+from a SimCLR encoder (`pretrained=auto` pre-trains and caches one, `pretrained=PATH` loads one, C2D's included).
 """
 
 from __future__ import annotations
@@ -117,6 +118,11 @@ class DivideMix(Method):
             table = OFFICIAL_WARMUP_EPOCHS if check_recipe(cfg.method) == "official" else WARMUP_EPOCHS
             return table.get(cfg.dataset.name, table["cifar10"])
         return super().resolve_warmup(cfg)
+
+    @classmethod
+    def starts_from_encoder(cls, cfg) -> bool:
+        """The official recipe starts both networks from a SimCLR encoder, as the official script does (C2D's)."""
+        return cls.requires_encoder or check_recipe(cfg.method) == "official"
 
     @classmethod
     def trainer_defaults(cls, cfg) -> dict:

@@ -4,7 +4,8 @@ Two strong views of each image, the configured model's pooled features, a projec
 Linear(d, d)-ReLU-Linear(d, 128), L2-normalised, NT-Xent at temperature 0.5, SGD with cosine annealing.
 Labels are not used for training; `test_acc` is a monitor: the nearest class centroid of the normalised
 features of the (noisily labelled) training set. At the end `encoder.pt` holds the encoder without its
-classifier, for `python -m baselines.c2d pretrained=<run_dir>/encoder.pt`.
+classifier, for `python -m baselines.c2d pretrained=<run_dir>/encoder.pt`; `pretrained=auto` runs it for the methods
+that start from an encoder, cached (baselines/common/encoders.py).
 
 SANM points: none (pre-training has no labels to regularise).
 """
@@ -20,7 +21,8 @@ from torch import nn
 from baselines.common.cli import entry_point
 from baselines.common.config import MethodConfig
 from baselines.common.contrastive import SimCLRViews, nt_xent
-from baselines.common.engine import Method, save_encoder
+from baselines.common.encoders import save_encoder
+from baselines.common.engine import Method
 from baselines.common.metrics import EpochMeans
 
 

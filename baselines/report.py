@@ -46,13 +46,18 @@ __all__ = ["Group", "Run", "epoch_rows", "find_runs", "group_runs", "main", "mar
 PAPER_RESULTS = Path(__file__).with_name("paper_results.csv")
 RUN_FILES = ("summary.json", "metrics.jsonl", "resolved.yaml", "status.json")
 # settings that do not change what a run trains (paths, run control, trackers, speed options) or differ by seed,
-# and dataset.num_classes: a fact of the data, which resolved.yaml of older runs lacks (it must not split a group)
+# dataset.num_classes: a fact of the data, which resolved.yaml of older runs lacks (it must not split a group), and
+# pretrain_epochs, which changes a run only through its encoder, recorded as encoder.epochs where there is one
 IGNORED = {"seed", "device", "resume", "overwrite", "output_root", "run_dir", "tensorboard", "progress", "pretrained",
+           "pretrain_epochs",
            "progress_every_s", "dataset.root", "dataset.cache_dir", "dataset.download", "dataset.workers",
            "dataset.num_classes", "noise.name", "noise.rate_actual", "trainer.eval_batch_size", "trainer.precision",
            "trainer.channels_last", "trainer.compile", "trainer.sync_bn", "plots.enabled", "plots.epochs",
            "plots.gallery", *(f"{group}.{f.name}" for group, schema in (("mlflow", MLflowConfig), ("wandb", WandbConfig))
                               for f in fields(schema))}
+
+# settings added after runs were written, with the value those runs trained with (so that they group with new runs)
+ADDED_SETTINGS = {"model.softmax_output": False}
 
 
 @dataclass
@@ -124,6 +129,8 @@ def _read_run(path: Path) -> Run:
             settings = flatten(OmegaConf.to_container(OmegaConf.load(path / "resolved.yaml")) or {})
         except Exception:  # a torn or foreign file: the run is still listed, by its summary
             settings = {}
+    if "model.name" in settings:  # settings added later, as the runs written before them trained
+        settings = {**ADDED_SETTINGS, **settings}
     metrics = path / "metrics.jsonl"
     epochs_done = sum(1 for line in metrics.read_text().splitlines() if line.strip()) if metrics.is_file() else 0
     run = Run(path, "unfinished", settings=settings, epochs_done=epochs_done, epochs=settings.get("trainer.epochs"))

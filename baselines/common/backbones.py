@@ -59,7 +59,7 @@ def load_weights(model: nn.Module, path: str, classifier: str) -> nn.Module:
     if not file.is_file():
         raise ValueError(f"model.weights={path}: no such file; save a state dict there first, e.g. torch.save("
                          "torchvision.models.resnet50(weights='IMAGENET1K_V1').state_dict(), path) on a machine with a "
-                         "network, or give another path (docs/baselines.md 2.3)")
+                         "network, or give another path (docs/baselines.md 2.4)")
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as error:  # a pickle that is not a plain state dict, or a torn file

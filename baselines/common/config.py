@@ -80,11 +80,15 @@ class NoiseConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = "preact_resnet18"  # preact_resnet18 | cnn9
-    width: int = 64  # channels of the first stage: preact_resnet18 64 (the paper), cnn9 128 (upstream); 16 or 8 for CPU runs
+    name: str = "preact_resnet18"  # preact_resnet18 | resnet18 | cnn9 | torchvision | timm
+    # channels of the first stage: preact_resnet18 and resnet18 64 (the paper, C2D), cnn9 128 (upstream); 16 or 8 on CPU
+    width: int = 64
     dropout: float = 0.25  # cnn9 only
     arch: Optional[str] = None  # model=torchvision | timm: the architecture (resnet50, vgg19_bn, ...)
     weights: Optional[str] = None  # a state dict file to start from (ImageNet weights you saved); no downloads
+    # a quirk of the official SANM network, reproduced for parity only (docs/baselines.md 9.6): the forward returns
+    # softmax probabilities, which every loss then takes for logits (a second softmax); on in no preset
+    softmax_output: bool = False
 
 
 @dataclass
@@ -285,8 +289,11 @@ class RunConfig:
     overwrite: bool = False  # start again in a run_dir that already holds a run
     output_root: str = "outputs"
     run_dir: Optional[str] = None  # default: Hydra's run directory, outputs/<method>/<dataset>/<noise>/<sanm>/seed<k>
-    pretrained: Optional[str] = None  # encoder checkpoint (python -m baselines.pretrain_simclr) for the networks;
-    # auto = the method's default: none, except C2D, which then runs a short SimCLR pre-training first
+    # the encoder the networks start from (baselines/common/encoders.py): a file (python -m baselines.pretrain_simclr
+    # writes one; C2D's released SimCLR checkpoints load too), or auto: where the method starts from one (C2D,
+    # +recipe=official), a SimCLR pre-training of this run's data and model, cached and reused; else none
+    pretrained: Optional[str] = None
+    pretrain_epochs: Any = AUTO  # epochs of pretrained=auto's pre-training: auto = conf/pretrain_simclr.yaml's (1000)
     tensorboard: bool = True  # scalars under run_dir/tensorboard when tensorboard is installed
     mlflow: MLflowConfig = field(default_factory=MLflowConfig)  # experiment trackers (trackers.py), rank 0 only
     wandb: WandbConfig = field(default_factory=WandbConfig)

@@ -36,6 +36,7 @@ from .augment import build_augment
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .config import AUTO, MethodConfig, dataset_dir_name, flatten, register_method_schema, sanm_preset_values
 from .data import DatasetError, ImageDataset, default_cache_dir, load_dataset
+from .encoders import Encoder, choose_encoder, load_encoder
 from .interrupts import exit_code, interrupts_deferred, sigterm_as_interrupt, signal_name
 from .streaming import ImageFiles, StreamedImages
 from .metrics import ConsoleLog, EpochMeans, QuietConsole, RankRecords, RunRecorder, epoch_progress, without_truth
@@ -213,7 +214,12 @@ class RunContext:
                              f"{self.data.name} ({self.data.image_shape[1]}x{self.data.image_shape[2]}); give a "
                              "smaller crop or larger images")
         self.sanm_settings = _sanm_settings(cfg, self.warmup_epochs, method_cls.sanm_requirements(cfg))
-        self.pretrained: Optional[str] = None if cfg.pretrained in (None, AUTO) else cfg.pretrained
+        self.encoder: Optional[Encoder] = None  # what the networks start from (pretrained=); set by the engine
+
+    @property
+    def pretrained(self) -> Optional[str]:
+        """The encoder file each network loads when built, or None."""
+        return None if self.encoder is None else self.encoder.path
 
     def _on_device(self, images: Any) -> Any:
         """A split as the methods index it: a uint8 tensor on the device, or, for a streamed dataset, its files
@@ -389,6 +395,13 @@ class Method:
             defaults.setdefault("epochs", defaults["reference_epochs"])
         return defaults
 
+    requires_encoder = False  # a run without `pretrained=` is refused (C2D)
+
+    @classmethod
+    def starts_from_encoder(cls, cfg: DictConfig) -> bool:
+        """Whether `pretrained=auto` gives this configuration of the method a SimCLR encoder (encoders.py)."""
+        return cls.requires_encoder
+
     @classmethod
     def sanm_requirements(cls, cfg: DictConfig) -> dict[str, tuple[str, str]]:
         """SANM keys this configuration of the method can run with only one value: {key: (value, why)}."""
@@ -504,7 +517,8 @@ def _train(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path]) -
         ctx = _main_rank_first(world, lambda: RunContext(cfg, run_dir, method_cls, world))
     except (ValueError, FileNotFoundError, DatasetError) as error:
         raise ConfigurationError(str(error)) from error
-    identity = run_identity(given, ctx.data.content_digest())
+    digest = ctx.data.content_digest()
+    identity = run_identity(given, digest)
     checkpoint = run_dir / "checkpoints" / "last.pt"
     state = None
     if cfg.resume and checkpoint.exists():
@@ -517,6 +531,9 @@ def _train(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path]) -
             raise ConfigurationError(f"resume=true with trainer.epochs={cfg.trainer.epochs}, but the run in {run_dir} "
                                      f"has completed {state['epoch']} epochs; give trainer.epochs >= {state['epoch']}")
     try:
+        ctx.encoder = choose_encoder(cfg, digest, ctx.cache_dir, wanted=method_cls.starts_from_encoder(cfg),
+                                     required=method_cls.requires_encoder, resuming=state is not None,
+                                     method=method_cls.name, distributed=world.active)
         method = method_cls(ctx)
     except ValueError as error:
         raise ConfigurationError(str(error)) from error
@@ -693,7 +710,9 @@ def run_identity(cfg: DictConfig, dataset_identity: str) -> dict[str, str]:
     encoder; without RESUMABLE_KEYS and the run-control options (device, output paths, logging)."""
     given = OmegaConf.to_container(cfg, resolve=True)
     identity = {"dataset": dataset_identity, "seed": json.dumps(given["seed"]),
-                "pretrained": json.dumps(given.get("pretrained")), "sanm": json.dumps(given.get("sanm") is not None)}
+                "pretrained": json.dumps(given.get("pretrained")),
+                "pretrain_epochs": json.dumps(given.get("pretrain_epochs")),
+                "sanm": json.dumps(given.get("sanm") is not None)}
     for group in ("noise", "model", "method", "trainer", "augment", "sanm"):
         for key, value in flatten(given.get(group) or {}, group).items():
             if key not in RESUMABLE_KEYS and key != "noise.name":
@@ -754,6 +773,9 @@ def upgrade_identity(saved: dict[str, str], networks: Optional[dict] = None) -> 
         saved["sanm.extremes"] = "null"
     for key in ("model.arch", "model.weights"):  # added with model=torchvision|timm; our models leave them null
         saved.setdefault(key, "null")
+    saved.setdefault("model.softmax_output", "false")  # added for parity with the official code (issue 42)
+    # added with the cached auto encoders (issue 42): before, pretrained=auto (smoke and first-run presets) trained 2
+    saved.setdefault("pretrain_epochs", "2" if saved.get("pretrained") == '"auto"' else '"auto"')
     for key in ("noise.index_file", "noise.index_key"):  # added for label files in another order (issue 39)
         saved.setdefault(key, "null")
     if "augment.name" in saved:  # added with augment=imagenet; every earlier preset views the whole image
@@ -842,12 +864,13 @@ def _sanm_settings(cfg: DictConfig, warmup_epochs: int, required: dict) -> Optio
 
 
 def _model_kwargs(model: DictConfig) -> dict:
+    quirk = {"softmax_output": model.softmax_output}
     if model.name in LIBRARY_MODELS:
-        return {"arch": model.arch, "weights": model.weights}
+        return {"arch": model.arch, "weights": model.weights, **quirk}
     if model.arch is not None:
         raise ValueError(f"model.arch={model.arch} is read only by model=torchvision or model=timm, not {model.name}")
-    own = {"width": model.width} if model.name == "preact_resnet18" else {"width": model.width, "dropout": model.dropout}
-    return {**own, "weights": model.weights}
+    own = {"width": model.width, "dropout": model.dropout} if model.name == "cnn9" else {"width": model.width}
+    return {**own, "weights": model.weights, **quirk}
 
 
 @torch.no_grad()
@@ -883,39 +906,15 @@ def _write_resolved(cfg: DictConfig, ctx: RunContext, run_dir: Path, method_sett
     resolved["dataset"]["cache_dir"] = str(ctx.cache_dir)
     resolved["dataset"]["num_classes"] = ctx.num_classes  # the data's, not a setting: plots draw chance from it
     resolved["noise"]["rate_actual"] = "unknown" if ctx.noise_rate_actual is None else ctx.noise_rate_actual
+    resolved["pretrained"] = ctx.pretrained  # the encoder file the networks started from (auto: its cached path)
+    if ctx.encoder is not None:
+        resolved["encoder"] = ctx.encoder.record  # file: its format; auto: the pre-training's settings
     if ctx.sanm_settings is not None:
         s = ctx.sanm_settings
         resolved["sanm"].update(train_on=s.train_on, target=s.target, warmup_epochs=s.warmup_epochs,
                                 recon_source=s.recon_source, **s.config.to_dict())
     OmegaConf.save(OmegaConf.create(resolved), run_dir / "resolved.yaml")
     return resolved
-
-
-def save_encoder(model: torch.nn.Module, path: Path, model_cfg: DictConfig) -> None:
-    """The feature extractor without its classifier, for `pretrained=` (C2D's initialisation)."""
-    classifier = {f"{name}." for name, module in model.named_modules() if module is model.get_classifier()}
-    weights = {k: v for k, v in model.state_dict().items() if not any(k.startswith(c) for c in classifier)}
-    save_checkpoint(path, {"model": weights, "model_name": model_cfg.name, "width": model_cfg.width})
-
-
-def load_encoder(model: torch.nn.Module, path: str, model_cfg: DictConfig) -> None:
-    """Load an encoder saved by save_encoder; the classifier stays freshly initialised (C2D, strict=False)."""
-    if not Path(path).is_file():
-        raise ValueError(f"pretrained checkpoint {path} not found (python -m baselines.pretrain_simclr writes one)")
-    try:
-        state = load_checkpoint(path, map_location="cpu")
-        saved = (state["model_name"], state["width"])
-    except (RuntimeError, KeyError) as error:
-        raise ValueError(f"pretrained checkpoint {path} is not an encoder checkpoint ({error})") from error
-    if saved != (model_cfg.name, model_cfg.width):
-        raise ValueError(f"pretrained checkpoint {path} holds {saved[0]} width {saved[1]}, but this run builds "
-                         f"{model_cfg.name} width {model_cfg.width}; set model= / model.width= to match")
-    result = model.load_state_dict(state["model"], strict=False)
-    classifier = {f"{n}." for n, m in model.named_modules() if m is model.get_classifier()}
-    missing = [k for k in result.missing_keys if not any(k.startswith(c) for c in classifier)]
-    if missing or result.unexpected_keys:
-        raise ValueError(f"pretrained checkpoint {path} does not fit the model: missing {missing[:3]}, "
-                         f"unexpected {result.unexpected_keys[:3]}")
 
 
 def _summary(records: list[dict], cfg: DictConfig, ctx: RunContext, wall_seconds: float) -> dict:

@@ -186,10 +186,9 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, method):
         run(_cfg(method, *args[1:], f"output_root={tmp_path / 'whole'}"), BASELINES[method], run_dir=whole)
     assert "mask_ratio_noisy" in " ".join(metrics(whole)[0]), "SANM was not active in the first epoch"
 
+    # C2D's pretrained=auto encoder is cached: the killed run finds the one the whole run trained, and must start the
+    # same as the run that trained it (the pre-training's RNG draws are put back)
     killed = run_dir_of(tmp_path / "killed", method, "sym_0.9", "on")
-    if (whole / "pretrain_simclr").is_dir():  # C2D's pretrained=auto encoder, found as a rerun finds it: the run
-        # must start the same as the one that trained it (the pre-training's RNG draws are put back)
-        shutil.copytree(whole / "pretrain_simclr", killed / "pretrain_simclr")
     proc = subprocess.Popen([sys.executable, "-m", f"baselines.{method}", *args, f"output_root={tmp_path / 'killed'}"],
                             cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -359,6 +358,14 @@ def test_a_saved_null_decoder_is_read_from_the_saved_weights(weights, decoder):
     assert upgraded["sanm.decoder"] == decoder and upgraded["sanm.beta"] == "1.0"
     official = upgrade_identity({**saved, "sanm.preset": '"official"'}, {})  # no weights: the preset's value
     assert official["sanm.decoder"] == '"linear"' and official["sanm.beta"] == "0.02"
+
+
+@pytest.mark.parametrize("pretrained,epochs", [('"auto"', "2"), ("null", '"auto"')])
+def test_checkpoints_from_before_issue_42_keys_resume_as_they_trained(pretrained, epochs):
+    """pretrained=auto pre-trained 2 epochs before pretrain_epochs existed (only the smoke and first-run presets set
+    it), and every network returned logits before model.softmax_output."""
+    upgraded = upgrade_identity({"pretrained": pretrained})
+    assert upgraded["pretrain_epochs"] == epochs and upgraded["model.softmax_output"] == "false"
 
 
 @pytest.mark.slow
@@ -564,13 +571,18 @@ def test_progress_false_says_nothing_within_an_epoch(tmp_path, capsys):
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["dividemix", "c2d"])
 def test_official_recipe_runs_in_the_smoke_setting(tmp_path, method):
-    """README's `+sanm=on +recipe=official noise=sym_0.9 +experiment=smoke` (c2d: its tiny pre-training first)."""
-    run(_cfg(method, "+sanm=on", "+recipe=official", "noise=sym_0.9", "method.warmup_epochs=1", "pretrained=auto"
-             if method == "c2d" else "pretrained=null"), BASELINES[method], run_dir=tmp_path)
-    resolved = OmegaConf.load(tmp_path / "resolved.yaml")
+    """README's `+sanm=on +recipe=official noise=sym_0.9 +experiment=smoke`: both networks start from a SimCLR encoder
+    of the standard ResNet-18, pre-trained (2 epochs) and cached first, and resolved.yaml says which."""
+    run_dir = tmp_path / "run"
+    run(_cfg(method, "+sanm=on", "+recipe=official", "noise=sym_0.9", "method.warmup_epochs=1"), BASELINES[method],
+        run_dir=run_dir)
+    resolved = OmegaConf.load(run_dir / "resolved.yaml")
     assert resolved.method.recipe == "official" and resolved.augment.name == "autoaugment"
     assert resolved.method.lambda_u == 25 and resolved.method.p_threshold == 0.5
-    assert [r["epoch"] for r in metrics(tmp_path)] == [1, 2] and "loss/reconstruction_net1" in metrics(tmp_path)[-1]
+    assert resolved.model.name == "resnet18" and Path(resolved.pretrained).is_file()
+    assert Path(resolved.pretrained).parent.parent.name == "encoders"  # the cache, not the run directory
+    assert resolved.encoder.source == "auto" and resolved.encoder.epochs == 2
+    assert [r["epoch"] for r in metrics(run_dir)] == [1, 2] and "loss/reconstruction_net1" in metrics(run_dir)[-1]
 
 
 @pytest.mark.slow

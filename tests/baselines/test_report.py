@@ -197,3 +197,17 @@ def test_the_class_count_newer_runs_record_does_not_split_them_from_older_seeds(
     OmegaConf.save(settings, newer / "resolved.yaml")
     group, = group_runs(find_runs([tmp_path]))
     assert group.seeds == [0, 1] and group.variant == ""
+
+
+def test_runs_written_before_a_setting_existed_group_with_its_old_value(tmp_path):
+    """model.softmax_output (issue 42) is false in every run written before it: such a run and a new one are seeds of
+    one group, not two variants."""
+    for seed in (0, 1):
+        path = _run(tmp_path, "off", seed, 40.0 + seed, 30.0)
+        resolved = OmegaConf.load(path / "resolved.yaml")
+        resolved.model.name = "preact_resnet18"
+        if seed == 1:
+            resolved.model.softmax_output = False
+        OmegaConf.save(resolved, path / "resolved.yaml")
+    (group,) = group_runs(find_runs([tmp_path]))
+    assert group.seeds == [0, 1] and group.variant == ""

@@ -137,8 +137,11 @@ def test_official_recipe_composes_its_pipeline(method):
     assert list(cfg.method.mix_views) == ["autoaugment", "autoaugment", "randaugment", "randaugment"]
     assert cfg.method.warmup_grad_clip == 1.0 and cfg.method.gmm_max_iter == 10
     assert cfg.method.warmup_augment == "c2d_warmup"
+    assert cfg.model.name == "resnet18" and cfg.pretrained == "auto"  # C2D's network, from a SimCLR encoder
     for order in (["+recipe=official", "+experiment=smoke"], ["+experiment=smoke", "+recipe=official"]):
-        assert _compose(method, order).trainer.epochs == 2  # the recipe leaves the run length to its auto
+        smoke = _compose(method, order)
+        assert smoke.trainer.epochs == 2  # the recipe leaves the run length to its auto
+        assert (smoke.model.width, smoke.pretrain_epochs) == (8, 2)  # and the smoke sizes to the preset
     with pytest.raises(ConfigCompositionException):  # a method without the recipe's keys says so at composition
         _compose("ce", ["+recipe=official"])
 
