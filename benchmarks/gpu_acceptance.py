@@ -1,30 +1,18 @@
-"""One command that says whether this library trains correctly and how fast on a GPU machine (docs/runs.md
-section 5), as Markdown tables; it exits non-zero when any check fails.
+"""Whether this library trains correctly on a GPU machine, and how fast, in one command: Markdown tables, and exit
+status 1 when any check fails (docs/runs.md section 5 says what each part runs and how it is judged).
 
-  cells     every method (the registry's) without SANM, with `+sanm=on` and with `+sanm=official` (and
-            `+sanm=official +recipe=official` for the methods with a recipe: DivideMix, C2D), each under
-            `trainer.precision` 32, bf16 and fp16, and once with bf16 + `channels_last` + `compile`: a few steps of
-            `+experiment=smoke` (digits at 32x32, 128 images, 2 epochs, the method's main phase and SANM in the
-            second; C2D starts with its SimCLR pre-training), each a process of the real command line
-            (`python -m baselines.<method> ...`); ok = it finished and every loss it logged is finite.
-  sync      each method's epochs (warm-up and main phase) again in this process under CUDA's sync debug mode
-            (benchmarks/sync_check.py): every host synchronisation is listed where it happens, and one not on
-            the allowed list, with its reason, fails. bf16 for every method and SANM variant, fp16 with `+sanm=on`.
-  torchrun  `torchrun --nproc_per_node=<visible GPUs>` for each method that runs over several processes, with
-            `+sanm=on`: it finishes, into one run directory.
-  timing    seconds per epoch of DivideMix, SANM(DivideMix) `+sanm=on` and `+sanm=official +recipe=official` on
-            CIFAR-10-sized data (the JPEG copy with --root, else synthetic 50k), width 64, batch 64, under each
-            precision with compile off and on (benchmarks/epoch_time.py; timed on a class-balanced subset,
-            --timing-images, and extrapolated to 50,000 images): the views' share, the peak GPU memory and the
-            projected 300-epoch time.
+  cells     every method x (no SANM, +sanm=on, +sanm=official, and +recipe=official where a method has one) x
+            trainer.precision 32 / bf16 / fp16, plus bf16 with channels_last and compile: a few steps of
+            +experiment=smoke, each a process of `python -m baselines.<method>`; finished, with finite losses
+  sync      each method's epochs under CUDA's sync debug mode (benchmarks/sync_check.py): every host
+            synchronisation is on the allowed list, with its reason
+  torchrun  each method that runs over several processes, over every visible GPU: one run directory
+  timing    DivideMix and SANM(DivideMix) (+sanm=on; +sanm=official +recipe=official) epochs at width 64, batch 64,
+            per precision with compile off and on (benchmarks/epoch_time.py): views, compute, peak GPU memory,
+            the projected 300-epoch time
 
-    python benchmarks/gpu_acceptance.py --output gpu.md                  # a GPU machine: everything
-    python benchmarks/gpu_acceptance.py --device cpu --quick             # the suite's check that it runs
-
-The cells and torchrun runs go on beside the sync check (they are processes of their own, `--jobs` at once:
-default half the CPU cores on CUDA, 1 on CPU); the timing runs last, alone. `--quick` is the test suite's CPU check:
-two cells, one torchrun run, the sync check's code path (reported as skipped: the debug mode is CUDA's) and the
-timing at width 4 on 128 synthetic images, at 32 bits with compile off. `--sections` picks parts, to rerun one.
+    python benchmarks/gpu_acceptance.py --output gpu.md          # a GPU machine: everything
+    python benchmarks/gpu_acceptance.py --device cpu --quick     # the test suite's check that it runs
 """
 
 from __future__ import annotations

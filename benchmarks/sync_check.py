@@ -1,15 +1,11 @@
-"""Every host synchronisation of a method's training epoch, found on a GPU and checked against a list of the
-allowed ones (benchmarks/gpu_acceptance.py runs it; docs/runs.md section 5).
+"""Every host synchronisation of a method's training epochs, found on a GPU and checked against the allowed ones
+(ALLOWED_SYNCS, each with its reason); benchmarks/gpu_acceptance.py runs it, docs/runs.md section 5 explains it.
 
-A host sync makes the CPU wait for the GPU, so a step that has one cannot queue the next step's kernels while
-the GPU works: per step, that is the speed a GPU loses. The check runs an epoch of each phase (warm-up, then
-main with SANM active) once to fill the caches (compiled kernels, constants built once per device), then again
-under `torch.cuda.set_sync_debug_mode("warn")`, with SANM's `validate` off as in the presets. Each sync CUDA
-reports becomes a warning, recorded here with the Python stack it came from and named by the innermost frame
-in this repository (`baselines/...` or `sanm_plugin/...`: file, function and the line's code). A sync whose
-function is in ALLOWED_SYNCS passes and is listed with its reason and count; any other fails the check.
-("warn" rather than "error": "error" stops at the first sync, before the allowed per-epoch ones could be told
-apart from the rest; here every sync is seen, and an unlisted one fails all the same.)
+A sync makes the CPU wait for the GPU, so nothing is queued while the GPU works: per step, that is speed lost.
+CUDA reports each one as a warning under `torch.cuda.set_sync_debug_mode("warn")`; here each is recorded with its
+Python stack and named by its innermost frame in the library (baselines/, sanm_plugin/), which is what the
+allowed list names. "warn", not "error": "error" stops at the first sync, before the allowed per-epoch ones could
+be told from the rest.
 """
 
 from __future__ import annotations

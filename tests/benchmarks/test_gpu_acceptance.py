@@ -13,6 +13,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+import epoch_time  # noqa: E402
 import gpu_acceptance  # noqa: E402
 import sync_check  # noqa: E402
 from baselines.registry import BASELINES  # noqa: E402
@@ -33,6 +34,21 @@ def test_the_full_run_checks_every_method_with_each_sanm_variant_under_each_prec
             assert sorted(mine) == [("32", False, "false"), ("bf16", False, "false"), ("bf16", True, "true"),
                                     ("fp16", False, "false")], (method, sanm, recipe)
     assert len({cell.name for cell in cells}) == len(cells)  # one run directory each
+
+
+def test_every_configuration_of_the_full_check_composes_so_a_gpu_session_fails_on_nothing_but_the_gpu():
+    device = torch.device("cuda")
+    runs = [*gpu_acceptance.full_cells(), *(cell for _, cell in gpu_acceptance.sync_runs(quick=False))]
+    # one per method and SANM variant, with every speed option (the precisions' values: test_acceleration.py)
+    distinct = {(c.method, c.sanm, c.recipe): gpu_acceptance.Cell(c.method, c.sanm, c.recipe, "fp16", True, "true")
+                for c in runs}
+    for cell in distinct.values():
+        cfg = epoch_time.compose_run(cell.method, [*gpu_acceptance.common_overrides(device), *cell.overrides()])
+        assert (cfg.trainer.precision, cfg.trainer.compile, cfg.device) == ("fp16", True, "cuda"), cell
+        assert (cfg.get("sanm") is None) == (cell.sanm == "off"), cell
+    for variant in gpu_acceptance.TIMED:
+        method, overrides = epoch_time.VARIANTS[variant]
+        epoch_time.compose_run(method, overrides)
 
 
 def test_a_cell_is_the_command_line_a_user_types():
