@@ -313,7 +313,8 @@ def run_timing(device: torch.device, args: argparse.Namespace, workdir: Path) ->
 
 def timing_table(rows: list[dict], notes: list[str], header: str) -> str:
     lines = [header, "", epoch_time.TABLE_HEADER, *map(epoch_time.table_row, rows), "",
-             "Views: the epoch's augmentation and normalisation (CUDA events around each call); the rest of the "
+             "Views: the epoch's augmentation and normalisation (CUDA events around each call; on CPU the host "
+             "clock); the rest of the "
              "main epoch is compute (forwards, backwards, masking, the GMM). The 300-epoch projection counts "
              "DivideMix's 10 warm-up epochs at the warm-up rate and a test pass per epoch.",
              *epoch_time.ratio_lines(rows), *notes]
@@ -349,7 +350,8 @@ def describe_machine(device: torch.device) -> str:
         count = torch.cuda.device_count()
         name = torch.cuda.get_device_name(device)
         return f"{count} x {name}, CUDA {torch.version.cuda}" if count > 1 else f"{name}, CUDA {torch.version.cuda}"
-    return f"CPU ({platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"CPU ({platform.machine()}, {os.cpu_count()} cores, {threads} thread{'s' * (threads != 1)})"
 
 
 @dataclasses.dataclass
