@@ -120,8 +120,9 @@ class Outcome:
         return self.status.startswith("FAILED")
 
 
-def run_process(command: list[str], run_dir: Path, timeout: float, env: dict) -> Outcome:
-    """Run `command` (a training run writing to `run_dir`) and judge it by what the run wrote."""
+def run_process(command: list[str], root: Path, timeout: float, env: dict) -> Outcome:
+    """Run `command` (a training run given `output_root=<root>`: Hydra's run directory, and its .hydra, under
+    `root`, as for a user) and judge it by what the run wrote."""
     start = time.perf_counter()
     try:
         done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
@@ -131,15 +132,16 @@ def run_process(command: list[str], run_dir: Path, timeout: float, env: dict) ->
     if done.returncode != 0:
         lines = [line for line in (done.stderr or done.stdout).splitlines() if line.strip()]
         return Outcome(f"FAILED: exit {done.returncode}: {_one_line(lines[-1] if lines else '')}", seconds=seconds)
-    return Outcome(*judge_run(run_dir), seconds=seconds)
+    return Outcome(*judge_run(root), seconds=seconds)
 
 
-def judge_run(run_dir: Path) -> tuple[str, str]:
-    """(status, loss) of a finished run: FAILED when a run under `run_dir` (C2D's SimCLR pre-training included)
-    is not finished or logged a non-finite loss; the loss is the last epoch's total (or first) loss."""
-    runs = sorted(p.parent for p in run_dir.rglob("status.json"))
+def judge_run(root: Path) -> tuple[str, str]:
+    """(status, loss) of a finished run: FAILED when a run under `root` (C2D's SimCLR pre-training, a run inside its
+    run directory, included) is not finished or logged a non-finite loss; the loss is the last epoch's total (or
+    first) loss of the outermost run."""
+    runs = sorted(p.parent for p in root.rglob("status.json"))
     if not runs:
-        return f"FAILED: no run in {run_dir}", ""
+        return f"FAILED: no run in {root}", ""
     for run in runs:
         state = json.loads((run / "status.json").read_text()).get("state")
         if state != "finished":
@@ -160,10 +162,10 @@ def run_cells(cells: list[Cell], device: torch.device, args: argparse.Namespace,
     env = _child_env(args.jobs, device)
 
     def one(cell: Cell) -> Outcome:
-        run_dir = workdir / "cells" / cell.name
+        root = workdir / "cells" / cell.name
         command = [sys.executable, "-m", f"baselines.{cell.method}", *common_overrides(device),
-                   *cell.overrides(), f"run_dir={run_dir}"]
-        outcome = run_process(command, run_dir, args.timeout, env)
+                   *cell.overrides(), f"output_root={root}"]
+        outcome = run_process(command, root, args.timeout, env)
         _progress(f"cell {cell.name}: {outcome.status} ({outcome.seconds:.0f} s)")
         return outcome
 
@@ -238,17 +240,17 @@ def run_torchrun(device: torch.device, args: argparse.Namespace, workdir: Path) 
     common = [*common_overrides(device), *sizes]
     env = _child_env(args.jobs, device)
     methods = torchrun_methods(args.quick)
-    encoder = workdir / "torchrun" / "simclr"
+    simclr = workdir / "torchrun" / "simclr"
     if "c2d" in methods:
-        pre = run_process([sys.executable, "-m", "baselines.pretrain_simclr", *common, f"run_dir={encoder}"],
-                          encoder, args.timeout, env)
+        pre = run_process([sys.executable, "-m", "baselines.pretrain_simclr", *common, f"output_root={simclr}"],
+                          simclr, args.timeout, env)
         if pre.failed:
             methods = [m for m in methods if m != "c2d"]
             _progress(f"torchrun c2d: left out, its SimCLR encoder failed: {pre.status}")
 
     def one(method: str) -> Outcome:
         root = workdir / "torchrun" / method
-        extra = [f"pretrained={encoder / 'encoder.pt'}"] if method == "c2d" else []
+        extra = [f"pretrained={next(simclr.rglob('encoder.pt'))}"] if method == "c2d" else []
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}",
                    "-m", f"baselines.{method}", *common, "+sanm=on", *extra, f"output_root={root}"]
         outcome = run_process(command, root, args.timeout, env)
