@@ -12,46 +12,100 @@ method's own warm-up epochs at the warm-up rate:
 
 The variants run in one process, in turn, so the ratios (SANM(DivideMix) / DivideMix per main epoch) are taken
 under the same machine load. On CPU the defaults are a small subset, fp32, no compile; on CUDA every
-`--precisions` x `--compile` combination is timed (compile's first-epoch compilation is reported apart: the
-warm-up epoch is run twice and the second is the one extrapolated). Figures are printed, never asserted.
+`--precisions` x `--compile` combination is timed (with compile on, each phase and the test pass run twice and
+the second is the one extrapolated; the difference is the compilation, reported apart). Beside each epoch: the
+time its views took (augmentation and normalisation, which run on the device where the images are kept; CUDA
+events around each call, so nothing is added to the step's synchronisations), and on CUDA the peak GPU memory.
+Without the JPEG copy, `--synthetic` times on random CIFAR-10-sized images (50k + 10k, in torchvision's CIFAR
+format), which cost the same per step. Figures are printed, never asserted.
 
     python benchmarks/epoch_time.py                                   # CPU, 256 images, width 64
     python benchmarks/epoch_time.py --device cuda --subset 10000 --precisions 32 bf16 --compile off on
     python benchmarks/epoch_time.py --width 16 --variants ce dividemix   # a quick look
+    python benchmarks/epoch_time.py --synthetic --device cuda --batch 64   # no JPEG copy at hand
 """
 
 from __future__ import annotations
 
 import argparse
+import pickle
 import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
+from typing import Any, Callable
 
+import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
 
-from baselines.common.engine import RunContext, _seed, resolve_device
+from baselines.common.engine import Method, RunContext, _seed, resolve_device
 from baselines.common.trainer import resolve_trainer
-from baselines.registry import BASELINES
+from baselines.registry import METHODS
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-FULL_TRAIN, EPOCHS = 50_000, 300
+FULL_TRAIN, FULL_TEST, EPOCHS = 50_000, 10_000, 300
 VARIANTS = {  # name: (method, overrides)
     "ce": ("ce", []),
     "dividemix": ("dividemix", []),
     "sanm_dividemix_on": ("dividemix", ["+sanm=on"]),
     "sanm_dividemix_official": ("dividemix", ["+sanm=official"]),
+    "sanm_dividemix_official_recipe": ("dividemix", ["+sanm=official", "+recipe=official"]),
 }
 
 
-def compose_variant(method: str, overrides: list[str], args: argparse.Namespace, precision: str,
-                    compile_on: bool) -> object:
-    common = ["dataset=image_folder", f"dataset.root={args.root}", f"dataset.train_subset={args.subset}",
-              "noise=sym_0.5", f"model.width={args.width}", f"device={args.device}", "progress=false",
-              "trainer.epochs=2", "method.warmup_epochs=1", f"trainer.precision={precision}",
-              f"trainer.compile={'true' if compile_on else 'false'}", f"trainer.channels_last={args.channels_last}"]
+def compose_run(method: str, overrides: list[str]) -> Any:
+    """conf/<method>.yaml with `overrides`, composed as `python -m baselines.<method> ...` composes it."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name=method, overrides=[*common, *overrides])
+        return compose(config_name=method, overrides=overrides)
+
+
+def build_method(method: str, overrides: list[str], run_dir: Path) -> Method:
+    """The method as a run builds it before its first epoch (trainer `auto`s resolved, seeded, RunContext, networks);
+    `method.train_epoch(epoch)` under `method.ctx.acceleration.autocast()` is then exactly a run's epoch."""
+    method_cls = METHODS[method]
+    cfg = compose_run(method, overrides)
+    cfg = resolve_trainer(cfg, method_cls.trainer_defaults(cfg))
+    _seed(cfg.seed)
+    return method_cls(RunContext(cfg, run_dir, method_cls))
+
+
+def data_overrides(args: argparse.Namespace) -> list[str]:
+    """The dataset of the timed runs: the CIFAR-10 JPEG copy (--root), or synthetic CIFAR-10 (--synthetic: a folder
+    of torchvision's CIFAR files)."""
+    if args.synthetic:
+        return ["dataset=cifar10", f"dataset.root={args.synthetic}", "dataset.download=false",
+                f"dataset.cache_dir={args.synthetic}"]
+    return ["dataset=image_folder", f"dataset.root={args.root}"]
+
+
+def write_synthetic_cifar10(root: Path, n_train: int = FULL_TRAIN, n_test: int = FULL_TEST, seed: int = 0) -> Path:
+    """Random 32x32 RGB images with balanced labels, as torchvision's `cifar-10-batches-py` files (what
+    `dataset=cifar10 dataset.root=<root>` reads): CIFAR-10's sizes without its download. Returns `root`."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def split(n: int) -> dict:
+        return {"data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),
+                "labels": rng.permutation(np.arange(n) % 10).tolist()}
+
+    train = split(n_train)
+    for i, part in enumerate(np.array_split(np.arange(n_train), 5), start=1):
+        batch = {"data": train["data"][part], "labels": [train["labels"][j] for j in part]}
+        (folder / f"data_batch_{i}").write_bytes(pickle.dumps(batch, protocol=2))
+    (folder / "test_batch").write_bytes(pickle.dumps(split(n_test), protocol=2))
+    meta = {"label_names": [f"class_{k}" for k in range(10)], "num_cases_per_batch": 10000}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+    return root
+
+
+def variant_overrides(args: argparse.Namespace, precision: str, compile_on: bool) -> list[str]:
+    subset = [f"dataset.train_subset={args.subset}"] if args.subset else []
+    batch = [f"trainer.batch_size={args.batch}"] if args.batch else []
+    return [*data_overrides(args), *subset, *batch, "noise=sym_0.5", f"model.width={args.width}",
+            f"device={args.device}", "progress=false", "tensorboard=false", "trainer.epochs=2",
+            "method.warmup_epochs=1", f"trainer.precision={precision}",
+            f"trainer.compile={'true' if compile_on else 'false'}", f"trainer.channels_last={args.channels_last}"]
 
 
 def sync(device: torch.device) -> None:
@@ -59,61 +113,154 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+class ViewClock:
+    """Sums the time of the calls that make a run's views (its `augment`, and a method's own presets: DivideMix's
+    warm-up and MixMatch views). On CUDA a pair of events around each call, read after the epoch, so the clock adds
+    no host synchronisation; on CPU the host clock."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.events: list[tuple[Any, Any]] = []
+        self.host_seconds = 0.0
+
+    def watch(self, method: Method) -> None:
+        ctx = method.ctx
+        ctx.augment = self._timed(ctx.augment)
+        if getattr(method, "warmup_augment", None) is not None:
+            method.warmup_augment = self._timed(method.warmup_augment)
+        if getattr(method, "mix_augments", None):
+            method.mix_augments = [self._timed(view) for view in method.mix_augments]
+
+    def _timed(self, views: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        def timed(*args: Any, **kwargs: Any) -> torch.Tensor:
+            if self.device.type != "cuda":
+                start = time.perf_counter()
+                out = views(*args, **kwargs)
+                self.host_seconds += time.perf_counter() - start
+                return out
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            out = views(*args, **kwargs)
+            end.record()
+            self.events.append((start, end))
+            return out
+
+        return timed
+
+    def take(self) -> float:
+        """Seconds since the last take (call after `sync`)."""
+        seconds = self.host_seconds + sum(start.elapsed_time(end) for start, end in self.events) / 1000
+        self.events, self.host_seconds = [], 0.0
+        return seconds
+
+
+def data_placement(method: Method) -> str:
+    """Where the training images live and where their views are made, for the timing tables."""
+    ctx = method.ctx
+    images = ctx.train_images
+    where = f"{getattr(images, 'device', 'host')}"
+    size = f"{images.numel() / 2**20:.0f} MB" if isinstance(images, torch.Tensor) else "streamed"
+    policies = " (AutoAugment / RandAugment ops drawn on the host)" if getattr(method, "mix_augments", None) else ""
+    return (f"training images: {ctx.num_train} x {list(ctx.image_shape)} uint8 on {where} ({size}); views cropped, "
+            f"flipped and normalised there in whole batches{policies}")
+
+
 def time_variant(name: str, args: argparse.Namespace, precision: str, compile_on: bool) -> dict:
     method_name, overrides = VARIANTS[name]
-    method_cls = BASELINES[method_name]
-    cfg = compose_variant(method_name, overrides, args, precision, compile_on)
-    reference_warmup = method_cls.resolve_warmup(_default_warmup_cfg(method_name))
-    cfg = resolve_trainer(cfg, method_cls.trainer_defaults(cfg))
-    _seed(cfg.seed)
+    reference_warmup = METHODS[method_name].resolve_warmup(_default_warmup_cfg(method_name, overrides))
+    if compile_on:  # this variant's own compilation, not graphs an earlier variant left in the cache
+        torch._dynamo.reset()
+    device = resolve_device(args.device)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
     with TemporaryDirectory() as run_dir:
-        ctx = RunContext(cfg, Path(run_dir), method_cls)
-        method = method_cls(ctx)
-        timings = {}
-        phases = [("compile", 0)] if compile_on else []
-        for phase, epoch in [*phases, ("warmup", 0), ("main", 1)]:
-            sync(ctx.device)
-            start = time.perf_counter()
-            with ctx.acceleration.autocast():
-                method.train_epoch(epoch)
-            sync(ctx.device)
-            timings[phase] = time.perf_counter() - start
+        method = build_method(method_name, [*variant_overrides(args, precision, compile_on), *overrides], Path(run_dir))
+        ctx = method.ctx
+        clock = ViewClock(ctx.device)
+        clock.watch(method)
+        timings, views = {}, {}
+        rounds = ("first", "") if compile_on else ("",)  # compiled: the first round of each phase compiles
+        for phase, epoch in (("warmup", 0), ("main", 1)):
+            for round_ in rounds:
+                sync(ctx.device)
+                start = time.perf_counter()
+                with ctx.acceleration.autocast():
+                    method.train_epoch(epoch)
+                sync(ctx.device)
+                timings[phase + round_] = time.perf_counter() - start
+                views[phase + round_] = clock.take()
         for net in method.networks.values():
             net.model.eval()
-        start = time.perf_counter()
-        ctx.test_accuracy(method.predict)
-        sync(ctx.device)
-        timings["test"] = time.perf_counter() - start
-    scale = FULL_TRAIN / ctx.num_train
-    warm_epoch, main_epoch = timings["warmup"] * scale, timings["main"] * scale
-    projected = reference_warmup * warm_epoch + (EPOCHS - reference_warmup) * main_epoch + EPOCHS * timings["test"]
+        for round_ in rounds:
+            start = time.perf_counter()
+            ctx.test_accuracy(method.predict)
+            sync(ctx.device)
+            timings["test" + round_] = time.perf_counter() - start
+        placement = data_placement(method)
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    scale, test_scale = FULL_TRAIN / ctx.num_train, FULL_TEST / max(len(ctx.test_labels), 1)
+    warm_epoch, main_epoch, test = timings["warmup"] * scale, timings["main"] * scale, timings["test"] * test_scale
+    projected = reference_warmup * warm_epoch + (EPOCHS - reference_warmup) * main_epoch + EPOCHS * test
+    compile_extra = sum(timings[k + "first"] - timings[k] for k in ("warmup", "main", "test")) if compile_on else 0.0
     return {"variant": name, "precision": ctx.acceleration.precision, "compile": compile_on,
-            "warmup_epoch": warm_epoch, "main_epoch": main_epoch, "test": timings["test"],
-            "compile_extra": timings.get("compile", 0.0) - timings["warmup"] if compile_on else 0.0,
-            "warmup_epochs": reference_warmup, "projected_h": projected / 3600}
+            "warmup_epoch": warm_epoch, "main_epoch": main_epoch, "test": test,
+            "warmup_views": views["warmup"] * scale, "main_views": views["main"] * scale,
+            "compile_extra": compile_extra, "peak_gb": None if peak is None else peak / 2**30,
+            "warmup_epochs": reference_warmup, "projected_h": projected / 3600, "timed_images": ctx.num_train,
+            "placement": placement}
 
 
-def _default_warmup_cfg(method: str):
+TABLE_HEADER = ("| variant | precision | compile | warm-up epoch (s) | main epoch (s) | its views (s) | test pass (s) "
+                "| compile extra (s) | peak GPU memory (GB) | warm-up epochs | projected 300 epochs (h) |\n"
+                "|---|---|---|---|---|---|---|---|---|---|---|")
+
+
+def table_row(r: dict) -> str:
+    """One timed variant as a row under TABLE_HEADER; the main epoch's compute is its time less its views'."""
+    peak = "-" if r["peak_gb"] is None else f"{r['peak_gb']:.2f}"
+    return (f"| {r['variant']} | {r['precision']} | {'on' if r['compile'] else 'off'} | {r['warmup_epoch']:.1f} | "
+            f"{r['main_epoch']:.1f} | {r['main_views']:.1f} | {r['test']:.1f} | {r['compile_extra']:.1f} | {peak} | "
+            f"{r['warmup_epochs']} | {r['projected_h']:.2f} |")
+
+
+def ratio_lines(rows: list[dict]) -> list[str]:
+    """SANM(DivideMix) / DivideMix per main epoch, for each precision and compile setting timed."""
+    lines = []
+    for precision, compiled in dict.fromkeys((r["precision"], r["compile"]) for r in rows):
+        group = {r["variant"]: r for r in rows if (r["precision"], r["compile"]) == (precision, compiled)}
+        base = group.get("dividemix")
+        for variant in VARIANTS:
+            if base and variant.startswith("sanm_dividemix") and variant in group:
+                setting = f"{precision}, compile {'on' if compiled else 'off'}"
+                lines.append(f"{variant} / dividemix per main epoch ({setting}): "
+                             f"{group[variant]['main_epoch'] / base['main_epoch']:.2f}x")
+    return lines
+
+
+def _default_warmup_cfg(method: str, overrides: list[str]):
     """The method's config for CIFAR-10 as a user would run it (its own warm-up length)."""
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name=method, overrides=["dataset=cifar10", "noise=sym_0.5"])
+    return compose_run(method, ["dataset=cifar10", "noise=sym_0.5", *overrides])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", default=str(Path.home() / ".cache" / "sanm_plugin" / "cifar10-jpg"),
                         help="the CIFAR-10 JPEG copy (train/<class>/, test/<class>/)")
+    parser.add_argument("--synthetic", action="store_true", help="random CIFAR-10-sized images instead of --root")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--subset", type=int, default=None, help="training images timed (CPU 256, CUDA 10000)")
     parser.add_argument("--width", type=int, default=64)
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--batch", type=int, default=None, help="trainer.batch_size (default: each method's own)")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS)[:4], choices=list(VARIANTS))
     parser.add_argument("--precisions", nargs="+", default=None, help="CPU: 32; CUDA: 32 bf16")
     parser.add_argument("--compile", nargs="+", default=None, choices=["off", "on"], help="CPU: off; CUDA: off on")
     parser.add_argument("--channels-last", default="false", choices=["true", "false"])
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
-    if not (Path(args.root) / "train").is_dir():
-        parser.error(f"{args.root} has no train/ folder: unpack the CIFAR-10 JPEG copy there, or give --root")
+    if not args.synthetic and not (Path(args.root) / "train").is_dir():
+        parser.error(f"{args.root} has no train/ folder: unpack the CIFAR-10 JPEG copy there, give --root, or "
+                     "time on random images with --synthetic")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -123,31 +270,18 @@ def main() -> None:
     precisions = args.precisions or (["32", "bf16"] if cuda else ["32"])
     compiles = [c == "on" for c in (args.compile or (["off", "on"] if cuda else ["off"]))]
     name = torch.cuda.get_device_name(device) if cuda else f"CPU, {torch.get_num_threads()} threads"
-    print(f"{name}; torch {torch.__version__}; {args.subset} of 50k CIFAR-10 JPEG training images timed, width "
-          f"{args.width}, channels_last {args.channels_last}; extrapolated to 50k images and {EPOCHS} epochs\n")
-    rows = [time_variant(v, args, p, c) for p in precisions for c in compiles for v in args.variants]
-    print("| variant | precision | compile | warm-up epoch (s) | main epoch (s) | test pass (s) | compile extra (s) "
-          "| warm-up epochs | projected 300 epochs (h) |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['variant']} | {r['precision']} | {'on' if r['compile'] else 'off'} | {r['warmup_epoch']:.1f} | "
-              f"{r['main_epoch']:.1f} | {r['test']:.1f} | {r['compile_extra']:.1f} | {r['warmup_epochs']} | "
-              f"{r['projected_h']:.2f} |")
+    with TemporaryDirectory() as synthetic:
+        args.synthetic = write_synthetic_cifar10(Path(synthetic)) if args.synthetic else None
+        source = "synthetic CIFAR-10" if args.synthetic else "CIFAR-10 JPEG"
+        print(f"{name}; torch {torch.__version__}; {args.subset} of 50k {source} training images timed, width "
+              f"{args.width}, channels_last {args.channels_last}; extrapolated to 50k images and {EPOCHS} epochs\n")
+        rows = [time_variant(v, args, p, c) for p in precisions for c in compiles for v in args.variants]
+    print(rows[0]["placement"] + "\n")
+    print(TABLE_HEADER)
+    for row in rows:
+        print(table_row(row))
     print()
-    for p in precisions:
-        for c in compiles:
-            group = {r["variant"]: r for r in rows if r["precision"] == resolve_name(p, device) and r["compile"] == c}
-            base = group.get("dividemix")
-            for variant in ("sanm_dividemix_on", "sanm_dividemix_official"):
-                if base and variant in group:
-                    print(f"{variant} / dividemix per main epoch ({p}, compile {'on' if c else 'off'}): "
-                          f"{group[variant]['main_epoch'] / base['main_epoch']:.2f}x")
-
-
-def resolve_name(precision: str, device: torch.device) -> str:
-    from baselines.common.acceleration import resolve_precision
-
-    return resolve_precision(precision, device)
+    print("\n".join(ratio_lines(rows)))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ is left out: it needs an RGB->HSV round trip per pixel for little effect on 32x3
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Sequence
 
 import torch
@@ -17,11 +18,17 @@ import torch.nn.functional as F
 _GRAY = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as torchvision's rgb_to_grayscale
 
 
+@lru_cache(maxsize=8)
+def _gray_weights(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """[1, 3, 1, 1] luma weights, built once per device: building them per batch is a blocking copy, a host sync
+    on a GPU (benchmarks/gpu_acceptance.py checks the steps for those)."""
+    return torch.tensor(_GRAY, device=device, dtype=dtype).view(1, 3, 1, 1)
+
+
 def _grayscale(images: torch.Tensor) -> torch.Tensor:
     if images.shape[1] != 3:
         return images
-    weights = images.new_tensor(_GRAY).view(1, 3, 1, 1)
-    return (images * weights).sum(dim=1, keepdim=True).expand_as(images)
+    return (images * _gray_weights(images.device, images.dtype)).sum(dim=1, keepdim=True).expand_as(images)
 
 
 class SimCLRViews:
@@ -40,7 +47,9 @@ class SimCLRViews:
         x = self._color_jitter(x)
         gray = torch.rand(b, 1, 1, 1, device=device) < self.gray_p
         x = torch.where(gray, _grayscale(x), x)
-        return (x - self.mean.to(device)) / self.std.to(device)
+        if self.mean.device != device:  # moved once, not every batch (a blocking copy: a host sync on a GPU)
+            self.mean, self.std = self.mean.to(device), self.std.to(device)
+        return (x - self.mean) / self.std
 
     def _crop_grid(self, batch: int, size: tuple[int, int], device: torch.device) -> torch.Tensor:
         """Affine grids of RandomResizedCrop: area in [min_scale, 1], log-uniform aspect in [3/4, 4/3], flip."""
@@ -83,5 +92,5 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
     n = z1.shape[0]
     logits = z @ z.T / temperature
     logits.fill_diagonal_(float("-inf"))  # a view is not its own negative
-    partner = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+    partner = torch.arange(2 * n, device=z.device).roll(n)  # n..2n-1, 0..n-1, made on the device (no copy)
     return F.cross_entropy(logits, partner)

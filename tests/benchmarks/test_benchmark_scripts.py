@@ -118,8 +118,27 @@ def test_epoch_time_benchmark_prints_every_variant_and_the_ratios(tmp_path):
     stdout = _run(tmp_path, "benchmarks/epoch_time.py", "--root", str(folder), "--subset", "24", "--width", "4",
                   "--threads", "1", "--device", "cpu")
     for variant in ("ce", "dividemix", "sanm_dividemix_on", "sanm_dividemix_official"):
-        assert re.search(rf"^\| {variant} \| 32 \| off \|( [\d.]+ \|){{4}} \d+ \| [\d.]+ \|$", stdout, flags=re.M), stdout
+        # warm-up, main epoch, its views, test pass, compile extra; no GPU memory on CPU
+        assert re.search(rf"^\| {variant} \| 32 \| off \|( [\d.]+ \|){{5}} - \| \d+ \| [\d.]+ \|$", stdout,
+                         flags=re.M), stdout
     assert re.search(r"sanm_dividemix_on / dividemix per main epoch \(32, compile off\): [\d.]+x", stdout), stdout
+
+
+@pytest.mark.slow
+def test_gpu_acceptance_quick_mode_runs_every_section_on_cpu_and_writes_its_report(tmp_path):
+    report = tmp_path / "acceptance.md"
+    stdout = _run(tmp_path, "benchmarks/gpu_acceptance.py", "--device", "cpu", "--quick", "--output", str(report))
+    assert report.read_text() in stdout  # --output holds the printed report
+    row = r"^\| (\w+) \| (\w+) \| (\w+) \| 32 \| (true|false) \| (\w+) \| ok \| loss/\S+ [\d.]+ \| \d+ \|$"
+    cells = re.findall(row, stdout, flags=re.M)
+    assert cells == [("ce", "on", "paper", "true", "eager"), ("c2d", "official", "official", "false", "false")], stdout
+    # the sync check's epochs ran; the debug mode itself is CUDA's, so it says skipped, never ok
+    assert re.search(r"^\| ce \+sanm=on \| 32 \| skipped: CPU: .*finite losses \| - \| - \|$", stdout, flags=re.M)
+    assert re.search(r"^\| ce \+sanm=on \| 2 \| ok \| loss/total [\d.]+ \| \d+ \|$", stdout, flags=re.M), stdout
+    for variant in ("dividemix", "sanm_dividemix_on", "sanm_dividemix_official_recipe"):
+        assert re.search(rf"^\| {variant} \| 32 \| off \|( [\d.]+ \|){{5}} - \| 10 \| [\d.]+ \|$", stdout,
+                         flags=re.M), stdout
+    assert "skipped on CPU: bf16 and fp16" in stdout and stdout.rstrip().endswith("all passed.")
 
 
 @pytest.mark.slow
