@@ -23,11 +23,14 @@ format), which cost the same per step. Figures are printed, never asserted.
     python benchmarks/epoch_time.py --device cuda --subset 10000 --precisions 32 bf16 --compile off on
     python benchmarks/epoch_time.py --width 16 --variants ce dividemix   # a quick look
     python benchmarks/epoch_time.py --synthetic --device cuda --batch 64   # no JPEG copy at hand
+    python benchmarks/epoch_time.py --device cpu --width 16 --batch 64 --variants ce sanm_ce_on dividemix \
+        --compile off on --channels-last false true --threads 1 2   # which CPU options pay (issue 43)
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import pickle
 import time
 from pathlib import Path
@@ -46,11 +49,13 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 FULL_TRAIN, FULL_TEST, EPOCHS = 50_000, 10_000, 300
 VARIANTS = {  # name: (method, overrides)
     "ce": ("ce", []),
+    "sanm_ce_on": ("ce", ["+sanm=on"]),
     "dividemix": ("dividemix", []),
     "sanm_dividemix_on": ("dividemix", ["+sanm=on"]),
     "sanm_dividemix_official": ("dividemix", ["+sanm=official"]),
     "sanm_dividemix_official_recipe": ("dividemix", ["+sanm=official", "+recipe=official"]),
 }
+DEFAULT_VARIANTS = ["ce", "dividemix", "sanm_dividemix_on", "sanm_dividemix_official"]
 
 
 def compose_run(method: str, overrides: list[str]) -> Any:
@@ -204,6 +209,7 @@ def time_variant(name: str, args: argparse.Namespace, precision: str, compile_on
     projected = reference_warmup * warm_epoch + (EPOCHS - reference_warmup) * main_epoch + EPOCHS * test
     compile_extra = sum(timings[k + "first"] - timings[k] for k in ("warmup", "main", "test")) if compile_on else 0.0
     return {"variant": name, "precision": ctx.acceleration.precision, "compile": compile_on,
+            "channels_last": str(args.channels_last).lower() == "true", "threads": torch.get_num_threads(),
             "warmup_epoch": warm_epoch, "main_epoch": main_epoch, "test": test,
             "warmup_views": views["warmup"] * scale, "main_views": views["main"] * scale,
             "compile_extra": compile_extra, "peak_gb": None if peak is None else peak / 2**30,
@@ -216,10 +222,17 @@ TABLE_HEADER = ("| variant | precision | compile | warm-up epoch (s) | main epoc
                 "|---|---|---|---|---|---|---|---|---|---|---|")
 
 
-def table_row(r: dict) -> str:
-    """One timed variant as a row under TABLE_HEADER; the main epoch's compute is its time less its views'."""
+def setting(r: dict) -> str:
+    """The CPU options a row was timed under, for tables that compare them."""
+    return f"channels_last {'on' if r['channels_last'] else 'off'}, {r['threads']} thread{'s' * (r['threads'] > 1)}"
+
+
+def table_row(r: dict, with_setting: bool = False) -> str:
+    """One timed variant as a row under TABLE_HEADER; the main epoch's compute is its time less its views'.
+    `with_setting` names the channels_last / thread setting beside the variant (when several were timed)."""
     peak = "-" if r["peak_gb"] is None else f"{r['peak_gb']:.2f}"
-    return (f"| {r['variant']} | {r['precision']} | {'on' if r['compile'] else 'off'} | {r['warmup_epoch']:.1f} | "
+    variant = f"{r['variant']} ({setting(r)})" if with_setting else r["variant"]
+    return (f"| {variant} | {r['precision']} | {'on' if r['compile'] else 'off'} | {r['warmup_epoch']:.1f} | "
             f"{r['main_epoch']:.1f} | {r['main_views']:.1f} | {r['test']:.1f} | {r['compile_extra']:.1f} | {peak} | "
             f"{r['warmup_epochs']} | {r['projected_h']:.2f} |")
 
@@ -227,14 +240,32 @@ def table_row(r: dict) -> str:
 def ratio_lines(rows: list[dict]) -> list[str]:
     """SANM(DivideMix) / DivideMix per main epoch, for each precision and compile setting timed."""
     lines = []
-    for precision, compiled in dict.fromkeys((r["precision"], r["compile"]) for r in rows):
-        group = {r["variant"]: r for r in rows if (r["precision"], r["compile"]) == (precision, compiled)}
+    keys = dict.fromkeys((r["precision"], r["compile"], r["channels_last"], r["threads"]) for r in rows)
+    several = len({key[2:] for key in keys}) > 1
+    for precision, compiled, channels_last, threads in keys:
+        group = {r["variant"]: r for r in rows
+                 if (r["precision"], r["compile"], r["channels_last"], r["threads"]) == (precision, compiled,
+                                                                                          channels_last, threads)}
         base = group.get("dividemix")
         for variant in VARIANTS:
             if base and variant.startswith("sanm_dividemix") and variant in group:
-                setting = f"{precision}, compile {'on' if compiled else 'off'}"
-                lines.append(f"{variant} / dividemix per main epoch ({setting}): "
+                label = f"{precision}, compile {'on' if compiled else 'off'}" + (f", {setting(base)}" if several else "")
+                lines.append(f"{variant} / dividemix per main epoch ({label}): "
                              f"{group[variant]['main_epoch'] / base['main_epoch']:.2f}x")
+    return lines
+
+
+def speedup_lines(rows: list[dict]) -> list[str]:
+    """Each variant's main epoch under every other setting against its first one (the order of the flags: by
+    default channels_last off, compile off, the first thread count): how much a CPU option buys."""
+    lines = []
+    for variant in dict.fromkeys(r["variant"] for r in rows):
+        timed = [r for r in rows if r["variant"] == variant]
+        base = timed[0]
+        for r in timed[1:]:
+            lines.append(f"{variant}: compile {'on' if r['compile'] else 'off'}, {setting(r)} against compile "
+                         f"{'on' if base['compile'] else 'off'}, {setting(base)}: main epoch "
+                         f"{base['main_epoch'] / r['main_epoch']:.2f}x as fast")
     return lines
 
 
@@ -252,36 +283,48 @@ def main() -> None:
     parser.add_argument("--subset", type=int, default=None, help="training images timed (CPU 256, CUDA 10000)")
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--batch", type=int, default=None, help="trainer.batch_size (default: each method's own)")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS)[:4], choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, choices=list(VARIANTS))
     parser.add_argument("--precisions", nargs="+", default=None, help="CPU: 32; CUDA: 32 bf16")
     parser.add_argument("--compile", nargs="+", default=None, choices=["off", "on"], help="CPU: off; CUDA: off on")
-    parser.add_argument("--channels-last", default="false", choices=["true", "false"])
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--channels-last", nargs="+", default=["false"], choices=["true", "false"],
+                        help="several: each is timed, and the speed-up of each setting printed")
+    parser.add_argument("--threads", nargs="+", type=int, default=None,
+                        help="torch threads; several: each is timed, and the speed-up printed")
     args = parser.parse_args()
     if not args.synthetic and not (Path(args.root) / "train").is_dir():
         parser.error(f"{args.root} has no train/ folder: unpack the CIFAR-10 JPEG copy there, give --root, or "
                      "time on random images with --synthetic")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     args.device = str(device)
     cuda = device.type == "cuda"
     args.subset = args.subset or (10_000 if cuda else 256)
     precisions = args.precisions or (["32", "bf16"] if cuda else ["32"])
     compiles = [c == "on" for c in (args.compile or (["off", "on"] if cuda else ["off"]))]
-    name = torch.cuda.get_device_name(device) if cuda else f"CPU, {torch.get_num_threads()} threads"
+    thread_counts = args.threads or [torch.get_num_threads()]
+    layouts = list(dict.fromkeys(args.channels_last))
+    several = len(thread_counts) * len(layouts) * len(compiles) > 1
+    name = torch.cuda.get_device_name(device) if cuda else f"CPU ({os.cpu_count()} cores)"
     with TemporaryDirectory() as synthetic:
         args.synthetic = write_synthetic_cifar10(Path(synthetic)) if args.synthetic else None
         source = "synthetic CIFAR-10" if args.synthetic else "CIFAR-10 JPEG"
         print(f"{name}; torch {torch.__version__}; {args.subset} of 50k {source} training images timed, width "
-              f"{args.width}, channels_last {args.channels_last}; extrapolated to 50k images and {EPOCHS} epochs\n")
-        rows = [time_variant(v, args, p, c) for p in precisions for c in compiles for v in args.variants]
+              f"{args.width}; extrapolated to 50k images and {EPOCHS} epochs\n")
+        rows = []
+        for precision in precisions:  # a variant's settings back to back, so each speed-up is taken under one load
+            for variant in args.variants:
+                for compiled in compiles:
+                    for threads in thread_counts:
+                        torch.set_num_threads(threads)
+                        for layout in layouts:
+                            args.channels_last = layout
+                            rows.append(time_variant(variant, args, precision, compiled))
     print(rows[0]["placement"] + "\n")
     print(TABLE_HEADER)
+    settings = len({(r["channels_last"], r["threads"]) for r in rows}) > 1
     for row in rows:
-        print(table_row(row))
+        print(table_row(row, with_setting=settings))
     print()
-    print("\n".join(ratio_lines(rows)))
+    print("\n".join(ratio_lines(rows) + (speedup_lines(rows) if several else [])))
 
 
 if __name__ == "__main__":

@@ -116,12 +116,16 @@ def test_epoch_time_benchmark_prints_every_variant_and_the_ratios(tmp_path):
     folder = tmp_path / "jpg"
     write_image_folder(folder, ["cat", "dog", "eel"], n_per_class=12, fmt="jpg")
     stdout = _run(tmp_path, "benchmarks/epoch_time.py", "--root", str(folder), "--subset", "24", "--width", "4",
-                  "--threads", "1", "--device", "cpu")
+                  "--threads", "1", "2", "--device", "cpu")
     for variant in ("ce", "dividemix", "sanm_dividemix_on", "sanm_dividemix_official"):
-        # warm-up, main epoch, its views, test pass, compile extra; no GPU memory on CPU
-        assert re.search(rf"^\| {variant} \| 32 \| off \|( [\d.]+ \|){{5}} - \| \d+ \| [\d.]+ \|$", stdout,
-                         flags=re.M), stdout
-    assert re.search(r"sanm_dividemix_on / dividemix per main epoch \(32, compile off\): [\d.]+x", stdout), stdout
+        for threads in ("1 thread", "2 threads"):  # each setting timed: warm-up, main epoch, its views, test pass,
+            # compile extra; no GPU memory on CPU
+            assert re.search(rf"^\| {variant} \(channels_last off, {threads}\) \| 32 \| off \|( [\d.]+ \|){{5}} - "
+                             rf"\| \d+ \| [\d.]+ \|$", stdout, flags=re.M), stdout
+        assert re.search(rf"^{variant}: compile off, channels_last off, 2 threads against compile off, channels_last "
+                         rf"off, 1 thread: main epoch [\d.]+x as fast$", stdout, flags=re.M), stdout
+    assert re.search(r"sanm_dividemix_on / dividemix per main epoch \(32, compile off, channels_last off, "
+                     r"1 thread\): [\d.]+x", stdout), stdout
 
 
 @pytest.mark.slow
