@@ -660,6 +660,18 @@ def compare_sanm_step(official: Official, workdir: Path, batch: int, seed: int) 
     return rows + _paper_preset_rows(official, workdir, inputs, draws, seed)
 
 
+def mixmatch_rows(part: str, ours: dict, theirs: dict) -> list["Row"]:
+    """The MixMatch step's quantities after the mixed batch, the same in DivideMix's step and SANM(DivideMix)'s."""
+    return [
+        Row(part, "mixed targets", ours["mix"][1], theirs["mixed_target"]),
+        Row(part, "L_x", ours["out"]["loss/x"], theirs["Lx"]),
+        Row(part, "L_u", ours["out"]["loss/u"], theirs["Lu"]),
+        Row(part, "ramp: lambda_u(t)", ours["lambda_u"], theirs["lamb"]),
+        Row(part, "prior penalty", ours["out"]["loss/prior"], theirs["penalty"]),
+        Row(part, "loss", ours["loss"], theirs["loss"]),
+    ]
+
+
 def sanm_step_rows(part: str, ours: dict, theirs: dict, gradients: str, only: tuple = ()) -> list[Row]:
     """The rows of one SANM(DivideMix) step, from what each side computed (run_our_step, run_official_step)."""
     n = len(theirs["inputs_erase"])
@@ -683,12 +695,7 @@ def sanm_step_rows(part: str, ours: dict, theirs: dict, gradients: str, only: tu
         Row(part, "reconstruction term (0.02 x both MSEs)", ours["out"]["loss/reconstruction"],
             0.02 * theirs["Lrecon"]),
         Row(part, "mixed batch (12B rows)", ours["mix"][0], theirs["mixed_input"]),
-        Row(part, "mixed targets", ours["mix"][1], theirs["mixed_target"]),
-        Row(part, "L_x", ours["out"]["loss/x"], theirs["Lx"]),
-        Row(part, "L_u", ours["out"]["loss/u"], theirs["Lu"]),
-        Row(part, "ramp: lambda_u(t)", ours["lambda_u"], theirs["lamb"]),
-        Row(part, "prior penalty", ours["out"]["loss/prior"], theirs["penalty"]),
-        Row(part, "loss", ours["loss"], theirs["loss"]),
+        *mixmatch_rows(part, ours, theirs),
         Row(part, gradients, ours["grads"], theirs["grads"]),
     ]
     return [row for row in rows if not only or any(row.quantity.startswith(q) for q in only)]
@@ -786,12 +793,7 @@ def compare_dividemix_step(official: Official, workdir: Path, batch: int, seed: 
         Row(part, "targets (labeled): co-refined, sharpened", ours["sharpened"][0], theirs["targets_x"]),
         Row(part, "targets (unlabeled): co-guessed, sharpened", ours["sharpened"][1], theirs["targets_u"]),
         Row(part, "mixed batch (4B rows)", ours["mix"][0], theirs["mixed_input"]),
-        Row(part, "mixed targets", ours["mix"][1], theirs["mixed_target"]),
-        Row(part, "L_x", ours["out"]["loss/x"], theirs["Lx"]),
-        Row(part, "L_u", ours["out"]["loss/u"], theirs["Lu"]),
-        Row(part, "ramp: lambda_u(t)", ours["lambda_u"], theirs["lamb"]),
-        Row(part, "prior penalty", ours["out"]["loss/prior"], theirs["penalty"]),
-        Row(part, "loss", ours["loss"], theirs["loss"]),
+        *mixmatch_rows(part, ours, theirs),
         Row(part, "gradients (PreAct ResNet-18)", ours["grads"], theirs["grads"],
             "their network and ours, the same weights (DivideMix's PreResNet.py)"),
     ]
