@@ -323,6 +323,14 @@ def _box(axis: Any, box: np.ndarray, color: str) -> None:
                                  linewidth=1.5, clip_on=False))
 
 
+def _show_map(axis: Any, snap: dict, row: int) -> None:
+    """A gallery image with its class activation map and SANM's peak (red) and trough (blue) boxes."""
+    _show(axis, snap["gallery_images"][row])
+    axis.imshow(snap["gallery_cam"][row].astype(float), cmap="jet", alpha=0.4, vmin=0, vmax=1)
+    _box(axis, snap["gallery_peak_box"][row], "red")
+    _box(axis, snap["gallery_trough_box"][row], "blue")
+
+
 def plot_gallery(run: RunFiles) -> Optional[Figure]:
     snaps = [s for s in run.snapshots if "gallery_images" in s]
     if not snaps:
@@ -338,10 +346,7 @@ def plot_gallery(run: RunFiles) -> Optional[Figure]:
                                 fontsize=8, color=RIGHT if label == true else WRONG)
         for column, snap in enumerate(snaps):
             axis = axes[row, column]
-            _show(axis, snap["gallery_images"][row])
-            axis.imshow(snap["gallery_cam"][row].astype(float), cmap="jet", alpha=0.4, vmin=0, vmax=1)
-            _box(axis, snap["gallery_peak_box"][row], "red")
-            _box(axis, snap["gallery_trough_box"][row], "blue")
+            _show_map(axis, snap, row)
             predicted = names[int(snap["gallery_predicted"][row])]
             axis.set_title(f"ep {int(snap['epoch'])}: G {float(snap['gallery_quality'][row]):.2f}, "
                            f"r {float(snap['gallery_ratio'][row]):.2f}\npred {predicted}", fontsize=7)
@@ -398,10 +403,7 @@ def plot_comparison(base: RunFiles, sanm: RunFiles, images: int = 3) -> Figure:
     names = [str(n) for n in snap["class_names"]]
     for column, row in enumerate(shown, start=1):
         top, bottom = figure.add_subplot(grid[0, column]), figure.add_subplot(grid[1, column])
-        _show(top, snap["gallery_images"][row])
-        top.imshow(snap["gallery_cam"][row].astype(float), cmap="jet", alpha=0.4, vmin=0, vmax=1)
-        _box(top, snap["gallery_peak_box"][row], "red")
-        _box(top, snap["gallery_trough_box"][row], "blue")
+        _show_map(top, snap, row)
         label, true = int(snap["gallery_label"][row]), int(snap["gallery_true_label"][row])
         top.set_title(f"label {names[label]}" + ("" if label == true else f"\n(true {names[true]})")
                       + f"\nG {float(snap['gallery_quality'][row]):.2f}", fontsize=7)
