@@ -66,11 +66,9 @@ def run_dir_of(root, method, noise, sanm):
 def test_smoke_run_writes_the_documented_outputs(tmp_path, method, sanm):
     overrides = ["+experiment=smoke", "noise=sym_0.5", f"output_root={tmp_path}", *([f"+sanm={sanm}"] if sanm else [])]
     run_dir = run_dir_of(tmp_path, method, "sym_0.5", sanm)
-    if sanm is None:  # the command line once per method (Hydra's entry point, .hydra/)
-        cli(method, *overrides)
-        assert (run_dir / ".hydra" / "config.yaml").exists()
-    else:  # the same run in this process: half a subprocess's time is its imports
-        run(_cfg(method, *overrides[1:]), BASELINES[method], run_dir=run_dir)
+    # in this process: half a subprocess's time is its imports (each method's command line, Hydra's entry point, is
+    # a real process in test_resume_after_kill_matches_an_uninterrupted_run)
+    run(_cfg(method, *overrides[1:]), BASELINES[method], run_dir=run_dir)
     records = metrics(run_dir)
     assert [r["epoch"] for r in records] == [1, 2] and all(0 <= r["test_acc"] <= 100 for r in records)
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -201,6 +199,7 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, method):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert len(metrics(killed)) < epochs, "the run finished before it could be killed"
+    assert (killed / ".hydra" / "config.yaml").exists()  # the method's command line, through Hydra's entry point
     with one_torch_thread():
         run(_cfg(method, *args[1:], f"output_root={tmp_path / 'killed'}", "resume=true"), BASELINES[method],
             run_dir=killed)
