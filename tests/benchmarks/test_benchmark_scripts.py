@@ -19,6 +19,18 @@ sys.path.insert(0, str(ROOT / "tests" / "baselines"))
 from fake_data import write_image_folder  # noqa: E402
 
 
+def _train(method, run_dir, *overrides) -> None:
+    """A smoke run of `method` in this process (a subprocess's time is half imports), for a script to read."""
+    from hydra import compose, initialize_config_dir
+
+    from baselines.common.engine import run
+    from baselines.registry import BASELINES
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name=method, overrides=["+experiment=smoke", *overrides])
+    run(cfg, BASELINES[method], run_dir=run_dir)
+
+
 def _run(tmp_path, *args) -> str:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "SANM_CACHE_DIR": str(tmp_path / "cache")}
     # a hang guard only: each script here takes under a minute; 30 minutes outlasts any loaded machine's pass
@@ -187,8 +199,7 @@ def test_streaming_benchmark_prints_throughput_and_the_memory_of_a_long_list(tmp
 @pytest.mark.slow
 def test_codivide_diagnosis_reads_a_dividemix_checkpoint_and_refuses_other_runs(tmp_path):
     run_dir = tmp_path / "dividemix_run"  # with SANM: its group comes back untyped from resolved.yaml
-    _run(tmp_path, "-m", "baselines.dividemix", "+experiment=smoke", "noise=sym_0.5", "+sanm=on", "sanm.beta=0.02",
-         f"run_dir={run_dir}")
+    _train("dividemix", run_dir, "noise=sym_0.5", "+sanm=on", "sanm.beta=0.02")
     stdout = _run(tmp_path, "benchmarks/codivide.py", str(run_dir))
     summary = json.loads((run_dir / "summary.json").read_text())
     right = re.search(r"after epoch 2, ([\d.]+) of 128 labels right", stdout)
@@ -205,7 +216,7 @@ def test_codivide_diagnosis_reads_a_dividemix_checkpoint_and_refuses_other_runs(
     assert stdout.count("labels' loss at quantiles") == 4  # right and wrong, per network
 
     ce_dir = tmp_path / "ce_run"
-    _run(tmp_path, "-m", "baselines.ce", "+experiment=smoke", f"run_dir={ce_dir}")
+    _train("ce", ce_dir)
     out = subprocess.run([sys.executable, "benchmarks/codivide.py", str(ce_dir)], cwd=ROOT, capture_output=True,
                          text=True, timeout=1800)
     assert out.returncode != 0 and "only methods with a co-divide" in out.stderr
