@@ -20,7 +20,11 @@ seed's best and last, their mean, the best-minus-last drop and the share of wron
 whose schedule is not a step one, Co-teaching's linear decay, keeps its own, scaled to the 60 epochs). The
 `sanm_ce_*` rows are the ablations of SANM(CE), one option each on top of `+sanm=on`; `sanm_dividemix_official`
 is SANM(DivideMix) under `+sanm=official`, and `sanm_dividemix_beta002` SANM(DivideMix) with the official
-reconstruction weight alone (`+sanm=on sanm.beta=0.02`).
+reconstruction weight alone (`+sanm=on sanm.beta=0.02`). The `*_official_recipe*` rows run the official pipeline
+(`+recipe=official`, issue 42) with and without SANM's official hooks and the official network's double softmax:
+
+    python benchmarks/cifar10_mini.py --protocol memorisation --seeds 0 --runs dividemix_official_recipe \
+        sanm_dividemix_official_recipe sanm_dividemix_official_recipe_softmax --resume
 
 Below the table, a second one gives each run's test accuracy per seed at every 10th epoch and around each
 lr drop (the epoch rows of benchmarks/RESULTS.md).
@@ -78,6 +82,16 @@ RUNS = {
     "sanm_dividemix_official": ("SANM(DivideMix) +sanm=official", "dividemix", ["+sanm=official"]),
     # the official reconstruction weight alone, on top of +sanm=on: does beta 1 cost DivideMix its accuracy?
     "sanm_dividemix_beta002": ("SANM(DivideMix) beta 0.02", "dividemix", ["+sanm=on", "sanm.beta=0.02"]),
+    # the official pipeline (issue 42): C2D's standard ResNet-18 from a SimCLR encoder pre-trained here on the run's
+    # images (100 epochs, not the recipe's 1000: about an hour on one CPU core instead of ten; the three rows share
+    # the cached encoder), AutoAugment views; with the official network's double softmax and without it
+    "dividemix_official_recipe": ("DivideMix +recipe=official (SimCLR 100 epochs)", "dividemix",
+                                  ["+recipe=official", "pretrain_epochs=100"]),
+    "sanm_dividemix_official_recipe": ("SANM(DivideMix) +sanm=official +recipe=official (SimCLR 100 epochs)",
+                                       "dividemix", ["+sanm=official", "+recipe=official", "pretrain_epochs=100"]),
+    "sanm_dividemix_official_recipe_softmax": (
+        "SANM(DivideMix) +sanm=official +recipe=official (SimCLR 100 epochs), model.softmax_output=true",
+        "dividemix", ["+sanm=official", "+recipe=official", "pretrain_epochs=100", "model.softmax_output=true"]),
     "elr_plus": ("ELR+", "elr_plus", []),
     "sanm_elr_plus": ("SANM(ELR+)", "elr_plus", ["+sanm=on"]),
     "cdr": ("CDR", "cdr", []),
@@ -91,7 +105,8 @@ for _key, _label, _method in (("ce", "CE", "ce"), ("dividemix", "DivideMix", "di
     for _suffix, _beta in BETA_SWEEP.items():
         RUNS[f"sanm_{_key}_beta{_suffix}"] = (f"SANM({_label}) beta {_beta}", _method,
                                               ["+sanm=on", f"sanm.beta={_beta}"])
-ABLATIONS = [key for key in RUNS if key.startswith(("sanm_ce_", "sanm_dividemix_")) and key != "sanm_ce_masked"]
+ABLATIONS = [key for key in RUNS if key.startswith(("sanm_ce_", "sanm_dividemix_", "dividemix_"))
+             and key != "sanm_ce_masked"]
 DEFAULT_RUNS = [key for key in RUNS if key not in ABLATIONS]
 # the settings each protocol fixes; every other flag keeps its default
 PROTOCOLS = {
@@ -104,6 +119,18 @@ PROTOCOLS = {
     "cifar10n": {"epochs": 60, "batch_size": 64, "lr_milestones": [36], "val_fraction": 0.1,
                  "noise": "cifar10n_worst"},
 }
+
+
+def common_overrides(args: argparse.Namespace, protocol: dict, folder: Path, noise: str) -> list[str]:
+    """What every run of one invocation shares: the data, noise, width, the protocol's settings, resume."""
+    return [
+        "dataset=image_folder", f"dataset.root={folder}", f"noise={noise}", f"model.width={args.width}",
+        f"trainer.epochs={protocol['epochs']}", f"device={args.device}",
+        "resume=true" if args.resume else "overwrite=true", "progress=false",
+    ] + ([f"dataset.train_subset={args.subset}"] if args.subset else []) + (
+        [f"trainer.batch_size={protocol['batch_size']}"] if "batch_size" in protocol else []) + (
+        [f"trainer.val_fraction={protocol['val_fraction']}"] if "val_fraction" in protocol else []) + (
+        [f"noise.file={args.human_labels.resolve()}"] if noise.startswith("cifar10n_") else [])
 
 
 def unpack(archive: Path, cache: Path) -> Path:
@@ -147,14 +174,7 @@ def main() -> None:
     noise = args.noise or protocol.get("noise", "sym_0.5")
     if noise.startswith("cifar10n_") and not args.human_labels.is_file():
         sys.exit(f"error: {args.human_labels} not found; pass --human-labels path/to/cifar10n-jpg.npz")
-    common = [
-        "dataset=image_folder", f"dataset.root={folder}", f"noise={noise}", f"model.width={args.width}",
-        f"trainer.epochs={protocol['epochs']}", f"device={args.device}",
-        "resume=true" if args.resume else "overwrite=true", "progress=false",
-    ] + ([f"dataset.train_subset={args.subset}"] if args.subset else []) + (
-        [f"trainer.batch_size={protocol['batch_size']}"] if "batch_size" in protocol else []) + (
-        [f"trainer.val_fraction={protocol['val_fraction']}"] if "val_fraction" in protocol else []) + (
-        [f"noise.file={args.human_labels.resolve()}"] if noise.startswith("cifar10n_") else [])
+    common = common_overrides(args, protocol, folder, noise)
     rows = []
     for key in args.runs:
         label, method, extra = RUNS[key]

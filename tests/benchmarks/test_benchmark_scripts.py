@@ -176,6 +176,32 @@ def test_memorisation_protocol_drops_the_lr_only_for_step_schedules():
     assert cifar10_mini.schedule_overrides("ce", cifar10_mini.PROTOCOLS["short"]) == []
 
 
+def test_every_row_and_every_protocol_compose(tmp_path):
+    """A row that fails to compose would fail hours into a campaign, after the rows before it: each row's command
+    line is composed here as the script builds it (every row under the memorisation protocol, every protocol with
+    CE's row: a row's overrides and a protocol's do not touch the same keys), without training."""
+    import argparse
+
+    from hydra import compose, initialize_config_dir
+
+    import baselines.registry  # noqa: F401  (registers each method's config schema)
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import cifar10_mini
+
+    args = argparse.Namespace(width=16, device="cpu", resume=True, subset=5000, human_labels=tmp_path / "n.npz")
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cases = [("memorisation", key) for key in cifar10_mini.RUNS] + [(name, "ce") for name in cifar10_mini.PROTOCOLS]
+        for name, key in cases:
+            protocol, (label, method, extra) = cifar10_mini.PROTOCOLS[name], cifar10_mini.RUNS[key]
+            noise = protocol.get("noise", "sym_0.5")
+            common = cifar10_mini.common_overrides(args, protocol, tmp_path, noise)
+            cfg = compose(config_name=method, overrides=[*common, *cifar10_mini.schedule_overrides(method, protocol),
+                                                         *extra, "seed=0", f"output_root={tmp_path / key}"])
+            assert cfg.trainer.epochs == protocol["epochs"] and cfg.noise.name == noise, (name, key)
+            assert ("+sanm" in " ".join(extra)) == bool(cfg.get("sanm")), (name, key, label)
+
+
 def test_the_course_table_shows_the_epochs_around_each_lr_drop():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import cifar10_mini
