@@ -133,6 +133,13 @@ def common_overrides(args: argparse.Namespace, protocol: dict, folder: Path, noi
         [f"noise.file={args.human_labels.resolve()}"] if noise.startswith("cifar10n_") else [])
 
 
+def run_overrides(common: list[str], key: str, protocol: dict, seed: int, output: Path) -> list[str]:
+    """One row's command-line overrides for one seed; one output root per row, since variants such as
+    sanm.train_on would otherwise share a run directory."""
+    label, method, extra = RUNS[key]
+    return [*common, *schedule_overrides(method, protocol), *extra, f"seed={seed}", f"output_root={output / key}"]
+
+
 def unpack(archive: Path, cache: Path) -> Path:
     """Unpack the JPEG copy once; returns the folder holding train/ and test/."""
     marker = cache / ".unpacked"
@@ -180,9 +187,8 @@ def main() -> None:
         label, method, extra = RUNS[key]
         summaries, run_dirs = [], []
         for seed in args.seeds:
-            # one output root per run: variants such as sanm.train_on would otherwise share a run directory
-            command = [sys.executable, "-m", f"baselines.{method}", *common, *schedule_overrides(method, protocol),
-                       *extra, f"seed={seed}", f"output_root={args.output / key}"]
+            command = [sys.executable, "-m", f"baselines.{method}",
+                       *run_overrides(common, key, protocol, seed, args.output)]
             print(f"== {label}, seed {seed}: {' '.join(command[2:])}", flush=True)
             out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
             if out.returncode != 0:

@@ -196,8 +196,7 @@ def test_every_row_and_every_protocol_compose(tmp_path):
             protocol, (label, method, extra) = cifar10_mini.PROTOCOLS[name], cifar10_mini.RUNS[key]
             noise = protocol.get("noise", "sym_0.5")
             common = cifar10_mini.common_overrides(args, protocol, tmp_path, noise)
-            cfg = compose(config_name=method, overrides=[*common, *cifar10_mini.schedule_overrides(method, protocol),
-                                                         *extra, "seed=0", f"output_root={tmp_path / key}"])
+            cfg = compose(config_name=method, overrides=cifar10_mini.run_overrides(common, key, protocol, 0, tmp_path))
             assert cfg.trainer.epochs == protocol["epochs"] and cfg.noise.name == noise, (name, key)
             assert ("+sanm" in " ".join(extra)) == bool(cfg.get("sanm")), (name, key, label)
 
