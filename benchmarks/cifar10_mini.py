@@ -136,7 +136,7 @@ def common_overrides(args: argparse.Namespace, protocol: dict, folder: Path, noi
 def run_overrides(common: list[str], key: str, protocol: dict, seed: int, output: Path) -> list[str]:
     """One row's command-line overrides for one seed; one output root per row, since variants such as
     sanm.train_on would otherwise share a run directory."""
-    label, method, extra = RUNS[key]
+    _, method, extra = RUNS[key]
     return [*common, *schedule_overrides(method, protocol), *extra, f"seed={seed}", f"output_root={output / key}"]
 
 
