@@ -150,6 +150,7 @@ def load_dataset(
     root: str | os.PathLike[str] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     train_subset: int | None = None,
+    test_subset: int | None = None,
     seed: int = 0,
     download: bool = True,
     decode_size: int | None = None,
@@ -165,7 +166,9 @@ def load_dataset(
             (required); digits: unused.
         cache_dir: Where image_folder decodes are cached (default `default_cache_dir()`).
         train_subset: Keep a class-balanced subset of this many training samples (quick runs).
-        seed: Seeds the digits train/test split and the choice of the subset.
+        test_subset: Keep a class-balanced subset of at most this many test samples (quick checks: the accuracy
+            is then not comparable with the whole test split's; other test sets and a clean val split stay whole).
+        seed: Seeds the digits train/test split and the choice of the subsets.
         download: Let torchvision fetch CIFAR when it is missing under `root`.
         decode_size: A streamed dataset's square decode size (default `STREAMED[name]`: Resize + CenterCrop).
         first_classes: webvision: keep the first this many classes (mini-WebVision: 50).
@@ -203,10 +206,12 @@ def load_dataset(
         raise DatasetError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
     if train_subset is not None:
         data = _take_train_subset(data, train_subset, seed)
+    if test_subset is not None:
+        data = _take_test_subset(data, test_subset, seed)
     return data
 
 
-def class_balanced_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+def class_balanced_subset(labels: np.ndarray, n: int, seed: int, split: str = "train") -> np.ndarray:
     """Sorted indices of `n` samples, as equal per class as the class sizes allow.
 
     Each class gets `min(count, L)` for the largest level `L` that fits in `n`; the remainder goes
@@ -215,11 +220,11 @@ def class_balanced_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     """
     labels = np.asarray(labels)
     if isinstance(n, bool) or int(n) != n or n < 1:
-        raise DatasetError(f"train_subset must be a positive integer, got {n!r}")
+        raise DatasetError(f"{split}_subset must be a positive integer, got {n!r}")
     n = int(n)
     if n > len(labels):
         raise DatasetError(
-            f"train_subset={n} is larger than the training set; the maximum is {len(labels)}"
+            f"{split}_subset={n} is larger than the {split} split; the maximum is {len(labels)}"
         )
     rng = np.random.default_rng(seed)
     classes, counts = np.unique(labels, return_counts=True)
@@ -247,6 +252,19 @@ def _take_train_subset(data: ImageDataset, n: int, seed: int) -> ImageDataset:
         train_labels=data.train_labels[idx],
         coarse_labels=None if data.coarse_labels is None else data.coarse_labels[idx],
         identity=f"{data.identity}|train_subset={len(idx)}|subset_seed={seed}",
+    )
+
+
+def _take_test_subset(data: ImageDataset, n: int, seed: int) -> ImageDataset:
+    """At most `n` test samples: a split that is no larger stays whole (the smoke preset's 100 on any dataset)."""
+    if not isinstance(n, bool) and int(n) == n and n >= len(data.test_labels):
+        return data
+    idx = class_balanced_subset(data.test_labels, n, seed, split="test")
+    return dataclasses.replace(
+        data,
+        test_images=data.test_images[idx],
+        test_labels=data.test_labels[idx],
+        identity=f"{data.identity}|test_subset={len(idx)}|subset_seed={seed}",
     )
 
 

@@ -851,7 +851,8 @@ def _load_data(cfg: DictConfig) -> ImageDataset:
     if cfg.dataset.name == "image_folder" and not cfg.dataset.root:
         raise ValueError("dataset=image_folder needs dataset.root=<folder with train/<class>/ and test/<class>/>")
     return load_dataset(cfg.dataset.name, root=cfg.dataset.root, cache_dir=cfg.dataset.cache_dir,
-                        train_subset=cfg.dataset.train_subset, seed=cfg.seed, download=cfg.dataset.download,
+                        train_subset=cfg.dataset.train_subset, test_subset=cfg.dataset.test_subset,
+                        seed=cfg.seed, download=cfg.dataset.download,
                         decode_size=cfg.dataset.decode_size, first_classes=cfg.dataset.first_classes,
                         imagenet_val=cfg.dataset.imagenet_val)
 

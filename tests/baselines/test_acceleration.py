@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from baselines.common.acceleration import Acceleration, resolve_compile, resolve_precision, routed_model
 from baselines.common.distributed import World
@@ -10,14 +9,13 @@ from baselines.common.engine import ConfigurationError, run
 from baselines.common.models import build_model
 from baselines.registry import BASELINES
 
-from test_distributed import ROOT
+from method_steps import smoke_config
 
 CPU = torch.device("cpu")
 
 
 def _cfg(method, *overrides):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose(config_name=method, overrides=["+experiment=smoke", "progress=false", *overrides])
+    return smoke_config(method, "progress=false", *overrides)
 
 
 @pytest.mark.parametrize("given,expected", [("auto", "32"), (32, "32"), ("fp32", "32"), ("bf16", "bf16"),

@@ -5,14 +5,13 @@ import json
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 from PIL import Image
 
 from baselines.common.data import ANIMAL10N_CLASSES, DatasetError, load_dataset
 from baselines.common.engine import ConfigurationError, run
 from baselines.registry import BASELINES
 
-from test_distributed import ROOT
+from method_steps import smoke_config
 
 
 def write_animal10n(root, per_class=(3, 1), size=64, seed=0):
@@ -27,10 +26,8 @@ def write_animal10n(root, per_class=(3, 1), size=64, seed=0):
     return root
 
 
-def _cfg(*overrides):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose(config_name=overrides[0], overrides=["+experiment=smoke", "progress=false",
-                                                            "dataset.train_subset=null", *overrides[1:]])
+def _cfg(method, *overrides):
+    return smoke_config(method, "progress=false", "dataset.train_subset=null", *overrides)
 
 
 def test_labels_come_from_the_file_names(tmp_path):

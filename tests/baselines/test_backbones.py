@@ -4,19 +4,17 @@ decoder for an ImageNet-size feature map."""
 import pytest
 import torch
 import torchvision
-from hydra import compose, initialize_config_dir
 
 from baselines.common.backbones import build_timm, build_torchvision
 from baselines.common.engine import ConfigurationError, run
 from baselines.registry import BASELINES
 from sanm_plugin.decoder import ReconstructionDecoder
 
-from test_distributed import ROOT
+from method_steps import smoke_config
 
 
 def _cfg(method, *overrides):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose(config_name=method, overrides=["+experiment=smoke", "progress=false", *overrides])
+    return smoke_config(method, "progress=false", *overrides)
 
 
 @pytest.mark.slow

@@ -2,12 +2,10 @@
 
 import json
 import math
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from torch import nn
 
@@ -16,8 +14,7 @@ from baselines.common.checkpoint import load_checkpoint
 from baselines.common.critical import CriticalGradientEdit, critical_gradient_edit, critical_parameters, kth_largest
 from baselines.common.engine import ConfigurationError, RunContext, run
 from baselines.common.noise import NoiseSpec
-
-ROOT = Path(__file__).resolve().parents[2]
+from method_steps import smoke_config
 
 
 # ---------------------------------------------------------------------- the edit on a model with known gradients
@@ -152,9 +149,7 @@ def test_bad_noise_rate_names_the_key(choice):
 
 # ---------------------------------------------------------------------- through the engine
 def _cfg(tmp_path, *overrides):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose(config_name="cdr", overrides=["+experiment=smoke", "noise=sym_0.5", "+sanm=on",
-                                                     f"dataset.cache_dir={tmp_path / 'cache'}", *overrides])
+    return smoke_config("cdr", "noise=sym_0.5", "+sanm=on", f"dataset.cache_dir={tmp_path / 'cache'}", *overrides)
 
 
 def _records(run_dir):

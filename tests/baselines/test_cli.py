@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from fake_data import write_image_folder
 
 from baselines.common.engine import ConfigurationError, run, upgrade_identity
 from baselines.registry import BASELINES, METHODS, NOT_METHODS, PRETRAINING
+from method_steps import smoke_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,7 +68,7 @@ def test_smoke_run_writes_the_documented_outputs(tmp_path, method, sanm):
     run_dir = run_dir_of(tmp_path, method, "sym_0.5", sanm)
     # in this process: half a subprocess's time is its imports (each method's command line, Hydra's entry point, is
     # a real process in test_resume_after_kill_matches_an_uninterrupted_run)
-    run(_cfg(method, *overrides[1:]), BASELINES[method], run_dir=run_dir)
+    run(smoke_config(method, *overrides[1:]), BASELINES[method], run_dir=run_dir)
     records = metrics(run_dir)
     assert [r["epoch"] for r in records] == [1, 2] and all(0 <= r["test_acc"] <= 100 for r in records)
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -104,11 +104,6 @@ def test_bad_value_exits_with_a_last_line_that_names_it(tmp_path):
     assert result.stderr.strip().splitlines()[-1] == "error: noise rate must be in [0, 1], got 1.3"
 
 
-def _cfg(method, *overrides):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose(config_name=method, overrides=["+experiment=smoke", *overrides])
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "overrides,match",
@@ -119,16 +114,16 @@ def _cfg(method, *overrides):
 )
 def test_bad_values_are_configuration_errors(tmp_path, overrides, match):
     with pytest.raises(ConfigurationError, match=match):
-        run(_cfg("ce", *overrides), BASELINES["ce"], run_dir=tmp_path / "run")
+        run(smoke_config("ce", *overrides), BASELINES["ce"], run_dir=tmp_path / "run")
 
 
 @pytest.mark.slow
 def test_a_fresh_run_never_overwrites_silently(tmp_path):
-    cfg = _cfg("ce", "trainer.epochs=1")
+    cfg = smoke_config("ce", "trainer.epochs=1")
     run(cfg, BASELINES["ce"], run_dir=tmp_path)
     with pytest.raises(ConfigurationError, match="resume=true"):
         run(cfg, BASELINES["ce"], run_dir=tmp_path)
-    run(_cfg("ce", "trainer.epochs=1", "overwrite=true"), BASELINES["ce"], run_dir=tmp_path)
+    run(smoke_config("ce", "trainer.epochs=1", "overwrite=true"), BASELINES["ce"], run_dir=tmp_path)
     assert len(metrics(tmp_path)) == 1
 
 
@@ -137,12 +132,12 @@ def test_resume_true_starts_a_run_that_has_no_checkpoint_yet_and_keeps_a_finishe
     """A requeued cluster job runs its command again, `resume=true` included, whatever the first try left: nothing
     (the job never started), an epoch's record without its checkpoint (killed between the two), or a finished run.
     The first two start at epoch 1 without duplicate records; the last trains nothing and stays finished."""
-    cfg = _cfg("ce", "trainer.epochs=2", "resume=true")
+    cfg = smoke_config("ce", "trainer.epochs=2", "resume=true")
     run(cfg, BASELINES["ce"], run_dir=tmp_path / "empty")
     assert [r["epoch"] for r in metrics(tmp_path / "empty")] == [1, 2]
 
     torn = tmp_path / "torn"
-    run(_cfg("ce", "trainer.epochs=1"), BASELINES["ce"], run_dir=torn)
+    run(smoke_config("ce", "trainer.epochs=1"), BASELINES["ce"], run_dir=torn)
     shutil.rmtree(torn / "checkpoints")
     (torn / "summary.json").unlink()
     summary = run(cfg, BASELINES["ce"], run_dir=torn)
@@ -181,7 +176,7 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, method):
     args = ["+experiment=smoke", "+sanm=on", "noise=sym_0.9", f"trainer.epochs={epochs}", "method.warmup_epochs=0"]
     whole = run_dir_of(tmp_path / "whole", method, "sym_0.9", "on")
     with one_torch_thread():
-        run(_cfg(method, *args[1:], f"output_root={tmp_path / 'whole'}"), BASELINES[method], run_dir=whole)
+        run(smoke_config(method, *args[1:], f"output_root={tmp_path / 'whole'}"), BASELINES[method], run_dir=whole)
     assert "mask_ratio_noisy" in " ".join(metrics(whole)[0]), "SANM was not active in the first epoch"
 
     # C2D's pretrained=auto encoder is cached: the killed run finds the one the whole run trained, and must start the
@@ -201,7 +196,7 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, method):
     assert len(metrics(killed)) < epochs, "the run finished before it could be killed"
     assert (killed / ".hydra" / "config.yaml").exists()  # the method's command line, through Hydra's entry point
     with one_torch_thread():
-        run(_cfg(method, *args[1:], f"output_root={tmp_path / 'killed'}", "resume=true"), BASELINES[method],
+        run(smoke_config(method, *args[1:], f"output_root={tmp_path / 'killed'}", "resume=true"), BASELINES[method],
             run_dir=killed)
     keys = [key for key in metrics(whole)[0] if key.startswith("test_acc")]
     assert [[r[k] for k in keys] for r in metrics(killed)] == [[r[k] for k in keys] for r in metrics(whole)]
@@ -216,11 +211,12 @@ def test_pretrain_then_c2d_from_its_encoder(tmp_path):
     assert state["model_name"] == "preact_resnet18" and not any(k.startswith("linear.") for k in state["model"])
     # C2D in this process (the command line's own path is the smoke test's): it starts from the encoder
     c2d = tmp_path / "c2d" / "digits" / "sym_0.5" / "off" / "seed0"
-    run(_cfg("c2d", "noise=sym_0.5", f"pretrained={encoder}", "trainer.epochs=2"), BASELINES["c2d"], run_dir=c2d)
+    run(smoke_config("c2d", "noise=sym_0.5", f"pretrained={encoder}", "trainer.epochs=2"),
+        BASELINES["c2d"], run_dir=c2d)
     assert (c2d / "summary.json").exists()
     # a wrong width is one clear error that names both
     with pytest.raises(ConfigurationError, match="width 8"):
-        run(_cfg("c2d", f"pretrained={encoder}", "model.width=16"), BASELINES["c2d"], run_dir=tmp_path / "wide")
+        run(smoke_config("c2d", f"pretrained={encoder}", "model.width=16"), BASELINES["c2d"], run_dir=tmp_path / "wide")
 
 
 @pytest.mark.slow
@@ -228,7 +224,7 @@ def test_pretrain_then_c2d_from_its_encoder(tmp_path):
 def test_c2d_pretrained_errors(tmp_path, pretrained, match):
     overrides = [f"pretrained={pretrained}" if pretrained else "pretrained=null"]
     with pytest.raises(ConfigurationError, match=match):
-        run(_cfg("c2d", *overrides), BASELINES["c2d"], run_dir=tmp_path / "run")
+        run(smoke_config("c2d", *overrides), BASELINES["c2d"], run_dir=tmp_path / "run")
 
 
 @pytest.mark.slow
@@ -279,9 +275,10 @@ def test_cifar10n_style_labels_in_another_order_train_a_subset_of_an_image_folde
     torch.save({"worse_label": published}, tmp_path / "human.pt")
     np.savez(tmp_path / "order.npz", orig_index=orig_index)
     run_dir = tmp_path / "run"
-    run(_cfg("ce", "dataset=image_folder", f"dataset.root={root}", "dataset.train_subset=10", "trainer.epochs=1",
-             f"dataset.cache_dir={tmp_path / 'cache'}", "noise=file", f"noise.file={tmp_path / 'human.pt'}",
-             "noise.file_key=worse_label", f"noise.index_file={tmp_path / 'order.npz'}", "noise.index_key=orig_index"),
+    run(smoke_config("ce", "dataset=image_folder", f"dataset.root={root}", "dataset.train_subset=10",
+                     "trainer.epochs=1", f"dataset.cache_dir={tmp_path / 'cache'}", "noise=file",
+                     f"noise.file={tmp_path / 'human.pt'}", "noise.file_key=worse_label",
+                     f"noise.index_file={tmp_path / 'order.npz'}", "noise.index_key=orig_index"),
         BASELINES["ce"], run_dir=run_dir)
     rows = class_balanced_subset(true, 10, seed=0)
     expected = float(np.mean(in_folder_order[rows] != true[rows]))
@@ -296,14 +293,15 @@ def test_cifar10n_style_labels_in_another_order_train_a_subset_of_an_image_folde
     (["augment=randaugment"], "augment.name"),
 ])
 def test_resume_refuses_a_run_trained_with_other_settings(tmp_path, changed, named):
-    run(_cfg("ce", "noise=sym_0.5", "trainer.epochs=1"), BASELINES["ce"], run_dir=tmp_path)
+    run(smoke_config("ce", "noise=sym_0.5", "trainer.epochs=1"), BASELINES["ce"], run_dir=tmp_path)
     resolved = (tmp_path / "resolved.yaml").read_text()
     with pytest.raises(ConfigurationError, match=rf"differs from the run in .* in .*{named}"):
-        run(_cfg("ce", "noise=sym_0.5", "trainer.epochs=2", "resume=true", *changed), BASELINES["ce"], run_dir=tmp_path)
+        run(smoke_config("ce", "noise=sym_0.5", "trainer.epochs=2", "resume=true", *changed),
+            BASELINES["ce"], run_dir=tmp_path)
     assert (tmp_path / "resolved.yaml").read_text() == resolved and len(metrics(tmp_path)) == 1
     # more epochs (and a new evaluation batch size) is what resuming is for
-    run(_cfg("ce", "noise=sym_0.5", "trainer.epochs=2", "trainer.eval_batch_size=64", "resume=true"), BASELINES["ce"],
-        run_dir=tmp_path)
+    run(smoke_config("ce", "noise=sym_0.5", "trainer.epochs=2", "trainer.eval_batch_size=64", "resume=true"),
+        BASELINES["ce"], run_dir=tmp_path)
     assert [r["epoch"] for r in metrics(tmp_path)] == [1, 2]
 
 
@@ -312,15 +310,17 @@ def test_a_run_saved_before_the_decoder_default_changed_resumes_with_its_own_dec
     # Identities written before the preset's SANM values were recorded hold null for them; `+sanm=on` then built
     # the BN decoder, today the linear one. Emulate such a checkpoint: the saved weights decide what null meant.
     sanm = ["+sanm=on", "sanm.warmup_epochs=0"]
-    run(_cfg("ce", "noise=sym_0.5", "trainer.epochs=1", *sanm, "sanm.decoder=bn"), BASELINES["ce"], run_dir=tmp_path)
+    run(smoke_config("ce", "noise=sym_0.5", "trainer.epochs=1", *sanm, "sanm.decoder=bn"),
+        BASELINES["ce"], run_dir=tmp_path)
     checkpoint = tmp_path / "checkpoints" / "last.pt"
     state = torch.load(checkpoint, weights_only=True)
     assert state["identity"]["sanm.decoder"] == '"bn"' and state["identity"]["sanm.mu"] == "0.2"  # recorded
     state["identity"].update({key: "null" for key in ("sanm.decoder", "sanm.mu", "sanm.recon_target")})
     torch.save(state, checkpoint)
     with pytest.raises(ConfigurationError, match=r'sanm.decoder \("bn" -> "linear"\)'):
-        run(_cfg("ce", "noise=sym_0.5", "trainer.epochs=2", "resume=true", *sanm), BASELINES["ce"], run_dir=tmp_path)
-    run(_cfg("ce", "noise=sym_0.5", "trainer.epochs=2", "resume=true", *sanm, "sanm.decoder=bn", "sanm.mu=0.2"),
+        run(smoke_config("ce", "noise=sym_0.5", "trainer.epochs=2", "resume=true", *sanm),
+            BASELINES["ce"], run_dir=tmp_path)
+    run(smoke_config("ce", "noise=sym_0.5", "trainer.epochs=2", "resume=true", *sanm, "sanm.decoder=bn", "sanm.mu=0.2"),
         BASELINES["ce"], run_dir=tmp_path)
     assert [r["epoch"] for r in metrics(tmp_path)] == [1, 2]
 
@@ -330,7 +330,7 @@ def test_a_sanm_on_run_from_before_the_per_method_defaults_resumes_with_its_own_
     """+sanm=on named the paper preset (beta 1) until DivideMix's measured default (beta 0.02): such a checkpoint
     says so in one key, and resumes once the command gives its beta."""
     sanm = ["+sanm=on", "sanm.warmup_epochs=0"]
-    run(_cfg("dividemix", "noise=sym_0.5", "trainer.epochs=1", *sanm, "sanm.beta=1"), BASELINES["dividemix"],
+    run(smoke_config("dividemix", "noise=sym_0.5", "trainer.epochs=1", *sanm, "sanm.beta=1"), BASELINES["dividemix"],
         run_dir=tmp_path)
     checkpoint = tmp_path / "checkpoints" / "last.pt"
     state = torch.load(checkpoint, weights_only=True)
@@ -338,9 +338,9 @@ def test_a_sanm_on_run_from_before_the_per_method_defaults_resumes_with_its_own_
     state["identity"]["sanm.preset"] = '"paper"'  # what +sanm=on wrote before
     torch.save(state, checkpoint)
     with pytest.raises(ConfigurationError, match=r"in sanm.beta \(1.0 -> 0.02\); resume with"):
-        run(_cfg("dividemix", "noise=sym_0.5", "trainer.epochs=2", "resume=true", *sanm), BASELINES["dividemix"],
-            run_dir=tmp_path)
-    run(_cfg("dividemix", "noise=sym_0.5", "trainer.epochs=2", "resume=true", *sanm, "sanm.beta=1"),
+        run(smoke_config("dividemix", "noise=sym_0.5", "trainer.epochs=2", "resume=true", *sanm),
+            BASELINES["dividemix"], run_dir=tmp_path)
+    run(smoke_config("dividemix", "noise=sym_0.5", "trainer.epochs=2", "resume=true", *sanm, "sanm.beta=1"),
         BASELINES["dividemix"], run_dir=tmp_path)
     assert [r["epoch"] for r in metrics(tmp_path)] == [1, 2]
     assert OmegaConf.load(tmp_path / "resolved.yaml").sanm.beta == 1.0
@@ -369,9 +369,9 @@ def test_checkpoints_from_before_issue_42_keys_resume_as_they_trained(pretrained
 
 @pytest.mark.slow
 def test_a_preset_default_and_the_same_value_given_are_the_same_run(tmp_path):
-    run(_cfg("ce", "noise=sym_0.5", "trainer.epochs=1", "+sanm=on"), BASELINES["ce"], run_dir=tmp_path)
-    run(_cfg("ce", "noise=sym_0.5", "trainer.epochs=2", "resume=true", "+sanm=on", "sanm.decoder=linear",
-             "sanm.recon_target=input"), BASELINES["ce"], run_dir=tmp_path)
+    run(smoke_config("ce", "noise=sym_0.5", "trainer.epochs=1", "+sanm=on"), BASELINES["ce"], run_dir=tmp_path)
+    run(smoke_config("ce", "noise=sym_0.5", "trainer.epochs=2", "resume=true", "+sanm=on", "sanm.decoder=linear",
+                     "sanm.recon_target=input"), BASELINES["ce"], run_dir=tmp_path)
     assert [r["epoch"] for r in metrics(tmp_path)] == [1, 2]
 
 
@@ -379,15 +379,16 @@ def test_a_preset_default_and_the_same_value_given_are_the_same_run(tmp_path):
 def test_resume_refuses_another_image_folder_in_the_same_run_dir(tmp_path):
     roots = [_image_folder(tmp_path / name, seed) for seed, name in enumerate(("a", "b"))]
     common = ["dataset=image_folder", "dataset.train_subset=null", f"dataset.cache_dir={tmp_path / 'cache'}"]
-    run(_cfg("ce", *common, f"dataset.root={roots[0]}", "trainer.epochs=1"), BASELINES["ce"], run_dir=tmp_path / "run")
+    run(smoke_config("ce", *common, f"dataset.root={roots[0]}", "trainer.epochs=1"),
+        BASELINES["ce"], run_dir=tmp_path / "run")
     with pytest.raises(ConfigurationError, match=r"in dataset \("):
-        run(_cfg("ce", *common, f"dataset.root={roots[1]}", "trainer.epochs=2", "resume=true"), BASELINES["ce"],
+        run(smoke_config("ce", *common, f"dataset.root={roots[1]}", "trainer.epochs=2", "resume=true"), BASELINES["ce"],
             run_dir=tmp_path / "run")
     # the same pictures under another path are the same data: the run continues
     moved = tmp_path / "moved"
     moved.mkdir()
     shutil.copytree(roots[0], moved / "a")
-    run(_cfg("ce", *common, f"dataset.root={moved / 'a'}", "trainer.epochs=2", "resume=true"), BASELINES["ce"],
+    run(smoke_config("ce", *common, f"dataset.root={moved / 'a'}", "trainer.epochs=2", "resume=true"), BASELINES["ce"],
         run_dir=tmp_path / "run")
     assert len(metrics(tmp_path / "run")) == 2
 
@@ -455,7 +456,7 @@ def test_a_run_that_exits_mid_epoch_says_interrupted(tmp_path):
             return super().train_epoch(epoch)
 
     with pytest.raises(SystemExit):
-        run(_cfg("ce", "trainer.epochs=2"), ExitsInSecondEpoch, run_dir=tmp_path)
+        run(smoke_config("ce", "trainer.epochs=2"), ExitsInSecondEpoch, run_dir=tmp_path)
     status = json.loads((tmp_path / "status.json").read_text())
     assert status["state"] == "interrupted" and status["epoch"] == 1
 
@@ -562,7 +563,7 @@ def test_piped_output_shows_progress_within_each_epoch(tmp_path):
 
 @pytest.mark.slow
 def test_progress_false_says_nothing_within_an_epoch(tmp_path, capsys):
-    run(_cfg("ce", "progress=false", "progress_every_s=0"), BASELINES["ce"], run_dir=tmp_path)
+    run(smoke_config("ce", "progress=false", "progress_every_s=0"), BASELINES["ce"], run_dir=tmp_path)
     out = capsys.readouterr().out
     assert "epoch 2/2  test_acc" in out and " batches, " not in out  # capsys is no terminal either: it would show
 
@@ -573,8 +574,8 @@ def test_official_recipe_runs_in_the_smoke_setting(tmp_path, method):
     """README's `+sanm=on +recipe=official noise=sym_0.9 +experiment=smoke`: both networks start from a SimCLR encoder
     of the standard ResNet-18, pre-trained (2 epochs) and cached first, and resolved.yaml says which."""
     run_dir = tmp_path / "run"
-    run(_cfg(method, "+sanm=on", "+recipe=official", "noise=sym_0.9", "method.warmup_epochs=1"), BASELINES[method],
-        run_dir=run_dir)
+    run(smoke_config(method, "+sanm=on", "+recipe=official", "noise=sym_0.9", "method.warmup_epochs=1"),
+        BASELINES[method], run_dir=run_dir)
     resolved = OmegaConf.load(run_dir / "resolved.yaml")
     assert resolved.method.recipe == "official" and resolved.augment.name == "autoaugment"
     assert resolved.method.lambda_u == 25 and resolved.method.p_threshold == 0.5
@@ -589,7 +590,7 @@ def test_official_recipe_runs_in_the_smoke_setting(tmp_path, method):
 def test_checkpoints_from_before_the_augment_group_still_resume(tmp_path, preset, resumes):
     """A run trained with `trainer.augment=true` (and no `sanm.extremes`) continues under `augment=weak`, unless
     the key that appeared changes how it trains (the official preset now reads its map as uint8)."""
-    run(_cfg("ce", f"+sanm={preset}", "trainer.epochs=1"), BASELINES["ce"], run_dir=tmp_path)
+    run(smoke_config("ce", f"+sanm={preset}", "trainer.epochs=1"), BASELINES["ce"], run_dir=tmp_path)
     path = tmp_path / "checkpoints" / "last.pt"
     state = torch.load(path, weights_only=True)
     identity = {k: v for k, v in state["identity"].items() if not k.startswith("augment.") and k != "sanm.extremes"}
@@ -597,7 +598,7 @@ def test_checkpoints_from_before_the_augment_group_still_resume(tmp_path, preset
     if preset == "on":  # +sanm=on named the paper preset then
         state["identity"]["sanm.preset"] = '"paper"'
     torch.save(state, path)
-    again = _cfg("ce", f"+sanm={preset}", "trainer.epochs=2", "resume=true")
+    again = smoke_config("ce", f"+sanm={preset}", "trainer.epochs=2", "resume=true")
     if resumes:
         run(again, BASELINES["ce"], run_dir=tmp_path)
         assert [r["epoch"] for r in metrics(tmp_path)] == [1, 2]

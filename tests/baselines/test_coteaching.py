@@ -10,25 +10,17 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 
 from baselines.common.checkpoint import load_checkpoint
-from baselines.common.engine import Batch, RunContext, RunInterrupted, run
+from baselines.common.engine import Batch, RunInterrupted, run
 from baselines.common.trainer import resolve_trainer
 from baselines.coteaching import CoTeaching, forget_rate, remembered_count, small_loss_selection
+from method_steps import build_method, step_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _cfg(tmp_path, *overrides):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="coteaching", overrides=["+experiment=smoke", "noise=sym_0.5", "tensorboard=false",
-                                                           "progress=false", f"dataset.cache_dir={tmp_path}",
-                                                           *overrides])
-    return resolve_trainer(cfg, CoTeaching.trainer_defaults(cfg))  # as run() does
-
-
 def _method(tmp_path, *overrides):
     torch.manual_seed(0)
-    cfg = _cfg(tmp_path, *overrides)
-    return CoTeaching(RunContext(cfg, tmp_path, CoTeaching))
+    return build_method(tmp_path, "coteaching", *overrides)
 
 
 # ---------------------------------------------------------------------- pure pieces
@@ -164,7 +156,7 @@ def test_bad_settings_name_the_key(tmp_path, override, key):
 @pytest.mark.parametrize("overrides,warmup", [([], 1), (["method.warmup_epochs=auto"], 10),
                                               (["method.warmup_epochs=auto", "method.num_gradual=4"], 4)])
 def test_sanm_warmup_defaults_to_num_gradual(tmp_path, overrides, warmup):
-    cfg = _cfg(tmp_path, *overrides)  # the smoke preset sets method.warmup_epochs=1
+    cfg = step_config(tmp_path, "coteaching", *overrides)  # the smoke preset sets method.warmup_epochs=1
     assert CoTeaching.resolve_warmup(cfg) == warmup
 
 
@@ -223,10 +215,10 @@ def test_resume_after_a_kill_is_bit_identical(tmp_path):
     """Weights, Adam states (betas included) and metrics: 2 epochs straight == 1, killed, resumed for 1.
     The decay start at epoch 1 makes the resumed epoch switch beta1, and SANM starts in it."""
     overrides = ["+sanm=on", "dataset.train_subset=96", "trainer.lr_decay_start=1"]
-    run(_cfg(tmp_path, *overrides), CoTeaching, run_dir=tmp_path / "whole")
+    run(step_config(tmp_path, "coteaching", *overrides), CoTeaching, run_dir=tmp_path / "whole")
     with pytest.raises(RunInterrupted):  # the engine's form of Ctrl-C
-        run(_cfg(tmp_path, *overrides), _KilledInSecondEpoch, run_dir=tmp_path / "killed")
-    run(_cfg(tmp_path, *overrides, "resume=true"), CoTeaching, run_dir=tmp_path / "killed")
+        run(step_config(tmp_path, "coteaching", *overrides), _KilledInSecondEpoch, run_dir=tmp_path / "killed")
+    run(step_config(tmp_path, "coteaching", *overrides, "resume=true"), CoTeaching, run_dir=tmp_path / "killed")
 
     whole, resumed = (load_checkpoint(tmp_path / d / "checkpoints" / "last.pt") for d in ("whole", "killed"))
     assert whole["epoch"] == resumed["epoch"] == 2  # epochs completed

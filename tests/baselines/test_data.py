@@ -80,6 +80,22 @@ def test_train_subset_is_balanced_and_changes_identity():
     assert other.identity != sub.identity
 
 
+def test_test_subset_is_a_balanced_part_of_the_test_split_and_leaves_training_alone():
+    full = load_dataset("digits", seed=0)
+    sub = load_dataset("digits", seed=0, train_subset=105, test_subset=50)
+    np.testing.assert_array_equal(np.bincount(sub.test_labels, minlength=10), [5] * 10)
+    picked = class_balanced_subset(full.test_labels, 50, seed=0)
+    np.testing.assert_array_equal(sub.test_images, full.test_images[picked])
+    np.testing.assert_array_equal(sub.test_labels, full.test_labels[picked])
+    train_only = load_dataset("digits", seed=0, train_subset=105)
+    np.testing.assert_array_equal(sub.train_images, train_only.train_images)  # the training subset is the same
+    assert sub.identity == f"{train_only.identity}|test_subset=50|subset_seed=0"
+    assert sub.content_digest() != train_only.content_digest()  # a resume checks it: another test set is refused
+    capped = load_dataset("digits", seed=0, test_subset=1000)  # at most: a split that is smaller stays whole
+    np.testing.assert_array_equal(capped.test_labels, full.test_labels)
+    assert capped.identity == full.identity
+
+
 def test_class_balanced_subset_respects_small_classes():
     labels = np.array([0] * 2 + [1] * 100 + [2] * 30)
     idx = class_balanced_subset(labels, 40, seed=3)
@@ -94,6 +110,8 @@ def test_too_large_subset_says_the_maximum():
         load_dataset("digits", train_subset=1438)
     with pytest.raises(DatasetError, match="positive integer"):
         class_balanced_subset(np.zeros(5), 0, seed=0)
+    with pytest.raises(DatasetError, match="test_subset must be a positive integer, got 0"):
+        load_dataset("digits", test_subset=0)
 
 
 # -------------------------------------------------------------------------------------------- CIFAR

@@ -14,7 +14,6 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from hydra import compose, initialize_config_dir
 from torch import nn
 
 from baselines.common import distributed
@@ -22,6 +21,7 @@ from baselines.common.acceleration import Acceleration, routed_model
 from baselines.common.distributed import World, gather_rows, shard, split_range, world_from_env
 from baselines.common.engine import check_distributable, run
 from baselines.registry import BASELINES
+from method_steps import smoke_config
 from sanm_plugin import FeatureTap
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,18 +43,13 @@ def test_each_rank_gets_an_equal_disjoint_slice_of_a_global_batch():
     assert split_range(2, World(3, 2)) == (2, 2)  # a rank may evaluate nothing; it still joins the gather
 
 
-def _cfg(method, *overrides):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose(config_name=method, overrides=["+experiment=smoke", *overrides])
-
-
 @pytest.mark.slow
 def test_a_method_without_support_or_an_uneven_batch_is_refused_in_one_line():
     with pytest.raises(ValueError, match="elr_plus runs in one process only.*supports.*ce.*dividemix"):
-        check_distributable(_cfg("elr_plus"), BASELINES["elr_plus"], World(2, 0))
+        check_distributable(smoke_config("elr_plus"), BASELINES["elr_plus"], World(2, 0))
     with pytest.raises(ValueError, match="trainer.batch_size=63 does not split over 2 processes"):
-        check_distributable(_cfg("ce", "trainer.batch_size=63"), BASELINES["ce"], World(2, 0))
-    check_distributable(_cfg("elr_plus", "trainer.batch_size=63"), BASELINES["elr_plus"], World())
+        check_distributable(smoke_config("ce", "trainer.batch_size=63"), BASELINES["ce"], World(2, 0))
+    check_distributable(smoke_config("elr_plus", "trainer.batch_size=63"), BASELINES["elr_plus"], World())
 
 
 def test_sync_bn_is_a_no_op_in_one_process_and_needs_cuda_over_several():
@@ -165,7 +160,7 @@ def torchrun(method, *overrides):
 
 def one_process(method, *overrides):
     """The same smoke run in this process: the engine is the same, and an interpreter start is saved."""
-    return run(_cfg(method, *overrides), BASELINES[method])
+    return run(smoke_config(method, *overrides), BASELINES[method])
 
 
 def records(root, method, noise, sanm):

@@ -6,16 +6,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from torch import nn
 
 from baselines.common.checkpoint import load_checkpoint
 from baselines.common.elr import (WeightAverage, clamped_softmax, elr_term, sigmoid_rampup, target_weighted_labels,
                                   update_targets)
-from baselines.common.engine import Batch, ConfigurationError, RunContext, run
+from baselines.common.engine import Batch, ConfigurationError, run
 from baselines.common.mixup import mix
-from baselines.common.trainer import resolve_trainer
 from baselines.elr_plus import ELRPlus, elr_defaults, elr_trainer_defaults
+from method_steps import build_method, smoke_config, step_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -127,17 +126,8 @@ def test_trainer_defaults_follow_the_tables(variant, dataset, noise, epochs, sch
 
 
 # ---------------------------------------------------------------------- the steps, on digits
-def _cfg(tmp_path, *overrides):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="elr_plus", overrides=["+experiment=smoke", "noise=sym_0.5", "progress=false",
-                                                         "tensorboard=false", f"dataset.cache_dir={tmp_path}",
-                                                         *overrides])
-    return resolve_trainer(cfg, ELRPlus.trainer_defaults(cfg))
-
-
 def _method(tmp_path, *overrides):
-    cfg = _cfg(tmp_path, *overrides)
-    return ELRPlus(RunContext(cfg, tmp_path, ELRPlus))
+    return build_method(tmp_path, "elr_plus", *overrides)
 
 
 def _batch(method, n=8, epoch=1):
@@ -215,9 +205,7 @@ def test_elr_targets_come_from_its_own_prediction(tmp_path):
      (["method.label_weighting=maybe"], "label_weighting")],
 )
 def test_bad_settings_are_configuration_errors(tmp_path, overrides, match):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="elr_plus", overrides=["+experiment=smoke", f"dataset.cache_dir={tmp_path}",
-                                                         "tensorboard=false", "progress=false", *overrides])
+    cfg = smoke_config("elr_plus", f"dataset.cache_dir={tmp_path}", "tensorboard=false", "progress=false", *overrides)
     with pytest.raises(ConfigurationError, match=match):
         run(cfg, ELRPlus, run_dir=tmp_path / "run")
 
@@ -228,9 +216,10 @@ def test_bad_settings_are_configuration_errors(tmp_path, overrides, match):
 def test_resume_continues_exactly(tmp_path, variant, networks, steps):
     """2 epochs straight == 1 epoch, then resume for the second: weights, targets, averages, step, bit for bit."""
     args = [f"method.variant={variant}", "+sanm=on", "dataset.train_subset=150"]  # SANM on in epoch 1 (warmup 1)
-    run(_cfg(tmp_path, *args, "trainer.epochs=2"), ELRPlus, run_dir=tmp_path / "whole")
-    run(_cfg(tmp_path, *args, "trainer.epochs=1"), ELRPlus, run_dir=tmp_path / "split")
-    run(_cfg(tmp_path, *args, "trainer.epochs=2", "resume=true"), ELRPlus, run_dir=tmp_path / "split")
+    run(step_config(tmp_path, "elr_plus", *args, "trainer.epochs=2"), ELRPlus, run_dir=tmp_path / "whole")
+    run(step_config(tmp_path, "elr_plus", *args, "trainer.epochs=1"), ELRPlus, run_dir=tmp_path / "split")
+    run(step_config(tmp_path, "elr_plus", *args, "trainer.epochs=2", "resume=true"), ELRPlus,
+        run_dir=tmp_path / "split")
     whole, split = (load_checkpoint(tmp_path / name / "checkpoints" / "last.pt") for name in ("whole", "split"))
     assert whole["epoch"] == split["epoch"] == 2 and whole["method_name"] == variant
     # ELR+: two epochs of network 1's steps (150 images in batches of 64); ELR keeps no step counter

@@ -18,14 +18,15 @@ from baselines.common.real_world import CLOTHING1M_CLASSES, CLOTHING1M_FILES, lo
 from baselines.common.streaming import ImageFiles, decode_square
 from baselines.registry import BASELINES
 
+from method_steps import ROOT, smoke_config
 from real_world_fixtures import write_clothing1m, write_webvision
-from test_distributed import ROOT
 
 
 def _cfg(method, *overrides, smoke=True):
-    head = ["+experiment=smoke", "dataset.train_subset=null"] if smoke else ["device=cpu"]
+    if smoke:
+        return smoke_config(method, "dataset.train_subset=null", "progress=false", *overrides)
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose(config_name=method, overrides=[*head, "progress=false", *overrides])
+        return compose(config_name=method, overrides=["device=cpu", "progress=false", *overrides])
 
 
 @pytest.mark.parametrize("annotations", [True, False])

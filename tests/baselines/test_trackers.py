@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from baselines.common import trackers
@@ -16,8 +15,8 @@ from baselines.common.config import RunConfig
 from baselines.common.engine import ConfigurationError, RunInterrupted, run
 from baselines.common.metrics import RunRecorder
 from baselines.registry import BASELINES
+from method_steps import smoke_config
 
-ROOT = Path(__file__).resolve().parents[2]
 CE = BASELINES["ce"]
 
 
@@ -40,10 +39,8 @@ def offline(tmp_path, monkeypatch):
 
 def _cfg(tmp_path, *overrides):
     """CE on 64 digits (one batch an epoch) for 2 epochs."""
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose(config_name="ce", overrides=["+experiment=smoke", "noise=sym_0.5", "dataset.train_subset=64",
-                                                    "tensorboard=false", "progress=false",
-                                                    f"dataset.cache_dir={tmp_path / 'cache'}", *overrides])
+    return smoke_config("ce", "noise=sym_0.5", "dataset.train_subset=64", "tensorboard=false", "progress=false",
+                        f"dataset.cache_dir={tmp_path / 'cache'}", *overrides)
 
 
 def _mlflow(tmp_path):
