@@ -47,9 +47,12 @@ def small_image_resnet18(num_classes: int) -> torch.nn.Module:
     return model
 
 
-def main(epochs: int = 4, train_size: int = 640, batch_size: int = 32, noise: float = 0.4, seed: int = 0) -> dict:
+def main(epochs: int = 4, train_size: int = 640, batch_size: int = 32, noise: float = 0.4, seed: int = 0,
+         test_size: int | None = None) -> dict:
+    """Train and print each epoch; `test_size` evaluates on the first that many of the 360 test digits (all: None)."""
     torch.manual_seed(seed)
     x_train, y_train, x_test, y_test = noisy_digits(train_size, noise, seed)
+    x_test, y_test = x_test[:test_size], y_test[:test_size]
     train_set = TensorDataset(x_train, y_train)
     model = small_image_resnet18(10)
     loader = DataLoader(IndexedDataset(train_set), batch_size=batch_size, shuffle=True)  # SANM: + each sample's index
@@ -89,5 +92,6 @@ if __name__ == "__main__":
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--noise", type=float, default=0.4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--test-size", type=int, default=None, help="the first N test digits (default: all 360)")
     args = parser.parse_args()
-    main(args.epochs, args.train_size, args.batch_size, args.noise, args.seed)
+    main(args.epochs, args.train_size, args.batch_size, args.noise, args.seed, args.test_size)

@@ -18,7 +18,7 @@ def _load(name):
 
 @pytest.mark.slow
 def test_own_training_loop_runs_the_three_hooks_and_says_each_epoch(capsys):
-    result = _load("own_training_loop").main(epochs=2, train_size=64, batch_size=32)
+    result = _load("own_training_loop").main(epochs=2, train_size=64, batch_size=32, test_size=50)
     assert 0.0 <= result["test_acc"] <= 100.0
     assert result["distinct_peaks"] >= 1  # SANM was active in the second epoch
     lines = capsys.readouterr().out.splitlines()
