@@ -552,24 +552,19 @@ def test_bare_module_lists_the_methods_and_runs_one():
 
 
 @pytest.mark.slow
-def test_the_console_log_is_written_to_run_log(tmp_path):
-    result = cli("ce", "+experiment=smoke", f"output_root={tmp_path}", "tensorboard=false")
+def test_the_console_log_with_its_progress_lines_is_written_to_run_log(tmp_path):
+    """A run whose output goes to a file or a pipe (a cluster job) says how far each epoch is, every
+    progress_every_s seconds (0: after each batch; the smoke epochs have 2), on the console and in run.log, which
+    holds what the console said."""
+    result = cli("ce", "+experiment=smoke", f"output_root={tmp_path}", "tensorboard=false", "progress_every_s=0")
     run_dir = run_dir_of(tmp_path, "ce", "none", None)
     log = (run_dir / "run.log").read_text().splitlines()
     assert log == [line for line in result.stdout.splitlines() if line in log] and len(log) >= 4
     assert "logging to metrics.jsonl, summary.json, run.log (TensorBoard off: tensorboard=false)" in log
     assert not list(run_dir.glob("*.log"))[1:] and not (run_dir / "cli.log").exists()
-
-
-@pytest.mark.slow
-def test_piped_output_shows_progress_within_each_epoch(tmp_path):
-    """A run whose output goes to a file or a pipe (a cluster job) says how far each epoch is, every
-    progress_every_s seconds (0: after each batch; the smoke epochs have 2), on the console and in run.log."""
-    result = cli("ce", "+experiment=smoke", f"output_root={tmp_path}", "progress_every_s=0")
     said = [line for line in result.stdout.splitlines() if " batches, " in line]
     assert [line.split(",")[0] for line in said] == ["epoch 1/2 train: 1/2 batches", "epoch 2/2 train: 1/2 batches"]
     assert all(re.fullmatch(r"epoch \d/2 train: 1/2 batches, \d+ s", line) for line in said)
-    log = (run_dir_of(tmp_path, "ce", "none", None) / "run.log").read_text().splitlines()
     assert [line for line in log if " batches, " in line] == said
 
 
