@@ -20,7 +20,9 @@ seed's best and last, their mean, the best-minus-last drop and the share of wron
 whose schedule is not a step one, Co-teaching's linear decay, keeps its own, scaled to the 60 epochs). The
 `sanm_ce_*` rows are the ablations of SANM(CE), one option each on top of `+sanm=on`; `sanm_dividemix_official`
 is SANM(DivideMix) under `+sanm=official`, and `sanm_dividemix_beta002` SANM(DivideMix) with the official
-reconstruction weight alone (`+sanm=on sanm.beta=0.02`). The `*_official_recipe*` rows run the official pipeline
+reconstruction weight alone (`+sanm=on sanm.beta=0.02`; since issue 39 DivideMix's `+sanm=on` itself, so the same
+run as `sanm_dividemix`). `sanm_<method>_beta0`, `_beta01`, `_beta03` sweep the reconstruction weight for CE and
+DivideMix, and `sanm_dividemix_mu01` halves DivideMix's mask scale. The `*_official_recipe*` rows run the official pipeline
 (`+recipe=official`, issue 42) with and without SANM's official hooks and the official network's double softmax:
 
     python benchmarks/cifar10_mini.py --protocol memorisation --seeds 0 --runs dividemix_official_recipe \
@@ -105,6 +107,8 @@ for _key, _label, _method in (("ce", "CE", "ce"), ("dividemix", "DivideMix", "di
     for _suffix, _beta in BETA_SWEEP.items():
         RUNS[f"sanm_{_key}_beta{_suffix}"] = (f"SANM({_label}) beta {_beta}", _method,
                                               ["+sanm=on", f"sanm.beta={_beta}"])
+# the mask scale next, where beta alone leaves SANM(DivideMix) below DivideMix (issue 39): a smaller mu masks less
+RUNS["sanm_dividemix_mu01"] = ("SANM(DivideMix) mu 0.1", "dividemix", ["+sanm=on", "sanm.mu=0.1"])
 ABLATIONS = [key for key in RUNS if key.startswith(("sanm_ce_", "sanm_dividemix_", "dividemix_"))
              and key != "sanm_ce_masked"]
 DEFAULT_RUNS = [key for key in RUNS if key not in ABLATIONS]
