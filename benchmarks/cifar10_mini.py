@@ -22,8 +22,9 @@ whose schedule is not a step one, Co-teaching's linear decay, keeps its own, sca
 is SANM(DivideMix) under `+sanm=official`, and `sanm_dividemix_beta002` SANM(DivideMix) with the official
 reconstruction weight alone (`+sanm=on sanm.beta=0.02`; since issue 39 DivideMix's `+sanm=on` itself, so the same
 run as `sanm_dividemix`). `sanm_<method>_beta0`, `_beta01`, `_beta03` sweep the reconstruction weight for CE and
-DivideMix, and `sanm_dividemix_mu01` halves DivideMix's mask scale. The `*_official_recipe*` rows run the official pipeline
-(`+recipe=official`, issue 42) with and without SANM's official hooks and the official network's double softmax:
+DivideMix, and `sanm_dividemix_mu01` halves DivideMix's mask scale. The `*_official_recipe*` rows run the official
+pipeline (`+recipe=official`, issue 42) with and without SANM's official hooks and the official network's double
+softmax:
 
     python benchmarks/cifar10_mini.py --protocol memorisation --seeds 0 --runs dividemix_official_recipe \
         sanm_dividemix_official_recipe sanm_dividemix_official_recipe_softmax --resume
