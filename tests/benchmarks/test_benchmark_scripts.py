@@ -17,18 +17,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "baselines"))
 from fake_data import write_image_folder  # noqa: E402
+from method_steps import smoke_config  # noqa: E402
 
 
 def _train(method, run_dir, *overrides) -> None:
     """A smoke run of `method` in this process (a subprocess's time is half imports), for a script to read."""
-    from hydra import compose, initialize_config_dir
-
     from baselines.common.engine import run
     from baselines.registry import BASELINES
 
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name=method, overrides=["+experiment=smoke", *overrides])
-    run(cfg, BASELINES[method], run_dir=run_dir)
+    run(smoke_config(method, *overrides), BASELINES[method], run_dir=run_dir)
 
 
 def _run(tmp_path, *args) -> str:
