@@ -12,6 +12,7 @@ wrong label: plain CE drifts towards memorising it; SANM should hold it down).
     python benchmarks/cifar10_mini.py --runs dividemix sanm_dividemix --noise asym_0.4   # (GPU: also sym_0.8)
     python benchmarks/cifar10_mini.py --runs elr_plus sanm_elr_plus cdr sanm_cdr coteaching sanm_coteaching
     python benchmarks/cifar10_mini.py --runs elr_plus sanm_elr_plus --resume   # continue after a kill
+    python benchmarks/cifar10_mini.py --device cuda --jobs 8 --runs ...   # 8 runs at once, sharing one GPU
     python benchmarks/cifar10_mini.py --protocol memorisation --seeds 0 1 --runs ce sanm_ce sanm_ce_fill_input
 
 `--protocol memorisation` is the regime where plain CE demonstrably memorises the noise (issue 14): 60
@@ -33,7 +34,9 @@ Below the table, a second one gives each run's test accuracy per seed at every 1
 lr drop (the epoch rows of benchmarks/RESULTS.md).
 
 Each run checkpoints every epoch; `--resume` continues interrupted runs and only re-reads finished ones.
-The wall column is each run's own training time (summed over its resumed parts).
+The wall column is each run's own training time (summed over its resumed parts). `--jobs N` runs up to N of the
+(row, seed) runs at once, each its own process: the protocol's width-16 runs leave a GPU mostly idle, and on a CPU
+each job takes a core (set `OMP_NUM_THREADS` so that jobs x threads fits the cores). The table is the same.
 
 `--width` sets every model's first-stage channels: PreAct ResNet-18 (64 in the paper) and Co-teaching's
 9-layer CNN (128 upstream) alike. CDR holds out its 10% noisy validation split; its "at best val" column is
@@ -50,6 +53,7 @@ import json
 import subprocess
 import sys
 import tarfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -177,35 +181,31 @@ def main() -> None:
     parser.add_argument("--runs", nargs="+", default=DEFAULT_RUNS, choices=list(RUNS))
     parser.add_argument("--output", type=Path, default=ROOT / "outputs" / "cifar10_mini")
     parser.add_argument("--table", type=Path, default=None, help="Markdown file (default <output>/table.md)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs at once, each its own process (several share a GPU; on a CPU one a core)")
     parser.add_argument("--resume", action="store_true",
                         help="continue interrupted runs from their last checkpoint (finished ones are only re-read) "
                              "instead of starting every run again")
     args = parser.parse_args()
+    if args.jobs < 1:
+        parser.error(f"--jobs {args.jobs}: give at least 1 (runs at once)")
     protocol = {**PROTOCOLS[args.protocol], **({"epochs": args.epochs} if args.epochs else {})}
     folder = unpack(args.archive, args.cache)
     noise = args.noise or protocol.get("noise", "sym_0.5")
     if noise.startswith("cifar10n_") and not args.human_labels.is_file():
         sys.exit(f"error: {args.human_labels} not found; pass --human-labels path/to/cifar10n-jpg.npz")
     common = common_overrides(args, protocol, folder, noise)
+    tasks = [(key, seed) for key in args.runs for seed in args.seeds]
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        done = dict(zip(tasks, pool.map(lambda task: train(*task, common, protocol, args.output), tasks)))
+    failed = [outcome for outcome in done.values() if isinstance(outcome, str)]
+    if failed:
+        sys.exit("\n".join(failed) + "\n(the other runs finished; rerun the same command with --resume)")
     rows = []
     for key in args.runs:
-        label, method, extra = RUNS[key]
-        summaries, run_dirs = [], []
-        for seed in args.seeds:
-            command = [sys.executable, "-m", f"baselines.{method}",
-                       *run_overrides(common, key, protocol, seed, args.output)]
-            print(f"== {label}, seed {seed}: {' '.join(command[2:])}", flush=True)
-            out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-            if out.returncode != 0:
-                sys.exit(f"{label} failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
-            summary_path = out.stdout.strip().splitlines()[-1].split("summary in ")[-1]
-            summary = json.loads(Path(summary_path).read_text())
-            run_dirs.append((seed, Path(summary_path).parent))
-            summaries.append(summary)  # wall_seconds: the run's own training time, summed over resumed parts
-            print(f"   best {summary['best_test_acc']:.2f}  last {summary['last_test_acc']:.2f}  "
-                  f"fitted wrong labels {summary['fitted_wrong_labels']:.1%}  ({summary['wall_seconds']:.0f} s)",
-                  flush=True)
-        rows.append((label, summaries, run_dirs))
+        outcomes = [done[key, seed] for seed in args.seeds]
+        rows.append((RUNS[key][0], [summary for summary, _ in outcomes],
+                     [(seed, run_dir) for seed, (_, run_dir) in zip(args.seeds, outcomes)]))
     subset = f"{args.subset} images" if args.subset else "all 50k"
     schedule = (f", batch {protocol['batch_size']}, lr /10 after epoch {protocol['lr_milestones']}"
                 if "lr_milestones" in protocol else "")
@@ -226,6 +226,22 @@ def main() -> None:
     table.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"\nwritten to {table}")
+
+
+def train(key: str, seed: int, common: list[str], protocol: dict, output: Path) -> tuple[dict, Path] | str:
+    """One row's run for one seed, as its own `python -m baselines.<method>` process: its summary and run
+    directory, or what went wrong (the last lines it printed)."""
+    label, method, _ = RUNS[key]
+    command = [sys.executable, "-m", f"baselines.{method}", *run_overrides(common, key, protocol, seed, output)]
+    print(f"== {label}, seed {seed}: {' '.join(command[2:])}", flush=True)
+    out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if out.returncode != 0:
+        return f"{label}, seed {seed} failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}"
+    summary_path = Path(out.stdout.strip().splitlines()[-1].split("summary in ")[-1])
+    summary = json.loads(summary_path.read_text())  # wall_seconds: the run's own time, summed over resumed parts
+    print(f"   {label}, seed {seed}: best {summary['best_test_acc']:.2f}  last {summary['last_test_acc']:.2f}  "
+          f"fitted wrong labels {summary['fitted_wrong_labels']:.1%}  ({summary['wall_seconds']:.0f} s)", flush=True)
+    return summary, summary_path.parent
 
 
 def course_epochs(epochs: int, milestones: list[int]) -> list[int]:

@@ -101,10 +101,11 @@ def test_accuracy_benchmark_writes_its_table_and_resumes(tmp_path):
 
 @pytest.mark.slow
 def test_memorisation_protocol_runs_every_seed_and_reports_mean_and_each(tmp_path):
+    """Both seeds at once (--jobs 2), each its own run directory, and the table in the order given."""
     archive = _tiny_archive(tmp_path)
     _run(tmp_path, "benchmarks/cifar10_mini.py", "--archive", str(archive), "--cache", str(tmp_path / "unpacked"),
          "--subset", "0", "--width", "4", "--runs", "ce", "--protocol", "memorisation", "--epochs", "2",
-         "--seeds", "0", "1", "--output", str(tmp_path / "out"))
+         "--seeds", "0", "1", "--jobs", "2", "--output", str(tmp_path / "out"))
     table = (tmp_path / "out" / "table.md").read_text()
     assert "batch 64, lr /10 after epoch [36]" in table and "seeds 0 1" in table
     row = next(line for line in table.splitlines() if line.startswith("| CE |"))
