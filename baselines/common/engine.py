@@ -19,6 +19,7 @@ import random
 import shutil
 import sys
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -98,8 +99,14 @@ class Network:
         self.sanm: Optional[SANMHook] = None
         if ctx.sanm_settings is not None:
             channels, size = _feature_shape(self.module, ctx.image_shape, ctx.device)
-            self.sanm = SANMHook(ctx.sanm_settings, ctx.num_classes, channels, ctx.image_shape, size,
-                                 ctx.is_clean, (ctx.data.mean, ctx.data.std)).to(ctx.device)
+            # the decoder's initial weights come from a stream of their own, so that the run draws every other
+            # number as the run without SANM does: same-seed runs with and without SANM are the same run until
+            # SANM starts (paired comparisons; docs/runs.md 2.2)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(zlib.crc32(f"sanm decoder|{cfg.seed}|{name}".encode()))
+                self.sanm = SANMHook(ctx.sanm_settings, ctx.num_classes, channels, ctx.image_shape, size,
+                                     ctx.is_clean, (ctx.data.mean, ctx.data.std))
+            self.sanm.to(ctx.device)
             if ctx.world.active:  # the decoder trains on every rank's masked views: its gradients are averaged too
                 self.sanm.wrap_decoder(distributed.wrap(self.sanm.augmenter.decoder, ctx.world, ctx.device))
         params = [*self.module.parameters(), *(self.sanm.parameters() if self.sanm is not None else [])]

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from method_steps import build_method
+from method_steps import build_method, step_config
 
 
 def _method(tmp_path, name, *overrides):
@@ -33,3 +33,23 @@ def test_presets_and_overrides_reach_every_networks_hooks(tmp_path, name, preset
 def test_a_bad_option_value_names_the_key(tmp_path):
     with pytest.raises(ValueError, match="fill_space"):
         _method(tmp_path, "ce", "+sanm=on", "sanm.fill_space=raw")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["ce", "dividemix"])
+def test_with_and_without_sanm_a_seed_is_the_same_run_until_sanm_starts(tmp_path, name):
+    """The decoder's initial weights come from a stream of their own: the warm-up epoch (SANM starts in the second)
+    trains the same networks from the same draws with SANM on as off, so same-seed runs compare paired."""
+    from baselines.common.checkpoint import load_checkpoint
+    from baselines.common.engine import run
+    from baselines.registry import BASELINES
+
+    for sanm in ("off", "on"):
+        cfg = step_config(tmp_path, name, "trainer.epochs=1", *([] if sanm == "off" else ["+sanm=on"]))
+        run(cfg, BASELINES[name], run_dir=tmp_path / sanm)
+    off, on = (load_checkpoint(tmp_path / sanm / "checkpoints" / "last.pt") for sanm in ("off", "on"))
+    assert set(off["networks"]) == set(on["networks"]) and on["networks"]["net1" if name != "ce" else "net"]["sanm"]
+    for net in off["networks"]:
+        weights_off, weights_on = off["networks"][net]["model"], on["networks"][net]["model"]
+        assert all(torch.equal(weights_off[key], weights_on[key]) for key in weights_off), net
+    assert torch.equal(off["rng"]["torch"], on["rng"]["torch"])  # and the next epoch's draws start alike
