@@ -54,7 +54,7 @@ class DatasetConfig:
     root: Optional[str] = None  # CIFAR: where torchvision's pickles are (downloaded when missing); image_folder: required
     cache_dir: Optional[str] = None  # decoded image folders and noisy labels; default ~/.cache/sanm_plugin
     train_subset: Optional[int] = None  # class-balanced subset of the training split, for quick runs
-    test_subset: Optional[int] = None  # class-balanced subset of the test split: quick checks, not comparable figures
+    test_subset: Optional[int] = None  # at most this many test images, class-balanced: for quick checks
     download: bool = True
     # a dataset streamed from its files (streaming.py): DataLoader decoding processes per stream of batches
     # (0: decode in the training process)
