@@ -102,11 +102,9 @@ def test_the_paper_figures_are_read_with_their_table_and_cell():
 
 @pytest.mark.slow
 def test_a_run_that_fails_mid_training_is_reported_as_failed_with_its_error(tmp_path, monkeypatch):
-    from hydra import compose, initialize_config_dir
-
     from baselines.common.engine import run
     from baselines.registry import BASELINES
-    from test_distributed import ROOT
+    from method_steps import smoke_config
 
     method = BASELINES["ce"]
     calls = []
@@ -119,8 +117,7 @@ def test_a_run_that_fails_mid_training_is_reported_as_failed_with_its_error(tmp_
         return original(self, epoch)
 
     monkeypatch.setattr(method, "train_epoch", failing)
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="ce", overrides=["+experiment=smoke", "progress=false"])
+    cfg = smoke_config("ce", "progress=false")
     with pytest.raises(RuntimeError, match="simulated"):
         run(cfg, method, run_dir=tmp_path / "run")
     status = json.loads((tmp_path / "run" / "status.json").read_text())
