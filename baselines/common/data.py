@@ -257,9 +257,9 @@ def _take_train_subset(data: ImageDataset, n: int, seed: int) -> ImageDataset:
 
 def _take_test_subset(data: ImageDataset, n: int, seed: int) -> ImageDataset:
     """At most `n` test samples: a split that is no larger stays whole (the smoke preset's 100 on any dataset)."""
-    if not isinstance(n, bool) and int(n) == n and n >= len(data.test_labels):
+    idx = class_balanced_subset(data.test_labels, min(n, len(data.test_labels)), seed, split="test")
+    if len(idx) == len(data.test_labels):
         return data
-    idx = class_balanced_subset(data.test_labels, n, seed, split="test")
     return dataclasses.replace(
         data,
         test_images=data.test_images[idx],
