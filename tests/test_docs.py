@@ -138,3 +138,33 @@ def test_every_relative_link_of_the_readme_resolves():
     assert any(t.endswith(".png") for t in targets) and any(t.startswith("docs/") for t in targets)
     missing = [t for t in targets if "://" not in t and not (ROOT / t).exists()]
     assert not missing, f"README links to files that do not exist: {missing}"
+
+
+# how README's tables name the methods of baselines.registry.BASELINES
+README_METHOD_NAMES = {"ce": "CE", "gce": "GCE", "sce": "SCE", "cdr": "CDR", "elr_plus": "ELR+",
+                       "coteaching": "Co-teaching", "dividemix": "DivideMix", "c2d": "C2D"}
+
+
+def test_the_readme_preset_table_states_what_each_method_class_declares_for_sanm_on():
+    """Issue 39: README's table of what `+sanm=on` changes per method is read back from the classes
+    (`Method.sanm_defaults`), so a new per-method value cannot land without its row."""
+    from baselines.registry import BASELINES
+
+    assert set(README_METHOD_NAMES) == set(BASELINES), "name the new method in README_METHOD_NAMES and README's table"
+    readme = (ROOT / "README.md").read_text()
+    table = re.search(r"^\| method \| `\+sanm=on` against `\+sanm=paper` \|.*?\n((?:\|.*\n)+)", readme, re.MULTILINE)
+    assert table, "README no longer has the `+sanm=on` preset table; update this test with it"
+    named: dict[str, str] = {}
+    for row in table[1].splitlines()[1:]:  # below the |---| line
+        methods, change = (cell.strip() for cell in row.strip("|").split("|")[:2])
+        for display in (m.strip() for m in methods.split(",")):
+            key = next(k for k, v in README_METHOD_NAMES.items() if v == display)
+            assert key not in named, f"README's preset table names {display} twice"
+            named[key] = change
+            defaults = BASELINES[key].sanm_defaults
+            if defaults:
+                for field, value in defaults.items():
+                    assert f"`{field}` {value}" in change, f"{display}: README says {change!r}, its class {defaults}"
+            else:
+                assert change == "the same", f"{display} declares no sanm_defaults, README says {change!r}"
+    assert set(named) == set(BASELINES), f"README's preset table leaves out {sorted(set(BASELINES) - set(named))}"
