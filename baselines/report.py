@@ -3,8 +3,9 @@
 Every run directory under the given folders (one holding resolved.yaml, metrics.jsonl or summary.json) is
 read. Finished runs (summary.json) are grouped by method x dataset x noise x SANM preset, and by any other
 setting that differs between runs of one setting (`model.width=16`, `sanm.mu=0.3`: the `variant` column),
-so that only seeds are averaged: best, last and mean-of-the-last-10 test accuracy as mean ± sample std over
-seeds, SANM's gain over its base method's group (same setting and variant, `+sanm=off`), and the paper's
+so that only seeds are averaged: the test accuracy at the epoch of best noisy-validation accuracy (runs with
+`trainer.val_fraction`), best, last and mean-of-the-last-10 as mean ± sample std over seeds, SANM's gain over its
+base method's group (same setting and variant, `+sanm=off`) at the first three, and the paper's
 number where the setting is one of its tables (paper_results.csv). Runs in progress, stopped, interrupted or
 failed (status.json, written by the engine) are listed apart and never averaged in.
 
@@ -252,8 +253,11 @@ def _gain(group: Group, key: str) -> str:
     return "-" if ours is None or base is None else f"{ours - base:+.2f}"
 
 
-COLUMNS = ("method", "dataset", "noise", "SANM", "variant", "seeds", "best", "last", "mean last 10",
-           "at best val", "gain best", "gain last", "paper best")
+# "at best val" first: the test accuracy at the epoch a noisy validation split selects is the figure a user
+# without clean labels gets (issue 39); best and last beside it
+COLUMNS = ("method", "dataset", "noise", "SANM", "variant", "seeds", "at best val", "best", "last", "mean last 10",
+           "gain at val", "gain best", "gain last", "paper best")
+ACCURACIES = ("test_acc_at_best_val", "best_test_acc", "last_test_acc", "mean_last10_test_acc")
 
 
 def table_rows(groups: list[Group], pm: str = "±") -> list[list[str]]:
@@ -262,9 +266,8 @@ def table_rows(groups: list[Group], pm: str = "±") -> list[list[str]]:
         paper = "-" if g.paper is None else f"{g.paper['best']:.2f} (Table {g.paper['table']})"
         rows.append([g.method, g.dataset, g.noise, g.sanm, g.variant or "-",
                      f"{len(g.runs)} ({', '.join(map(str, g.seeds))})",
-                     *(_fmt(*_mean_std(g.values(k)), pm) for k in
-                       ("best_test_acc", "last_test_acc", "mean_last10_test_acc", "test_acc_at_best_val")),
-                     _gain(g, "best_test_acc"), _gain(g, "last_test_acc"), paper])
+                     *(_fmt(*_mean_std(g.values(k)), pm) for k in ACCURACIES),
+                     *(_gain(g, k) for k in ACCURACIES[:3]), paper])
     return rows
 
 

@@ -216,7 +216,7 @@ def main() -> None:
         f"{protocol['epochs']} epochs{schedule}, {args.device}, seeds {' '.join(map(str, args.seeds))}; "
         "test on all 10k. With several seeds a cell is the mean, then each seed's value.",
         "",
-        "| run | best test acc | last test acc | best - last | at best val | wrong labels fitted at the end "
+        "| run | at best val | best test acc | last test acc | best - last | wrong labels fitted at the end "
         "| right labels fitted | wall |",
         "|---|---|---|---|---|---|---|---|",
     ] + [row_line(label, summaries) for label, summaries, _ in rows]
@@ -291,8 +291,8 @@ def row_line(label: str, summaries: list[dict]) -> str:
     at_val = ([s["test_acc_at_best_val"] for s in summaries] if all("test_acc_at_best_val" in s for s in summaries)
               else None)
     minutes = sum(s["wall_seconds"] for s in summaries) / 60 / len(summaries)
-    return (f"| {label} | {cell(best)} | {cell(last)} | {cell([b - l for b, l in zip(best, last)])} | "
-            f"{cell(at_val) if at_val else '-'} | {cell([s['fitted_wrong_labels'] for s in summaries], '.1f', 100)}% | "
+    return (f"| {label} | {cell(at_val) if at_val else '-'} | {cell(best)} | {cell(last)} | "
+            f"{cell([b - l for b, l in zip(best, last)])} | {cell([s['fitted_wrong_labels'] for s in summaries], '.1f', 100)}% | "
             f"{cell([s['fitted_right_labels'] for s in summaries], '.1f', 100)}% | {minutes:.1f} min |")
 
 

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from baselines.report import as_csv, find_runs, group_runs, latex, main, markdown, paper_results
 
 
-def _run(root, sanm, seed, best, last, width=16, mu=None, state="finished", pid=None, method="ce"):
+def _run(root, sanm, seed, best, last, width=16, mu=None, state="finished", pid=None, method="ce", at_val=None):
     path = root / state / method / "cifar10" / "sym_0.5" / f"{sanm}-w{width}-{mu}" / f"seed{seed}"
     path.mkdir(parents=True)
     settings = {"method": {"name": method, "sanm_train_on": "clean_and_masked"}, "dataset": {"name": "cifar10",
@@ -23,7 +23,7 @@ def _run(root, sanm, seed, best, last, width=16, mu=None, state="finished", pid=
     if state == "finished":
         (path / "summary.json").write_text(json.dumps({
             "method": method, "dataset": "cifar10", "noise": "sym_0.5", "sanm": sanm, "best_test_acc": best,
-            "last_test_acc": last, "mean_last10_test_acc": last - 1}))
+            "last_test_acc": last, "mean_last10_test_acc": last - 1, "test_acc_at_best_val": at_val}))
     elif state != "legacy":
         status = {"state": state, "pid": pid or os.getpid(), "host": os.uname().nodename}
         if state == "failed":
@@ -34,9 +34,10 @@ def _run(root, sanm, seed, best, last, width=16, mu=None, state="finished", pid=
 
 @pytest.fixture
 def runs(tmp_path):
-    for seed, (off, on) in enumerate([((40.0, 30.0), (45.0, 44.0)), ((42.0, 34.0), (47.0, 46.0))]):
-        _run(tmp_path, "off", seed, *off)
-        _run(tmp_path, "on", seed, *on)
+    # (best, last, at best val) of seeds 0 and 1, without and with SANM
+    for seed, (off, on) in enumerate([((40.0, 30.0, 38.0), (45.0, 44.0, 45.0)), ((42.0, 34.0, 41.0), (47.0, 46.0, 46.0))]):
+        _run(tmp_path, "off", seed, *off[:2], at_val=off[2])
+        _run(tmp_path, "on", seed, *on[:2], at_val=on[2])
     _run(tmp_path, "on", 0, 50.0, 49.0, mu=0.3)  # an ablation: its own group, against the same base
     _run(tmp_path, "off", 0, 60.0, 59.0, width=64)  # another variant of the setting
     _run(tmp_path, "off", 1, 0, 0, state="failed")
@@ -62,13 +63,15 @@ def test_groups_average_only_seeds_and_link_sanm_to_its_base(runs):
 def test_the_markdown_table_gives_mean_std_and_gain_by_hand(runs):
     found = find_runs([runs])
     text = markdown(found, group_runs(found))
-    # off: best 40, 42 -> 41.00 ± 1.41 (sample std); last 30, 34 -> 32.00 ± 2.83; on: 46 ± 1.41, 45 ± 1.41
-    assert "| ce | cifar10 | sym_0.5 | off | model.width=16 | 2 (0, 1) | 41.00 ± 1.41 | 32.00 ± 2.83 | 31.00 ± 2.83 " \
-           "| - | - | - | 79.40 (Table 6) |" in text
-    assert "| on | model.width=16; sanm.mu=0.2 | 2 (0, 1) | 46.00 ± 1.41 | 45.00 ± 1.41 | 44.00 ± 1.41 | - | +5.00 " \
-           "| +13.00 | 89.70 (Table 6) |" in text
-    assert "| sanm.mu=0.3" not in text and "model.width=16; sanm.mu=0.3 | 1 (0) | 50.00 | 49.00 | 48.00 | - | +9.00" in text
-    assert "| off | model.width=64 | 1 (0) | 60.00 |" in text
+    # off: at best val 38, 41 -> 39.50 ± 2.12 (sample std); best 40, 42 -> 41.00 ± 1.41; last 30, 34 -> 32.00 ± 2.83;
+    # on: 45.50 ± 0.71, 46 ± 1.41, 45 ± 1.41; gains at val / best / last +6, +5, +13
+    assert "| ce | cifar10 | sym_0.5 | off | model.width=16 | 2 (0, 1) | 39.50 ± 2.12 | 41.00 ± 1.41 | 32.00 ± 2.83 " \
+           "| 31.00 ± 2.83 | - | - | - | 79.40 (Table 6) |" in text
+    assert "| on | model.width=16; sanm.mu=0.2 | 2 (0, 1) | 45.50 ± 0.71 | 46.00 ± 1.41 | 45.00 ± 1.41 | 44.00 ± 1.41 " \
+           "| +6.00 | +5.00 | +13.00 | 89.70 (Table 6) |" in text
+    # a run without a validation split has no figure at best val, and no gain there
+    assert "| sanm.mu=0.3" not in text and "model.width=16; sanm.mu=0.3 | 1 (0) | - | 50.00 | 49.00 | 48.00 | - | +9.00" in text
+    assert "| off | model.width=64 | 1 (0) | - | 60.00 |" in text
     assert "6 finished runs in 4 groups" in text and "Not averaged in (4):" in text
     assert "- failed: " in text and "CUDA out of memory" in text and "(1/3 epochs" in text
     assert "- stopped: " in text and "its process is gone" in text and "- running: " in text
@@ -77,7 +80,7 @@ def test_the_markdown_table_gives_mean_std_and_gain_by_hand(runs):
 def test_csv_and_latex_carry_the_same_rows(runs):
     groups = group_runs(find_runs([runs]))
     lines = as_csv(groups).splitlines()
-    assert lines[0].startswith("method,dataset,noise,SANM,variant,seeds,best") and len(lines) == 1 + len(groups)
+    assert lines[0].startswith("method,dataset,noise,SANM,variant,seeds,at best val,best") and len(lines) == 1 + len(groups)
     assert "41.00 +- 1.41" in lines[1]
     tex = latex(groups)
     assert tex.startswith(r"\begin{tabular}") and r"41.00 $\pm$ 1.41" in tex and r"sym\_0.5" in tex
