@@ -36,7 +36,7 @@ def test_a_bad_option_value_names_the_key(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["ce", "dividemix"])
+@pytest.mark.parametrize("name", ["ce", "elr_plus", "coteaching", "dividemix"])  # each its own training step
 def test_with_and_without_sanm_a_seed_is_the_same_run_until_sanm_starts(tmp_path, name):
     """The decoder's initial weights come from a stream of their own: the warm-up epoch (SANM starts in the second)
     trains the same networks from the same draws with SANM on as off, so same-seed runs compare paired."""
