@@ -45,10 +45,14 @@ def test_sweep_script_runs_two_seeds_and_reports_mean_std_and_gain(tmp_path):
     result = subprocess.run(["bash", str(EXAMPLES / "sweep.sh"), "+experiment=smoke", "trainer.epochs=2"],
                             env=env, capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stdout + result.stderr
-    rows = [line.split(" | ") for line in result.stdout.splitlines() if line.startswith("| ce |")]
-    assert [row[3] for row in rows] == ["off", "on"] and all(row[5] == "2 (0, 1)" for row in rows)
-    assert all(re.fullmatch(r"[\d.]+ ± [\d.]+", row[6]) for row in rows), rows
-    assert re.fullmatch(r"[+-][\d.]+", rows[1][10]) and rows[0][10] == "-"
+    def cells(line):
+        return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+    header = cells(next(line for line in result.stdout.splitlines() if line.startswith("| method |")))
+    rows = [dict(zip(header, cells(line))) for line in result.stdout.splitlines() if line.startswith("| ce |")]
+    assert [row["SANM"] for row in rows] == ["off", "on"] and all(row["seeds"] == "2 (0, 1)" for row in rows)
+    assert all(re.fullmatch(r"[\d.]+ ± [\d.]+", row["best"]) for row in rows), rows
+    assert re.fullmatch(r"[+-][\d.]+", rows[1]["gain best"]) and rows[0]["gain best"] == "-"
     assert "4 finished runs in 2 groups" in result.stdout
     states = {json.loads(p.read_text())["state"] for p in tmp_path.rglob("status.json")}
     assert states == {"finished"}
