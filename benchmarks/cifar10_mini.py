@@ -14,6 +14,7 @@ wrong label: plain CE drifts towards memorising it; SANM should hold it down).
     python benchmarks/cifar10_mini.py --runs elr_plus sanm_elr_plus --resume   # continue after a kill
     python benchmarks/cifar10_mini.py --device cuda --jobs 8 --runs ...   # 8 runs at once, sharing one GPU
     python benchmarks/cifar10_mini.py --protocol memorisation --seeds 0 1 --runs ce sanm_ce sanm_ce_fill_input
+    python benchmarks/cifar10_mini.py --protocol memorisation --runs dividemix --channels-last --output outputs/cl
 
 `--protocol memorisation` is the regime where plain CE demonstrably memorises the noise (issue 14): 60
 epochs, batch 64, lr /10 after 36 (60%), the same 5k subset and width 16; the table then gives each
@@ -136,7 +137,9 @@ PROTOCOLS = {
 
 
 def common_overrides(args: argparse.Namespace, protocol: dict, folder: Path, noise: str) -> list[str]:
-    """What every run of one invocation shares: the data, noise, width, the protocol's settings, resume."""
+    """What every run of one invocation shares: the data, noise, width, the protocol's settings, resume, and the
+    memory layout (channels_last sums the convolutions in another order, so a run with it and one without are
+    not paired draw for draw)."""
     return [
         "dataset=image_folder", f"dataset.root={folder}", f"noise={noise}", f"model.width={args.width}",
         f"trainer.epochs={protocol['epochs']}", f"device={args.device}",
@@ -144,7 +147,8 @@ def common_overrides(args: argparse.Namespace, protocol: dict, folder: Path, noi
     ] + ([f"dataset.train_subset={args.subset}"] if args.subset else []) + (
         [f"trainer.batch_size={protocol['batch_size']}"] if "batch_size" in protocol else []) + (
         [f"trainer.val_fraction={protocol['val_fraction']}"] if "val_fraction" in protocol else []) + (
-        [f"noise.file={args.human_labels.resolve()}"] if noise.startswith("cifar10n_") else [])
+        [f"noise.file={args.human_labels.resolve()}"] if noise.startswith("cifar10n_") else []) + (
+        ["trainer.channels_last=true"] if args.channels_last else [])
 
 
 def run_overrides(common: list[str], key: str, protocol: dict, seed: int, output: Path) -> list[str]:
@@ -183,6 +187,9 @@ def main() -> None:
                         help="CIFAR-10N's labels in the JPEG copy's order (the cifar10n protocol)")
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="every run with trainer.channels_last=true (1.36x for DivideMix on this CPU, "
+                             "benchmarks/RESULTS.md); compare rows only with rows run the same way")
     parser.add_argument("--runs", nargs="+", default=DEFAULT_RUNS, choices=list(RUNS))
     parser.add_argument("--output", type=Path, default=ROOT / "outputs" / "cifar10_mini")
     parser.add_argument("--table", type=Path, default=None, help="Markdown file (default <output>/table.md)")
@@ -218,7 +225,7 @@ def main() -> None:
                 if "val_fraction" in protocol else "")
     lines = [
         f"CIFAR-10 JPEG copy, {subset} (class-balanced){held_out}, {noise}, PreAct ResNet-18 width {args.width}, "
-        f"{protocol['epochs']} epochs{schedule}, {args.device}, seeds {' '.join(map(str, args.seeds))}; "
+        f"{protocol['epochs']} epochs{schedule}, {args.device}{', channels_last' if args.channels_last else ''}, seeds {' '.join(map(str, args.seeds))}; "
         "test on all 10k. With several seeds a cell is the mean, then each seed's value.",
         "",
         "| run | at best val | best test acc | last test acc | best - last | wrong labels fitted at the end "

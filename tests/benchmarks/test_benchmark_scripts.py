@@ -188,7 +188,8 @@ def test_every_row_and_every_protocol_compose(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import cifar10_mini
 
-    args = argparse.Namespace(width=16, device="cpu", resume=True, subset=5000, human_labels=tmp_path / "n.npz")
+    args = argparse.Namespace(width=16, device="cpu", resume=True, subset=5000, human_labels=tmp_path / "n.npz",
+                              channels_last=False)
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cases = [("memorisation", key) for key in cifar10_mini.RUNS] + [(name, "ce") for name in cifar10_mini.PROTOCOLS]
         for name, key in cases:
@@ -198,6 +199,12 @@ def test_every_row_and_every_protocol_compose(tmp_path):
             cfg = compose(config_name=method, overrides=cifar10_mini.run_overrides(common, key, protocol, 0, tmp_path))
             assert cfg.trainer.epochs == protocol["epochs"] and cfg.noise.name == noise, (name, key)
             assert ("+sanm" in " ".join(extra)) == bool(cfg.get("sanm")), (name, key, label)
+            assert cfg.trainer.channels_last is False
+        args.channels_last = True  # --channels-last: every run of the invocation in that memory layout
+        common = cifar10_mini.common_overrides(args, cifar10_mini.PROTOCOLS["memorisation"], tmp_path, "sym_0.5")
+        cfg = compose(config_name="dividemix", overrides=cifar10_mini.run_overrides(
+            common, "sanm_dividemix", cifar10_mini.PROTOCOLS["memorisation"], 0, tmp_path))
+        assert cfg.trainer.channels_last is True and cfg.sanm is not None
 
 
 def test_the_course_table_shows_the_epochs_around_each_lr_drop():
