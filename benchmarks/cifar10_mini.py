@@ -19,7 +19,8 @@ wrong label: plain CE drifts towards memorising it; SANM should hold it down).
 `--protocol memorisation` is the regime where plain CE demonstrably memorises the noise (issue 14): 60
 epochs, batch 64, lr /10 after 36 (60%), the same 5k subset and width 16; the table then gives each
 seed's best and last, their mean, the best-minus-last drop and the share of wrong labels fitted (a method
-whose schedule is not a step one, Co-teaching's linear decay, keeps its own, scaled to the 60 epochs). The
+whose config does not fix a step schedule keeps its recipe's own, scaled to the 60 epochs: Co-teaching's linear
+decay, and ELR+'s `auto` schedule, its recipe's drop at 150 of 200 epochs, so after epoch 45). The
 `sanm_ce_*` rows are the ablations of SANM(CE), one option each on top of `+sanm=on`; `sanm_dividemix_official`
 is SANM(DivideMix) under `+sanm=official`, and `sanm_dividemix_beta002` SANM(DivideMix) with the official
 reconstruction weight alone (`+sanm=on sanm.beta=0.02`; since issue 39 DivideMix's `+sanm=on` itself, so the same
@@ -282,8 +283,9 @@ def course_table(rows: list[tuple[str, list[dict], list[tuple[int, Path]]]], epo
 
 
 def schedule_overrides(method: str, protocol: dict) -> list[str]:
-    """The protocol's lr drops, for methods on a step schedule; a method with a schedule of another shape
-    (Co-teaching's linear decay) keeps its own, scaled to the protocol's epochs."""
+    """The protocol's lr drops, for methods whose config fixes the step schedule; a method whose config names
+    another shape (Co-teaching's linear decay) or leaves it to its recipe (ELR+'s `auto`: the recipe's drop at
+    150 of 200 epochs, after epoch 45 of 60) keeps its own, scaled to the protocol's epochs."""
     if "lr_milestones" not in protocol:
         return []
     own = OmegaConf.load(ROOT / "conf" / f"{method}.yaml").get("trainer", {}).get("lr_schedule", "step")

@@ -172,6 +172,7 @@ def test_memorisation_protocol_drops_the_lr_only_for_step_schedules():
     protocol = cifar10_mini.PROTOCOLS["memorisation"]
     assert cifar10_mini.schedule_overrides("ce", protocol) == ["trainer.lr_milestones=[36]"]
     assert cifar10_mini.schedule_overrides("coteaching", protocol) == []  # its linear decay, scaled to the epochs
+    assert cifar10_mini.schedule_overrides("elr_plus", protocol) == []  # its recipe's drop at 75%: epoch 45 of 60
     assert cifar10_mini.schedule_overrides("ce", cifar10_mini.PROTOCOLS["short"]) == []
 
 
