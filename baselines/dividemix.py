@@ -53,6 +53,7 @@ RECIPES = ("paper", "official")
 OFFICIAL_WARMUP_EPOCHS = {"cifar10": 10, "cifar100": 20}  # SANM Train_cifar.py
 OFFICIAL_SETTINGS = {"lambda_u": 25.0, "p_threshold": 0.5}  # SANM Train_cifar.py's argparse defaults, every noise
 OFFICIAL_SCHEDULE = {"epochs": 361, "reference_epochs": 361, "lr_milestones": [150]}  # epochs 0..360, /10 from 150
+MASKED_SETS = ("all", "labeled")  # method.sanm_masked_set
 HIGH_NOISE = 0.9  # at 90% noise: tau 0.6 and the GMM fits the mean of the last 5 epochs' losses
 
 
@@ -80,6 +81,10 @@ class DivideMixConfig(MethodConfig):
     # balanced over the noisy classes, is the GMM's and the training pool (a warm-up epoch draws twice as many
     # for each network); null = the whole training set every epoch
     epoch_pool: Optional[int] = None
+    # which samples SANM masks: all (labeled and unlabeled, as the official code) | labeled. G is the probability
+    # that a sample's given label is right, while an unlabeled sample trains on the networks' guess, not its label:
+    # `labeled` masks and softens only the targets G describes (an ablation of issue 39's SANM(DivideMix) cost)
+    sanm_masked_set: str = "all"
 
 
 
@@ -130,6 +135,10 @@ class DivideMix(Method):
 
     def build(self) -> None:
         cfg = self.ctx.cfg
+        if cfg.method.sanm_masked_set not in MASKED_SETS:
+            raise ValueError(f"method.sanm_masked_set must be one of {', '.join(MASKED_SETS)}, "
+                             f"got {cfg.method.sanm_masked_set!r}")
+        self.mask_unlabeled = cfg.method.sanm_masked_set == "all"
         defaults = dividemix_defaults(cfg.dataset.name, cfg.noise.type, cfg.noise.rate, check_recipe(cfg.method))
         self.settings = {key: defaults[key] if cfg.method[key] == AUTO else cfg.method[key] for key in defaults}
         if not 0.0 <= self.settings["p_threshold"] <= 1.0:
@@ -278,18 +287,20 @@ class DivideMix(Method):
         clean_x, clean_u = list(parts_x), list(parts_u)  # what each row shows unmasked (for recon_source=mixed)
         use_sanm = net.sanm is not None and net.sanm.active(epoch)
         reconstruction = torch.zeros((), device=ctx.device)
-        if use_sanm:  # SANM[1] + SANM[2] on [x; u], from the forward above
-            both = torch.cat([x, u])
-            views = net.sanm.views(both, torch.cat([logits_x, logits_u]), torch.cat([feats_x, feats_u]),
-                                   torch.cat([lab, unl if has_unl else lab[:0]]), torch.cat([targets_x, targets_u]),
-                                   net.tap.classifier_weight, clean_prob=torch.cat([prob[lab], prob[unl] if has_unl
-                                                                                    else prob[:0]]))
+        if use_sanm:  # SANM[1] + SANM[2] on [x; u] (sanm_masked_set=labeled: on x), from the forward above
+            masked_unl = unl if has_unl and self.mask_unlabeled else lab[:0]
+            n_u = len(masked_unl)
+            both = torch.cat([x, u[:n_u]])
+            views = net.sanm.views(both, torch.cat([logits_x, logits_u[:n_u]]), torch.cat([feats_x, feats_u[:n_u]]),
+                                   torch.cat([lab, masked_unl]), torch.cat([targets_x, targets_u[:n_u]]),
+                                   net.tap.classifier_weight, clean_prob=torch.cat([prob[lab], prob[masked_unl]]))
             n_x, n = len(x), len(both)
             for copy in range(len(views.images) // n):  # one masked view per sample, two with separate trough images
                 rows = slice(copy * n, (copy + 1) * n)
                 masked, targets = views.images[rows], views.targets[rows]
                 parts_x.append(masked[:n_x]); targets_lx.append(targets[:n_x]); clean_x.append(x)
-                parts_u.append(masked[n_x:]); targets_lu.append(targets[n_x:]); clean_u.append(u)
+                if n_u:
+                    parts_u.append(masked[n_x:]); targets_lu.append(targets[n_x:]); clean_u.append(u)
             if self.recon_source == "separate":  # SANM[3] from the un-mixed masked views
                 reconstruction = net.sanm.reconstruction(net.tap(views.images)[1], both)
         inputs = torch.cat(parts_x + parts_u)

@@ -25,7 +25,8 @@ decay, and ELR+'s `auto` schedule, its recipe's drop at 150 of 200 epochs, so af
 is SANM(DivideMix) under `+sanm=official`, and `sanm_dividemix_beta002` SANM(DivideMix) with the official
 reconstruction weight alone (`+sanm=on sanm.beta=0.02`; since issue 39 DivideMix's `+sanm=on` itself, so the same
 run as `sanm_dividemix`). `sanm_<method>_beta0`, `_beta01`, `_beta03` sweep the reconstruction weight for CE and
-DivideMix, and `sanm_dividemix_mu01` halves DivideMix's mask scale. The `*_official_recipe*` rows run the official
+DivideMix, `sanm_dividemix_mu01` halves DivideMix's mask scale and `sanm_dividemix_labeled` masks only the labeled
+samples (`method.sanm_masked_set=labeled`). The `*_official_recipe*` rows run the official
 pipeline (`+recipe=official`, issue 42) with and without SANM's official hooks and the official network's double
 softmax:
 
@@ -116,6 +117,10 @@ for _key, _label, _method in (("ce", "CE", "ce"), ("dividemix", "DivideMix", "di
                                               ["+sanm=on", f"sanm.beta={_beta}"])
 # the mask scale next, where beta alone leaves SANM(DivideMix) below DivideMix (issue 39): a smaller mu masks less
 RUNS["sanm_dividemix_mu01"] = ("SANM(DivideMix) mu 0.1", "dividemix", ["+sanm=on", "sanm.mu=0.1"])
+# SANM on the labeled samples alone: G is the probability that the given label is right, but an unlabeled sample
+# trains on the networks' guess, which G does not describe (issue 39: is SANM(DivideMix)'s cost from those masks?)
+RUNS["sanm_dividemix_labeled"] = ("SANM(DivideMix) labeled samples masked", "dividemix",
+                                  ["+sanm=on", "method.sanm_masked_set=labeled"])
 # Co-teaching masks only the small-loss samples its peer selected, whose G is high, so its masks are small (mask
 # ratio about 0.02 on wrong labels, human noise) and beta 1's reconstruction gradient is most of what SANM adds:
 # DivideMix's measured weight, where the paper's may cost it as it cost DivideMix (issue 39)

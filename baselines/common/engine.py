@@ -758,7 +758,8 @@ def check_resumable(state: dict, identity: dict[str, str], checkpoint: Path, met
 
 # Keys added to the config after checkpoint format 2, with the value that trains as the code before them did:
 # a checkpoint that lacks one was trained that way, so it still resumes (its progress is never lost).
-ADDED_KEYS = {"method.recipe": '"paper"', "method.mix_views": "null", "method.warmup_augment": "null"}
+ADDED_KEYS = {"method.recipe": '"paper"', "method.mix_views": "null", "method.warmup_augment": "null",
+              "method.sanm_masked_set": '"all"'}
 _AUGMENT_KEYS = ("crop_padding", "flip", "num_ops", "magnitude", "cutout", "fill")
 
 

@@ -60,24 +60,38 @@ class _Spy:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sanm,extra_views", [(None, 0), ("on", 1), ("official", 2)])
-def test_mixmatch_batch_composition(tmp_path, monkeypatch, sanm, extra_views):
-    """[x, x', masked x..., u, u', masked u...]: masked views join as extra labeled / unlabeled rows."""
+@pytest.mark.parametrize("sanm,extra_views,masked_set", [(None, 0, "all"), ("on", 1, "all"), ("official", 2, "all"),
+                                                         ("on", 1, "labeled")])
+def test_mixmatch_batch_composition(tmp_path, monkeypatch, sanm, extra_views, masked_set):
+    """[x, x', masked x..., u, u', masked u...]: masked views join as extra labeled / unlabeled rows; with
+    method.sanm_masked_set=labeled only the labeled samples are masked (and only their G read)."""
     import baselines.dividemix as dm
 
-    method = DivideMix(_ctx(tmp_path, *([f"+sanm={sanm}"] if sanm else [])))
+    method = DivideMix(_ctx(tmp_path, f"method.sanm_masked_set={masked_set}", *([f"+sanm={sanm}"] if sanm else [])))
     spy = _Spy()
     monkeypatch.setattr(dm, "mix", spy)
     prob = torch.rand(method.ctx.num_train, device=method.ctx.device)
     lab, unl = torch.arange(0, 8), torch.arange(8, 14)
+    masked_samples = []
+    if sanm:
+        views = method.nets[0].sanm.views
+        monkeypatch.setattr(method.nets[0].sanm, "views", lambda images, logits, feats, index, *rest, **kw: (
+            masked_samples.append(index.tolist()), views(images, logits, feats, index, *rest, **kw))[1])
     method._mixmatch_step(method.nets[0], method.nets[1], lab, unl, prob, lambda_u=1.0, epoch=5)
-    rows_x, rows_u = (2 + extra_views) * 8, (2 + extra_views) * 6
+    rows_x, rows_u = (2 + extra_views) * 8, (2 + (extra_views if masked_set == "all" else 0)) * 6
     assert len(spy.inputs) == rows_x + rows_u
+    if sanm:
+        assert masked_samples == [list(range(14)) if masked_set == "all" else list(range(8))]
     assert torch.allclose(spy.targets.sum(1), torch.ones(len(spy.targets)), atol=1e-5)
     if sanm:  # the masked labeled rows carry the regularised refined targets: less mass on the arg-max
         sharp, top = spy.targets[:8].max(1)
         masked = spy.targets[16:24].gather(1, top.unsqueeze(1)).squeeze(1)
         assert (masked <= sharp + 1e-6).all() and (masked < sharp).any()
+
+
+def test_a_masked_set_that_does_not_exist_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="method.sanm_masked_set must be one of all, labeled, got 'unlabeled'"):
+        DivideMix(_ctx(tmp_path, "+sanm=on", "method.sanm_masked_set=unlabeled"))
 
 
 @pytest.mark.slow
