@@ -7,7 +7,10 @@ against the noisy labels), and prints the loss quantiles of the right and the wr
 components fitted to the min-max normalised losses (`sanm_plugin.gmm_clean_probability`'s settings), and the
 labeled share and its precision at the method's threshold. A split whose components are the bulk and the
 high-loss tail, rather than right and wrong labels, shows as a low component holding most samples at a
-precision near the share of right labels (benchmarks/RESULTS.md, DivideMix at sym 80%).
+precision near the share of right labels (benchmarks/RESULTS.md, DivideMix at sym 80%). For the unlabeled side
+it also says how often its given labels and the networks' guesses (which it trains on) are right: the case for
+SANM reading G, the probability that the given label is right, on the labeled side alone
+(`method.sanm_masked_set=labeled`).
 
     python benchmarks/codivide.py RUN_DIR [RUN_DIR ...]
 
@@ -22,6 +25,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,6 +55,8 @@ def diagnose(run_dir: Path) -> list[str]:
     if method_cls is None or not hasattr(method_cls, "co_divide"):
         raise SystemExit(f"{run_dir} is a {cfg.method.name} run; only methods with a co-divide (dividemix, c2d) have "
                          "one to diagnose")
+    # a run written before a method key was added lacks it: the key's default is what that run trained with
+    cfg.method = OmegaConf.merge(OmegaConf.structured(method_cls.config), cfg.method)
     ctx = RunContext(cfg, run_dir, method_cls)
     method = method_cls(ctx)
     state = load_checkpoint(run_dir / "checkpoints" / "last.pt", map_location=ctx.device)
@@ -59,12 +65,23 @@ def diagnose(run_dir: Path) -> list[str]:
     method.load_extra_state(state["method"])
     clean = ctx.is_clean.cpu().numpy()
     lines = [f"{run_dir}: after epoch {state['epoch']}, {clean.mean():.3f} of {len(clean)} labels right"]
+    for net in method.nets:
+        net.model.eval()
+    with torch.no_grad():  # the networks' guess of each training image's class: the test prediction, un-augmented
+        guess = torch.cat([method.predict(ctx.augment(ctx.train_images[start:start + 512], train=False)).argmax(1)
+                           for start in range(0, ctx.num_train, 512)])
+    guess_right = (guess == ctx.true_labels).cpu().numpy()
     for k, net in enumerate(method.nets):
         losses = ctx.per_sample_losses(net.model.eval())
         stats: dict = {}
-        method.divide(k, losses, stats)  # the split the next epoch would make, with its diagnostics
+        prob = method.divide(k, losses, stats).cpu().numpy()  # the split the next epoch would make
         lines.append(f"  {net.name}: labeled share {stats[f'labeled_fraction_{net.name}']:.3f} at precision "
                      f"{stats[f'selection_precision_{net.name}']:.3f}, gmm_auc {stats[f'gmm_auc_{net.name}']:.3f}")
+        unlabeled = prob <= method.threshold(torch.from_numpy(prob))
+        if unlabeled.any():  # what the unlabeled side trains on: the networks' guess, not its label
+            lines.append(f"    unlabeled side: {unlabeled.sum()} samples, mean G {prob[unlabeled].mean():.3f}; their "
+                         f"labels right for {clean[unlabeled].mean():.3f}, the networks' guess (the ensemble's "
+                         f"prediction, un-augmented) for {guess_right[unlabeled].mean():.3f}")
         losses = losses.cpu().numpy()
         for label, rows in (("right", clean), ("wrong", ~clean)):
             if rows.any():

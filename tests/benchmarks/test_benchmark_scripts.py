@@ -232,6 +232,9 @@ def test_streaming_benchmark_prints_throughput_and_the_memory_of_a_long_list(tmp
 def test_codivide_diagnosis_reads_a_dividemix_checkpoint_and_refuses_other_runs(tmp_path):
     run_dir = tmp_path / "dividemix_run"  # with SANM: its group comes back untyped from resolved.yaml
     _train("dividemix", run_dir, "noise=sym_0.5", "+sanm=on", "sanm.beta=0.02")
+    resolved = run_dir / "resolved.yaml"  # as a run written before method.sanm_masked_set existed: it still reads
+    resolved.write_text("".join(line for line in resolved.read_text().splitlines(keepends=True)
+                                if "sanm_masked_set" not in line))
     stdout = _run(tmp_path, "benchmarks/codivide.py", str(run_dir))
     summary = json.loads((run_dir / "summary.json").read_text())
     right = re.search(r"after epoch 2, ([\d.]+) of 128 labels right", stdout)
@@ -239,6 +242,12 @@ def test_codivide_diagnosis_reads_a_dividemix_checkpoint_and_refuses_other_runs(
     for net in ("net1", "net2"):
         share = re.search(rf"{net}: labeled share ([\d.]+) at precision ([\d.]+|nan), gmm_auc ([\d.]+)", stdout)
         assert share and 0 <= float(share.group(1)) <= 1, stdout
+        unlabeled = re.search(rf"{net}: .*\n    unlabeled side: (\d+) samples, mean G ([\d.]+); their labels right for "
+                              r"([\d.]+), the networks' guess \(.*\) for ([\d.]+)", stdout)
+        if float(share.group(1)) < 1:  # the unlabeled side, its G below the threshold, and what it trains on
+            assert unlabeled and int(unlabeled.group(1)) == round((1 - float(share.group(1))) * 128), stdout
+            assert float(unlabeled.group(2)) <= 0.5 and 0 <= float(unlabeled.group(3)) <= 1, stdout
+            assert 0 <= float(unlabeled.group(4)) <= 1, stdout
     components = re.findall(r"GMM on normalised losses \(mean, std, weight\): ([\d.]+), [\d.]+, ([\d.]+); "
                             r"([\d.]+), [\d.]+, ([\d.]+)", stdout)
     assert len(components) == 2, stdout
