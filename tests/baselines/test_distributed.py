@@ -104,6 +104,7 @@ def _ddp_worker(rank, port, out):
     grads = torch.cat([p.grad.flatten() for p in [*model.parameters(), *decoder.parameters()]])
     if rank == 0:
         torch.save(grads, out)
+    dist.barrier()  # gloo: a rank that tears the group down while its peer still writes can abort that peer
     dist.destroy_process_group()
 
 
@@ -136,6 +137,7 @@ def _gather_worker(rank, port, out):
     stats = distributed.mean_over_ranks({"loss": float(rank), "same": 3.0, "note": "x"}, torch.device("cpu"), world)
     if rank == 1:
         torch.save({"rows": rows, "stats": stats}, out)
+    dist.barrier()  # as above: no rank tears the group down before the other is done
     dist.destroy_process_group()
 
 

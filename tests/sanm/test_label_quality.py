@@ -95,6 +95,7 @@ def _two_processes(rank, store_file, results):
         sanm_distributed.average_gradients_(decoder.parameters())
         torch.save({"g": g, "decoder": decoder.state_dict(), "grads": [p.grad for p in decoder.parameters()]},
                    f"{results}/rank{rank}.pt")
+        dist.barrier()  # gloo: a rank that tears the group down while its peer still writes can abort that peer
     finally:
         dist.destroy_process_group()
 
