@@ -25,7 +25,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,17 +66,16 @@ def diagnose(run_dir: Path) -> list[str]:
     lines = [f"{run_dir}: after epoch {state['epoch']}, {clean.mean():.3f} of {len(clean)} labels right"]
     for net in method.nets:
         net.model.eval()
-    with torch.no_grad():  # the networks' guess of each training image's class: the test prediction, un-augmented
-        guess = torch.cat([method.predict(ctx.augment(ctx.train_images[start:start + 512], train=False)).argmax(1)
-                           for start in range(0, ctx.num_train, 512)])
-    guess_right = (guess == ctx.true_labels).cpu().numpy()
+    # the networks' guess of each training image's class: the test prediction, un-augmented
+    guess_right = (ctx.predicted_classes(method.predict) == ctx.true_labels).cpu().numpy()
     for k, net in enumerate(method.nets):
         losses = ctx.per_sample_losses(net.model.eval())
         stats: dict = {}
-        prob = method.divide(k, losses, stats).cpu().numpy()  # the split the next epoch would make
+        prob = method.divide(k, losses, stats)  # the split the next epoch would make
+        unlabeled = (prob <= method.threshold(prob)).cpu().numpy()
+        prob = prob.cpu().numpy()
         lines.append(f"  {net.name}: labeled share {stats[f'labeled_fraction_{net.name}']:.3f} at precision "
                      f"{stats[f'selection_precision_{net.name}']:.3f}, gmm_auc {stats[f'gmm_auc_{net.name}']:.3f}")
-        unlabeled = prob <= method.threshold(torch.from_numpy(prob))
         if unlabeled.any():  # what the unlabeled side trains on: the networks' guess, not its label
             lines.append(f"    unlabeled side: {unlabeled.sum()} samples, mean G {prob[unlabeled].mean():.3f}; their "
                          f"labels right for {clean[unlabeled].mean():.3f}, the networks' guess (the ensemble's "

@@ -316,12 +316,16 @@ class RunContext:
         return distributed.gather_rows(local, self.num_train if index is None else len(index), self.world)
 
     @torch.no_grad()
+    def predicted_classes(self, predict: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """[N] class `predict` gives each training image, un-augmented, in eval batches (over N processes
+        gathered from every rank)."""
+        local = torch.cat([logits.argmax(dim=1) for _, logits in self._predict_all(predict, self.train_images)])
+        return distributed.gather_rows(local, self.num_train, self.world)
+
     def fitted_labels(self, predict: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, float]:
         """How much of the noise the model has memorised: on the un-augmented training set, the share of
         wrongly-labelled samples predicted as their wrong label, and of the others predicted correctly."""
-        hits = distributed.gather_rows(torch.cat([logits.argmax(dim=1) == self.labels[idx] for idx, logits in
-                                                  self._predict_all(predict, self.train_images)]),
-                                       self.num_train, self.world)
+        hits = self.predicted_classes(predict) == self.labels
         wrong = ~self.is_clean
 
         def share(mask: torch.Tensor) -> float:
