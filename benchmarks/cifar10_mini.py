@@ -26,7 +26,8 @@ is SANM(DivideMix) under `+sanm=official`, and `sanm_dividemix_beta002` SANM(Div
 reconstruction weight alone (`+sanm=on sanm.beta=0.02`; since issue 39 DivideMix's `+sanm=on` itself, so the same
 run as `sanm_dividemix`). `sanm_<method>_beta0`, `_beta01`, `_beta03` sweep the reconstruction weight for CE and
 DivideMix, `sanm_dividemix_mu01` halves DivideMix's mask scale and `sanm_dividemix_labeled` masks only the labeled
-samples (`method.sanm_masked_set=labeled`). The `*_official_recipe*` rows run the official
+samples (`method.sanm_masked_set=labeled`); `sanm_elr_plus_beta002_mu01` gives ELR+ both of those smaller values
+(beta 0.02, mu 0.1). The `*_official_recipe*` rows run the official
 pipeline (`+recipe=official`, issue 42) with and without SANM's official hooks and the official network's double
 softmax:
 
@@ -126,7 +127,12 @@ RUNS["sanm_dividemix_labeled"] = ("SANM(DivideMix) labeled samples masked", "div
 # DivideMix's measured weight, where the paper's may cost it as it cost DivideMix (issue 39)
 RUNS["sanm_coteaching_beta002"] = ("SANM(Co-teaching) beta 0.02 (9-layer CNN)", "coteaching",
                                    ["+sanm=on", "sanm.beta=0.02"])
-ABLATIONS = [key for key in RUNS if key.startswith(("sanm_ce_", "sanm_dividemix_", "dividemix_", "sanm_coteaching_"))
+# ELR+ does not memorise human noise either (best - last 0.01), and SANM at the paper's values cost it (issue 39):
+# DivideMix's candidate values, the smaller reconstruction weight and the halved mask scale together
+RUNS["sanm_elr_plus_beta002_mu01"] = ("SANM(ELR+) beta 0.02 mu 0.1", "elr_plus",
+                                      ["+sanm=on", "sanm.beta=0.02", "sanm.mu=0.1"])
+ABLATIONS = [key for key in RUNS if key.startswith(("sanm_ce_", "sanm_dividemix_", "dividemix_", "sanm_coteaching_",
+                                                    "sanm_elr_plus_"))
              and key != "sanm_ce_masked"]
 DEFAULT_RUNS = [key for key in RUNS if key not in ABLATIONS]
 # the settings each protocol fixes; every other flag keeps its default
