@@ -41,9 +41,9 @@ def test_every_primary_composes_with_every_sanm_preset_and_smoke(method, sanm):
 def test_sanm_on_is_each_method_as_measured_and_sanm_paper_the_equations_as_written():
     """+sanm=on: the paper's equations with the method's sanm_defaults (its class); +sanm=paper: beta 1, mu 0.2,
     everything SANMConfig.paper() is, for every method; an explicit key beats both."""
-    assert BASELINES["dividemix"].sanm_defaults == {"beta": 0.02} and BASELINES["ce"].sanm_defaults == {}
+    assert BASELINES["dividemix"].sanm_defaults == {"beta": 0.02, "mu": 0.1} and BASELINES["ce"].sanm_defaults == {}
     on = SANMSettings.resolve(_compose("dividemix", ["+sanm=on"]).sanm, _compose("dividemix").method, 10)
-    assert on.config == SANMConfig.paper(beta=0.02, validate=False)
+    assert on.config == SANMConfig.paper(beta=0.02, mu=0.1, validate=False)
     for method in ("dividemix", "ce"):
         paper = SANMSettings.resolve(_compose(method, ["+sanm=paper"]).sanm, _compose(method).method, 10)
         assert paper.config == SANMConfig.paper(validate=False) and paper.config.beta == 1.0 and paper.config.mu == 0.2
@@ -105,7 +105,7 @@ def test_a_sanm_group_read_back_untyped_resolves_like_the_composed_one(tmp_path)
     untyped = OmegaConf.load(tmp_path / "sanm.yaml")
     typed = SANMSettings.resolve(cfg.sanm, cfg.method, 10)
     assert SANMSettings.resolve(untyped, cfg.method, 10) == typed
-    assert typed.config == SANMConfig.paper(beta=0.02, validate=False) and typed.train_on == "masked"
+    assert typed.config == SANMConfig.paper(beta=0.02, mu=0.1, validate=False) and typed.train_on == "masked"
 
 
 AUGMENTS = sorted(p.stem for p in (CONF / "augment").glob("*.yaml"))
