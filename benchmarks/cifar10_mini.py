@@ -128,7 +128,7 @@ RUNS["sanm_dividemix_labeled"] = ("SANM(DivideMix) labeled samples masked", "div
 RUNS["sanm_coteaching_beta002"] = ("SANM(Co-teaching) beta 0.02 (9-layer CNN)", "coteaching",
                                    ["+sanm=on", "sanm.beta=0.02"])
 # ELR+ does not memorise human noise either (best - last 0.01), and SANM at the paper's values cost it (issue 39):
-# DivideMix's candidate values, the smaller reconstruction weight and the halved mask scale together
+# DivideMix's measured values, the smaller reconstruction weight and the halved mask scale together
 RUNS["sanm_elr_plus_beta002_mu01"] = ("SANM(ELR+) beta 0.02 mu 0.1", "elr_plus",
                                       ["+sanm=on", "sanm.beta=0.02", "sanm.mu=0.1"])
 ABLATIONS = [key for key in RUNS if key.startswith(("sanm_ce_", "sanm_dividemix_", "dividemix_", "sanm_coteaching_",
