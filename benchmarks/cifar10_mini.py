@@ -23,9 +23,9 @@ whose config does not fix a step schedule keeps its recipe's own, scaled to the 
 decay, and ELR+'s `auto` schedule, its recipe's drop at 150 of 200 epochs, so after epoch 45). The
 `sanm_ce_*` rows are the ablations of SANM(CE), one option each on top of `+sanm=on`; `sanm_dividemix_official`
 is SANM(DivideMix) under `+sanm=official`, and `sanm_dividemix_beta002` SANM(DivideMix) with the official
-reconstruction weight alone (`+sanm=on sanm.beta=0.02`; since issue 39 DivideMix's `+sanm=on` itself, so the same
-run as `sanm_dividemix`). `sanm_<method>_beta0`, `_beta01`, `_beta03` sweep the reconstruction weight for CE and
-DivideMix, `sanm_dividemix_mu01` halves DivideMix's mask scale and `sanm_dividemix_labeled` masks only the labeled
+reconstruction weight (`+sanm=on sanm.beta=0.02`). `sanm_<method>_beta0`, `_beta01`, `_beta03` sweep the
+reconstruction weight for CE and DivideMix, `sanm_dividemix_mu01` halves the paper's mask scale (since session 27
+DivideMix's `+sanm=on` is beta 0.02 with mu 0.1, so `sanm_dividemix`, `_beta002` and `_mu01` now run the same) and `sanm_dividemix_labeled` masks only the labeled
 samples (`method.sanm_masked_set=labeled`); `sanm_elr_plus_beta002_mu01` gives ELR+ both of those smaller values
 (beta 0.02, mu 0.1). The `*_official_recipe*` rows run the official
 pipeline (`+recipe=official`, issue 42) with and without SANM's official hooks and the official network's double
