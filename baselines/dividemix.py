@@ -205,7 +205,7 @@ class DivideMix(Method):
         window = self.settings["gmm_history"]
         prob = gmm_clean_probability(losses, self.loss_history[k] if window > 1 else None, window=window,
                                      max_iter=self.ctx.cfg.method.gmm_max_iter)
-        selected = prob.to(self.ctx.device) > self.threshold(prob)
+        selected = self.is_labeled(prob.to(self.ctx.device))
         clean = self.ctx.is_clean if pool is None else self.ctx.is_clean[pool]
         picked, hits, clean_count = torch.stack([selected.sum(), (selected & clean).sum(), clean.sum()]).tolist()
         stats.update(self._suffix({  # one host sync for the counts (the GMM itself was fit on the host)
@@ -217,6 +217,10 @@ class DivideMix(Method):
 
     def threshold(self, prob: torch.Tensor) -> float:
         return self.settings["p_threshold"]
+
+    def is_labeled(self, prob: torch.Tensor) -> torch.Tensor:
+        """The co-divide's labeled side: clean probability above the threshold (the rest is unlabeled)."""
+        return prob > self.threshold(prob)
 
     # ------------------------------------------------------------------ warm-up
     def _warmup(self, net: Network, epoch: int, pool: Optional[torch.Tensor] = None) -> float:
@@ -240,7 +244,7 @@ class DivideMix(Method):
                pool: Optional[torch.Tensor] = None) -> dict:
         """MixMatch over the split of the training set (or of `pool`, which `prob` is then aligned with)."""
         ctx, cfg = self.ctx, self.ctx.cfg.method
-        selected = prob > self.threshold(prob)
+        selected = self.is_labeled(prob)
         labeled, unlabeled = selected.nonzero().flatten(), (~selected).nonzero().flatten()
         if pool is not None:  # positions in the pool -> samples; prob indexed by sample from here on
             labeled, unlabeled = pool[labeled], pool[unlabeled]

@@ -72,7 +72,7 @@ def diagnose(run_dir: Path) -> list[str]:
         losses = ctx.per_sample_losses(net.model.eval())
         stats: dict = {}
         prob = method.divide(k, losses, stats)  # the split the next epoch would make
-        unlabeled = (prob <= method.threshold(prob)).cpu().numpy()
+        unlabeled = (~method.is_labeled(prob)).cpu().numpy()
         prob = prob.cpu().numpy()
         lines.append(f"  {net.name}: labeled share {stats[f'labeled_fraction_{net.name}']:.3f} at precision "
                      f"{stats[f'selection_precision_{net.name}']:.3f}, gmm_auc {stats[f'gmm_auc_{net.name}']:.3f}")
