@@ -27,7 +27,8 @@ reconstruction weight (`+sanm=on sanm.beta=0.02`). `sanm_<method>_beta0`, `_beta
 reconstruction weight for CE and DivideMix, `sanm_dividemix_mu01` halves the paper's mask scale (since session 27
 DivideMix's `+sanm=on` is beta 0.02 with mu 0.1, so `sanm_dividemix`, `_beta002` and `_mu01` now run the same) and `sanm_dividemix_labeled` masks only the labeled
 samples (`method.sanm_masked_set=labeled`); `sanm_elr_plus_beta002_mu01` gives ELR+ both of those smaller values
-(beta 0.02, mu 0.1). The `*_official_recipe*` rows run the official
+(beta 0.02, mu 0.1; ELR+'s `+sanm=on` since session 28, so `sanm_elr_plus` runs the same, and
+`sanm_elr_plus_paper` the paper's beta 1 and mu 0.2). The `*_official_recipe*` rows run the official
 pipeline (`+recipe=official`, issue 42) with and without SANM's official hooks and the official network's double
 softmax:
 
@@ -105,6 +106,8 @@ RUNS = {
         "dividemix", ["+sanm=official", "+recipe=official", "pretrain_epochs=100", "model.softmax_output=true"]),
     "elr_plus": ("ELR+", "elr_plus", []),
     "sanm_elr_plus": ("SANM(ELR+)", "elr_plus", ["+sanm=on"]),
+    # the paper's equations as written (beta 1, mu 0.2): +sanm=on before ELR+'s measured default (issue 39)
+    "sanm_elr_plus_paper": ("SANM(ELR+) +sanm=paper", "elr_plus", ["+sanm=paper"]),
     "cdr": ("CDR", "cdr", []),
     "sanm_cdr": ("SANM(CDR)", "cdr", ["+sanm=on"]),
     "coteaching": ("Co-teaching (9-layer CNN)", "coteaching", []),

@@ -42,6 +42,7 @@ def test_sanm_on_is_each_method_as_measured_and_sanm_paper_the_equations_as_writ
     """+sanm=on: the paper's equations with the method's sanm_defaults (its class); +sanm=paper: beta 1, mu 0.2,
     everything SANMConfig.paper() is, for every method; an explicit key beats both."""
     assert BASELINES["dividemix"].sanm_defaults == {"beta": 0.02, "mu": 0.1} and BASELINES["ce"].sanm_defaults == {}
+    assert BASELINES["elr_plus"].sanm_defaults == {"beta": 0.02, "mu": 0.1}
     on = SANMSettings.resolve(_compose("dividemix", ["+sanm=on"]).sanm, _compose("dividemix").method, 10)
     assert on.config == SANMConfig.paper(beta=0.02, mu=0.1, validate=False)
     for method in ("dividemix", "ce"):
