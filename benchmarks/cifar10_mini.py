@@ -14,7 +14,7 @@ wrong label: plain CE drifts towards memorising it; SANM should hold it down).
     python benchmarks/cifar10_mini.py --runs elr_plus sanm_elr_plus --resume   # continue after a kill
     python benchmarks/cifar10_mini.py --device cuda --jobs 8 --runs ...   # 8 runs at once, sharing one GPU
     python benchmarks/cifar10_mini.py --protocol memorisation --seeds 0 1 --runs ce sanm_ce sanm_ce_fill_input
-    python benchmarks/cifar10_mini.py --protocol memorisation --runs dividemix --channels-last --output outputs/cl
+    python benchmarks/cifar10_mini.py --protocol memorisation --runs dividemix --channels-last off   # a plain layout
 
 `--protocol memorisation` is the regime where plain CE demonstrably memorises the noise (issue 14): 60
 epochs, batch 64, lr /10 after 36 (60%), the same 5k subset and width 16; the table then gives each
@@ -37,6 +37,11 @@ softmax:
 
 Below the table, a second one gives each run's test accuracy per seed at every 10th epoch and around each
 lr drop (the epoch rows of benchmarks/RESULTS.md).
+
+On a CPU, DivideMix's rows run channels_last (`--channels-last auto`, the default: 1.35x faster on this project's
+2-core CPU, with a curve within DivideMix's seed-to-seed spread; RESULTS.md) and the other rows do not; `on` or
+`off` puts every row in one layout. RESULTS.md's DivideMix rows older than that check ran plain: add
+`--channels-last off` to reproduce them, and compare rows run in the same layout.
 
 Each run checkpoints every epoch; `--resume` continues interrupted runs and only re-reads finished ones.
 The wall column is each run's own training time (summed over its resumed parts). `--jobs N` runs up to N of the
@@ -134,6 +139,9 @@ RUNS["sanm_coteaching_beta002"] = ("SANM(Co-teaching) beta 0.02 (9-layer CNN)", 
 # DivideMix's measured values, the smaller reconstruction weight and the halved mask scale together
 RUNS["sanm_elr_plus_beta002_mu01"] = ("SANM(ELR+) beta 0.02 mu 0.1", "elr_plus",
                                       ["+sanm=on", "sanm.beta=0.02", "sanm.mu=0.1"])
+# the methods whose rows run channels_last by default on a CPU: DivideMix 1.35x faster there (1.36x on one thread), its
+# curve within its own seeds' spread (RESULTS.md, session 29); CE and SANM(CE) 1.20-1.29x, below the 1.3x bar
+CHANNELS_LAST_METHODS = ("dividemix",)
 ABLATIONS = [key for key in RUNS if key.startswith(("sanm_ce_", "sanm_dividemix_", "dividemix_", "sanm_coteaching_",
                                                     "sanm_elr_plus_"))
              and key != "sanm_ce_masked"]
@@ -152,9 +160,8 @@ PROTOCOLS = {
 
 
 def common_overrides(args: argparse.Namespace, protocol: dict, folder: Path, noise: str) -> list[str]:
-    """What every run of one invocation shares: the data, noise, width, the protocol's settings, resume, and the
-    memory layout (channels_last sums the convolutions in another order, so a run with it and one without are
-    not paired draw for draw)."""
+    """What every run of one invocation shares: the data, noise, width, the protocol's settings and resume (the
+    memory layout is each row's: `channels_last_for`)."""
     return [
         "dataset=image_folder", f"dataset.root={folder}", f"noise={noise}", f"model.width={args.width}",
         f"trainer.epochs={protocol['epochs']}", f"device={args.device}",
@@ -162,15 +169,27 @@ def common_overrides(args: argparse.Namespace, protocol: dict, folder: Path, noi
     ] + ([f"dataset.train_subset={args.subset}"] if args.subset else []) + (
         [f"trainer.batch_size={protocol['batch_size']}"] if "batch_size" in protocol else []) + (
         [f"trainer.val_fraction={protocol['val_fraction']}"] if "val_fraction" in protocol else []) + (
-        [f"noise.file={args.human_labels.resolve()}"] if noise.startswith("cifar10n_") else []) + (
-        ["trainer.channels_last=true"] if args.channels_last else [])
+        [f"noise.file={args.human_labels.resolve()}"] if noise.startswith("cifar10n_") else [])
 
 
-def run_overrides(common: list[str], key: str, protocol: dict, seed: int, output: Path) -> list[str]:
+def channels_last_for(choice: str, method: str, device: str, width: int = 16) -> bool:
+    """Whether a row runs channels_last: `on` / `off` for every row, `auto` for the methods where it measured at
+    least 1.3x faster on this project's CPU with the same curves (RESULTS.md, epoch_time and the curve check), at
+    widths from 8 (torch 2.14.1's CPU backward crashes in one channels_last convolution at width 4, RESULTS.md).
+    channels_last sums the convolutions in another order, so a run with it and one without are not paired draw
+    for draw: compare rows run in the same layout."""
+    if choice == "auto":
+        return device == "cpu" and method in CHANNELS_LAST_METHODS and width >= 8
+    return choice == "on"
+
+
+def run_overrides(common: list[str], key: str, protocol: dict, seed: int, output: Path,
+                  channels_last: bool = False) -> list[str]:
     """One row's command-line overrides for one seed; one output root per row, since variants such as
     sanm.train_on would otherwise share a run directory."""
     _, method, extra = RUNS[key]
-    return [*common, *schedule_overrides(method, protocol), *extra, f"seed={seed}", f"output_root={output / key}"]
+    return [*common, *schedule_overrides(method, protocol), *extra,
+            *(["trainer.channels_last=true"] if channels_last else []), f"seed={seed}", f"output_root={output / key}"]
 
 
 def unpack(archive: Path, cache: Path) -> Path:
@@ -202,9 +221,10 @@ def main() -> None:
                         help="CIFAR-10N's labels in the JPEG copy's order (the cifar10n protocol)")
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--channels-last", action="store_true",
-                        help="every run with trainer.channels_last=true (1.36x for DivideMix on this CPU, "
-                             "benchmarks/RESULTS.md); compare rows only with rows run the same way")
+    parser.add_argument("--channels-last", choices=["auto", "on", "off"], nargs="?", const="on", default="auto",
+                        help="trainer.channels_last for every row (on, or the bare flag) or none (off); auto (the "
+                             "default): DivideMix's rows on a CPU, 1.35x there (benchmarks/RESULTS.md). Compare "
+                             "rows only with rows run in the same layout")
     parser.add_argument("--runs", nargs="+", default=DEFAULT_RUNS, choices=list(RUNS))
     parser.add_argument("--output", type=Path, default=ROOT / "outputs" / "cifar10_mini")
     parser.add_argument("--table", type=Path, default=None, help="Markdown file (default <output>/table.md)")
@@ -224,7 +244,9 @@ def main() -> None:
     common = common_overrides(args, protocol, folder, noise)
     tasks = [(key, seed) for key in args.runs for seed in args.seeds]
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        done = dict(zip(tasks, pool.map(lambda task: train(*task, common, protocol, args.output), tasks)))
+        done = dict(zip(tasks, pool.map(lambda task: train(
+            *task, common, protocol, args.output,
+            channels_last_for(args.channels_last, RUNS[task[0]][1], args.device, args.width)), tasks)))
     failed = [outcome for outcome in done.values() if isinstance(outcome, str)]
     if failed:
         sys.exit("\n".join(failed) + "\n(the other runs finished; rerun the same command with --resume)")
@@ -240,7 +262,7 @@ def main() -> None:
                 if "val_fraction" in protocol else "")
     lines = [
         f"CIFAR-10 JPEG copy, {subset} (class-balanced){held_out}, {noise}, PreAct ResNet-18 width {args.width}, "
-        f"{protocol['epochs']} epochs{schedule}, {args.device}{', channels_last' if args.channels_last else ''}, seeds {' '.join(map(str, args.seeds))}; "
+        f"{protocol['epochs']} epochs{schedule}, {args.device}{layout_note(args)}, seeds {' '.join(map(str, args.seeds))}; "
         "test on all 10k. With several seeds a cell is the mean, then each seed's value.",
         "",
         "| run | at best val | best test acc | last test acc | best - last | wrong labels fitted at the end "
@@ -255,11 +277,13 @@ def main() -> None:
     print(f"\nwritten to {table}")
 
 
-def train(key: str, seed: int, common: list[str], protocol: dict, output: Path) -> tuple[dict, Path] | str:
+def train(key: str, seed: int, common: list[str], protocol: dict, output: Path,
+          channels_last: bool) -> tuple[dict, Path] | str:
     """One row's run for one seed, as its own `python -m baselines.<method>` process: its summary and run
     directory, or what went wrong (the last lines it printed)."""
     label, method, _ = RUNS[key]
-    command = [sys.executable, "-m", f"baselines.{method}", *run_overrides(common, key, protocol, seed, output)]
+    command = [sys.executable, "-m", f"baselines.{method}",
+               *run_overrides(common, key, protocol, seed, output, channels_last)]
     print(f"== {label}, seed {seed}: {' '.join(command[2:])}", flush=True)
     out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if out.returncode != 0:
@@ -269,6 +293,15 @@ def train(key: str, seed: int, common: list[str], protocol: dict, output: Path) 
     print(f"   {label}, seed {seed}: best {summary['best_test_acc']:.2f}  last {summary['last_test_acc']:.2f}  "
           f"fitted wrong labels {summary['fitted_wrong_labels']:.1%}  ({summary['wall_seconds']:.0f} s)", flush=True)
     return summary, summary_path.parent
+
+
+def layout_note(args: argparse.Namespace) -> str:
+    """The table header's memory layout: which of the invocation's rows ran channels_last."""
+    rows = [RUNS[key][0] for key in args.runs
+            if channels_last_for(args.channels_last, RUNS[key][1], args.device, args.width)]
+    if not rows:
+        return ""
+    return ", channels_last" if len(rows) == len(args.runs) else f", channels_last for {', '.join(rows)}"
 
 
 def course_epochs(epochs: int, milestones: list[int]) -> list[int]:
