@@ -14,6 +14,9 @@ from typing import Any, ContextManager, Optional
 
 import torch
 
+# the ResNets whose CPU backward crashes the process (segmentation fault) under channels_last below this first-stage
+# width: measured with torch 2.14.1 (widths 2-7 crash, 8 and up run; cnn9 runs at 4); benchmarks/RESULTS.md
+CHANNELS_LAST_CPU_MIN_WIDTH = {"preact_resnet18": 8, "resnet18": 8}
 PRECISIONS = {"32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 COMPILE_BACKENDS = ("inductor", "eager", "aot_eager", "cudagraphs")
 
@@ -61,6 +64,16 @@ class Acceleration:
             raise ValueError(f"trainer.channels_last must be true or false, got {trainer.channels_last!r}")
         return cls(device, resolve_precision(trainer.precision, device), trainer.channels_last,
                    resolve_compile(trainer.compile))
+
+    def check_model(self, name: str, width: int) -> None:
+        """Refuse, before any work, a network that channels_last would crash on this device: a segmentation
+        fault ends a run without a message (CHANNELS_LAST_CPU_MIN_WIDTH)."""
+        least = CHANNELS_LAST_CPU_MIN_WIDTH.get(name)
+        if self.channels_last and self.device.type == "cpu" and least is not None and width < least:
+            raise ValueError(f"trainer.channels_last=true with model={name} model.width={width} on a CPU: torch's "
+                             f"CPU backward crashes (segmentation fault) in a channels_last convolution of this "
+                             f"network below width {least} (measured with torch 2.14.1; you have "
+                             f"{torch.__version__}); give model.width={least} or more, or trainer.channels_last=false")
 
     @property
     def dtype(self) -> Optional[torch.dtype]:

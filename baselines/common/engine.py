@@ -174,6 +174,7 @@ class RunContext:
                              "within an epoch, >= 0 (0: after every batch)")
         self.device = distributed.start(world, resolve_device(cfg.device))
         self.acceleration = Acceleration.from_trainer(cfg.trainer, self.device)
+        self.acceleration.check_model(cfg.model.name, cfg.model.width)
         self.warmup_epochs = method_cls.resolve_warmup(cfg)
         self.data = _load_data(cfg)
         self.cache_dir = Path(cfg.dataset.cache_dir) if cfg.dataset.cache_dir else default_cache_dir()

@@ -32,6 +32,23 @@ def test_bad_speed_options_are_named():
     assert resolve_compile(True) == "inductor" and resolve_compile(False) is None and resolve_compile("eager") == "eager"
 
 
+def test_channels_last_is_refused_for_a_resnet_narrower_than_8_on_a_cpu_and_allowed_elsewhere(tmp_path):
+    # torch 2.14.1's CPU backward crashes the process in that case (tests cannot show a segfault; the guard's
+    # message must say what to change)
+    cpu_cl = Acceleration(CPU, channels_last=True)
+    for name in ("preact_resnet18", "resnet18"):
+        with pytest.raises(ValueError, match=f"model={name} model.width=4 on a CPU.*give model.width=8 or more, or "
+                                             "trainer.channels_last=false"):
+            cpu_cl.check_model(name, 4)
+        cpu_cl.check_model(name, 8)
+        Acceleration(CPU).check_model(name, 4)
+        Acceleration(torch.device("cuda"), channels_last=True).check_model(name, 4)
+    cpu_cl.check_model("cnn9", 4)
+    with pytest.raises(ConfigurationError, match="model.width=4 on a CPU"):
+        run(_cfg("ce", "model.width=4", "trainer.channels_last=true"), BASELINES["ce"], run_dir=tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_autocast_runs_convolutions_in_bf16_and_is_a_no_op_at_32():
     conv, x = torch.nn.Conv2d(3, 4, 3), torch.randn(2, 3, 8, 8)
     with Acceleration(CPU, "bf16").autocast():
