@@ -32,7 +32,7 @@ def test_bad_speed_options_are_named():
     assert resolve_compile(True) == "inductor" and resolve_compile(False) is None and resolve_compile("eager") == "eager"
 
 
-def test_channels_last_is_refused_for_a_resnet_narrower_than_8_on_a_cpu_and_allowed_elsewhere(tmp_path):
+def test_channels_last_is_refused_for_a_resnet_narrower_than_8_on_a_cpu_and_allowed_elsewhere():
     # torch 2.14.1's CPU backward crashes the process in that case (tests cannot show a segfault; the guard's
     # message must say what to change)
     cpu_cl = Acceleration(CPU, channels_last=True)
@@ -44,6 +44,10 @@ def test_channels_last_is_refused_for_a_resnet_narrower_than_8_on_a_cpu_and_allo
         Acceleration(CPU).check_model(name, 4)
         Acceleration(torch.device("cuda"), channels_last=True).check_model(name, 4)
     cpu_cl.check_model("cnn9", 4)
+
+
+@pytest.mark.slow
+def test_a_run_that_channels_last_would_crash_stops_before_any_work(tmp_path):
     with pytest.raises(ConfigurationError, match="model.width=4 on a CPU"):
         run(_cfg("ce", "model.width=4", "trainer.channels_last=true"), BASELINES["ce"], run_dir=tmp_path / "run")
     assert not (tmp_path / "run" / "checkpoints").exists()
