@@ -70,6 +70,7 @@ from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout: baselines.report reads the runs' metrics
+from baselines.common.acceleration import channels_last_crashes  # noqa: E402
 from baselines.report import Run, metric_history  # noqa: E402
 
 DEFAULT_ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz"
@@ -175,11 +176,12 @@ def common_overrides(args: argparse.Namespace, protocol: dict, folder: Path, noi
 def channels_last_for(choice: str, method: str, device: str, width: int = 16) -> bool:
     """Whether a row runs channels_last: `on` / `off` for every row, `auto` for the methods where it measured at
     least 1.3x faster on this project's CPU with the same curves (RESULTS.md, epoch_time and the curve check), at
-    widths from 8 (torch 2.14.1's CPU backward crashes in one channels_last convolution at width 4, RESULTS.md).
+    widths where torch's CPU backward does not crash in channels_last (`channels_last_crashes`; under width 8).
     channels_last sums the convolutions in another order, so a run with it and one without are not paired draw
     for draw: compare rows run in the same layout."""
     if choice == "auto":
-        return device == "cpu" and method in CHANNELS_LAST_METHODS and width >= 8
+        return (device == "cpu" and method in CHANNELS_LAST_METHODS
+                and not channels_last_crashes("preact_resnet18", width, device))  # the protocol's network
     return choice == "on"
 
 

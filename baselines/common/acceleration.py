@@ -21,6 +21,12 @@ PRECISIONS = {"32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 COMPILE_BACKENDS = ("inductor", "eager", "aot_eager", "cudagraphs")
 
 
+def channels_last_crashes(name: str, width: int, device_type: str) -> bool:
+    """Whether torch's backward crashes in channels_last for model `name` at `width` on this kind of device
+    (CHANNELS_LAST_CPU_MIN_WIDTH)."""
+    return device_type == "cpu" and width < CHANNELS_LAST_CPU_MIN_WIDTH.get(name, 0)
+
+
 def resolve_precision(value: Any, device: torch.device) -> str:
     """'32', 'bf16' or 'fp16' for trainer.precision; `auto` is bf16 on a CUDA device that supports it, else 32."""
     text = str(value).lower()
@@ -67,9 +73,9 @@ class Acceleration:
 
     def check_model(self, name: str, width: int) -> None:
         """Refuse, before any work, a network that channels_last would crash on this device: a segmentation
-        fault ends a run without a message (CHANNELS_LAST_CPU_MIN_WIDTH)."""
-        least = CHANNELS_LAST_CPU_MIN_WIDTH.get(name)
-        if self.channels_last and self.device.type == "cpu" and least is not None and width < least:
+        fault ends a run without a message."""
+        if self.channels_last and channels_last_crashes(name, width, self.device.type):
+            least = CHANNELS_LAST_CPU_MIN_WIDTH[name]
             raise ValueError(f"trainer.channels_last=true with model={name} model.width={width} on a CPU: torch's "
                              f"CPU backward crashes (segmentation fault) in a channels_last convolution of this "
                              f"network below width {least} (measured with torch 2.14.1; you have "
