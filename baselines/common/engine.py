@@ -38,6 +38,7 @@ from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, s
 from .config import AUTO, MethodConfig, dataset_dir_name, flatten, register_method_schema, sanm_preset_values
 from .data import DatasetError, ImageDataset, default_cache_dir, load_dataset
 from .encoders import Encoder, choose_encoder, load_encoder
+from .environment import environment_changes, read_environments, record_environment
 from .interrupts import exit_code, interrupts_deferred, sigterm_as_interrupt, signal_name
 from .streaming import ImageFiles, StreamedImages
 from .metrics import ConsoleLog, EpochMeans, QuietConsole, RankRecords, RunRecorder, epoch_progress, without_truth
@@ -563,6 +564,11 @@ def _train(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path]) -
     elif cfg.resume:  # a requeued job's first try ended before its first checkpoint: start, without its records
         recorder.truncate_after(0)
         console.say(f"resume=true, but {run_dir} holds no checkpoint yet: starting at epoch 1")
+    if world.is_main and completed < cfg.trainer.epochs:
+        changed = record_environment(run_dir, completed + 1, ctx.device)
+        if changed:
+            console.say("resuming in another environment: " + ", ".join(changed) + f"; from epoch {completed + 1} "
+                        "the run is not the draw-for-draw continuation it is on the machine that started it")
     _set_rank_rng(state, cfg.seed, world, console)
     resolved = _write_resolved(cfg, ctx, run_dir, method.resolved_settings()) if world.is_main else {}
     wrong = "unknown share of" if ctx.noise_rate_actual is None else f"{ctx.noise_rate_actual:.1%}"
@@ -616,6 +622,8 @@ def _train(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path]) -
             if completed == 1 and ctx.acceleration.compile_backend:
                 console.say(f"epoch 1 took {record['epoch_seconds']:.1f} s, torch.compile's compilation included")
         summary = _summary(recorder.records(), cfg, ctx, trained)
+        if world.is_main:
+            summary["environments"] = _distinct_environments(run_dir)
         for net in method.networks.values():
             net.model.eval()
         if ctx.data.labels_known:  # else every label counts as right: nothing to measure, and a pass to save
@@ -948,6 +956,15 @@ def _summary(records: list[dict], cfg: DictConfig, ctx: RunContext, wall_seconds
         summary.update(best_val_acc=records[best]["val_acc"], best_val_epoch=records[best]["epoch"],
                        test_acc_at_best_val=records[best]["test_acc"])
     return summary
+
+
+def _distinct_environments(run_dir: Path) -> int:
+    """How many environments the run trained in (environment.py): 1 when it never changed machine or software."""
+    distinct: list[dict] = []
+    for entry in read_environments(run_dir):
+        if all(environment_changes(seen, entry) for seen in distinct):
+            distinct.append(entry)
+    return len(distinct)
 
 
 def report_and_exit(error: ConfigurationError) -> None:

@@ -213,6 +213,9 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, method):
     keys = [key for key in metrics(whole)[0] if key.startswith("test_acc")]
     assert [[r[k] for k in keys] for r in metrics(killed)] == [[r[k] for k in keys] for r in metrics(whole)]
     assert [r["epoch"] for r in metrics(killed)] == list(range(1, epochs + 1))
+    # environment.jsonl: the killed process's start and this resume, on the same machine and thread count
+    assert [json.loads(line)["from_epoch"] for line in (killed / "environment.jsonl").read_text().splitlines()] == [1, 2]
+    assert json.loads((killed / "summary.json").read_text())["environments"] == 1
 
 
 @pytest.mark.slow
