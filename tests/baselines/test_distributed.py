@@ -217,5 +217,7 @@ def test_sigterm_to_a_two_process_sanm_dividemix_stops_every_rank_and_the_run_re
     assert [r["epoch"] for r in got] == [1, 2]
     assert {"selection_precision_net1", "loss/reconstruction_net2", "mask_ratio_noisy_net1"} <= set(got[-1])
     written = sorted(p.name for p in run_dir.iterdir() if p.name != "tensorboard")  # there when it is installed
-    assert written == [".hydra", "checkpoints", "diagnostics", "metrics.jsonl", "resolved.yaml", "run.log",
-                       "status.json", "summary.json"]
+    assert written == [".hydra", "checkpoints", "diagnostics", "environment.jsonl", "metrics.jsonl", "resolved.yaml",
+                       "run.log", "status.json", "summary.json"]
+    # rank 0 alone records the environment: the first start and the resume, one line each
+    assert [json.loads(line)["from_epoch"] for line in (run_dir / "environment.jsonl").read_text().splitlines()] == [1, 2]
