@@ -38,7 +38,7 @@ from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, s
 from .config import AUTO, MethodConfig, dataset_dir_name, flatten, register_method_schema, sanm_preset_values
 from .data import DatasetError, ImageDataset, default_cache_dir, load_dataset
 from .encoders import Encoder, choose_encoder, load_encoder
-from .environment import environment_changes, read_environments, record_environment
+from .environment import count_environments, record_environment
 from .interrupts import exit_code, interrupts_deferred, sigterm_as_interrupt, signal_name
 from .streaming import ImageFiles, StreamedImages
 from .metrics import ConsoleLog, EpochMeans, QuietConsole, RankRecords, RunRecorder, epoch_progress, without_truth
@@ -623,7 +623,7 @@ def _train(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path]) -
                 console.say(f"epoch 1 took {record['epoch_seconds']:.1f} s, torch.compile's compilation included")
         summary = _summary(recorder.records(), cfg, ctx, trained)
         if world.is_main:
-            summary["environments"] = _distinct_environments(run_dir)
+            summary["environments"] = count_environments(run_dir)
         for net in method.networks.values():
             net.model.eval()
         if ctx.data.labels_known:  # else every label counts as right: nothing to measure, and a pass to save
@@ -956,15 +956,6 @@ def _summary(records: list[dict], cfg: DictConfig, ctx: RunContext, wall_seconds
         summary.update(best_val_acc=records[best]["val_acc"], best_val_epoch=records[best]["epoch"],
                        test_acc_at_best_val=records[best]["test_acc"])
     return summary
-
-
-def _distinct_environments(run_dir: Path) -> int:
-    """How many environments the run trained in (environment.py): 1 when it never changed machine or software."""
-    distinct: list[dict] = []
-    for entry in read_environments(run_dir):
-        if all(environment_changes(seen, entry) for seen in distinct):
-            distinct.append(entry)
-    return len(distinct)
 
 
 def report_and_exit(error: ConfigurationError) -> None:

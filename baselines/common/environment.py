@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["ENVIRONMENT_FILE", "REPRODUCIBILITY_KEYS", "current_environment", "environment_changes",
+__all__ = ["ENVIRONMENT_FILE", "REPRODUCIBILITY_KEYS", "count_environments", "current_environment",
+           "environment_changes",
            "read_environments", "record_environment"]
 
 ENVIRONMENT_FILE = "environment.jsonl"
@@ -99,3 +100,12 @@ def record_environment(run_dir: str | Path, from_epoch: int, device: torch.devic
     with open(path, "a" if from_epoch > 1 else "w", encoding="utf-8") as handle:
         handle.write(json.dumps(now) + "\n")
     return environment_changes(earlier[-1], now) if earlier else []
+
+
+def count_environments(run_dir: str | Path) -> int:
+    """How many environments the run in `run_dir` trained in: 1 when it never changed machine or software."""
+    distinct: list[dict[str, Any]] = []
+    for entry in read_environments(run_dir):
+        if all(environment_changes(seen, entry) for seen in distinct):
+            distinct.append(entry)
+    return len(distinct)
