@@ -5,7 +5,8 @@ read. Finished runs (summary.json) are grouped by method x dataset x noise x SAN
 setting that differs between runs of one setting (`model.width=16`, `sanm.mu=0.3`: the `variant` column),
 so that only seeds are averaged: the test accuracy at the epoch of best noisy-validation accuracy (runs with
 `trainer.val_fraction`), best, last and mean-of-the-last-10 as mean ± sample std over seeds, SANM's gain over its
-base method's group (same setting and variant, `+sanm=off`) at the first three, and the paper's
+base method's group (same setting and variant, `+sanm=off`) at the first three, how many of those seeds are
+paired (the SANM run is the base run draw for draw until SANM starts, so the gain is SANM's alone), and the paper's
 number where the setting is one of its tables (paper_results.csv). Runs in progress, stopped, interrupted or
 failed (status.json, written by the engine) are listed apart and never averaged in.
 
@@ -253,10 +254,43 @@ def _gain(group: Group, key: str) -> str:
     return "-" if ours is None or base is None else f"{ours - base:+.2f}"
 
 
+# the keys a run logs once SANM has started (metrics.jsonl), and those that differ between two runs of the same draws
+SANM_KEYS = ("loss/reconstruction", "loss/masked", "mask_ratio")
+TIMING_SUFFIX = "_seconds"
+
+
+def records_by_epoch(run: Run) -> dict[int, dict]:
+    """epoch -> its record (a line written again after a resume replaces the earlier one)."""
+    return {int(row["epoch"]): row for row in run.records if "epoch" in row}
+
+
+def is_paired(sanm_run: Run, base_run: Run) -> bool:
+    """Whether a SANM run is its base run draw for draw until SANM starts (docs/runs.md 2.2): both logged the epochs
+    before SANM's first, at least one, with the same value of everything both logged there but wall-clock times.
+    Only then is the gain SANM's and not also the machine's: a change of processor or thread count alone moves one
+    seed's accuracy by up to a point (benchmarks/RESULTS.md)."""
+    ours, base = records_by_epoch(sanm_run), records_by_epoch(base_run)
+    started = [epoch for epoch, row in ours.items() if any(key.startswith(SANM_KEYS) for key in row)]
+    before = [epoch for epoch in ours if not started or epoch < min(started)]
+    if not started or not before or any(epoch not in base for epoch in before):
+        return False
+    return all(ours[e][key] == base[e][key] for e in before for key in ours[e].keys() & base[e].keys()
+               if not key.endswith(TIMING_SUFFIX))
+
+
+def _paired(group: Group) -> str:
+    """"k of n": of the group's n seeds that have a base run of the same seed, k are paired with it."""
+    if group.base is None:
+        return "-"
+    bases = {str(run.seed): run for run in group.base.runs}
+    pairs = [(run, bases[str(run.seed)]) for run in group.runs if str(run.seed) in bases]
+    return f"{sum(is_paired(*pair) for pair in pairs)} of {len(pairs)}" if pairs else "-"
+
+
 # "at best val" first: the test accuracy at the epoch a noisy validation split selects is the figure a user
-# without clean labels gets (issue 39); best and last beside it
+# without clean labels gets (issue 39); best and last beside it, then how many seeds' gains are paired
 COLUMNS = ("method", "dataset", "noise", "SANM", "variant", "seeds", "at best val", "best", "last", "mean last 10",
-           "gain at val", "gain best", "gain last", "paper best")
+           "gain at val", "gain best", "gain last", "paired", "paper best")
 ACCURACIES = ("test_acc_at_best_val", "best_test_acc", "last_test_acc", "mean_last10_test_acc")
 
 
@@ -267,7 +301,7 @@ def table_rows(groups: list[Group], pm: str = "±") -> list[list[str]]:
         rows.append([g.method, g.dataset, g.noise, g.sanm, g.variant or "-",
                      f"{len(g.runs)} ({', '.join(map(str, g.seeds))})",
                      *(_fmt(*_mean_std(g.values(k)), pm) for k in ACCURACIES),
-                     *(_gain(g, k) for k in ACCURACIES[:3]), paper])
+                     *(_gain(g, k) for k in ACCURACIES[:3]), _paired(g), paper])
     return rows
 
 
@@ -321,7 +355,8 @@ def markdown(runs: list[Run], groups: list[Group]) -> str:
     lines += ["| " + " | ".join(row) + " |" for row in table_rows(groups)]
     finished = sum(r.state == "finished" for r in runs)
     lines += ["", f"{finished} finished runs in {len(groups)} groups; a cell is the mean ± sample std over seeds; "
-                  "gain: SANM's mean minus its base method's (+sanm=off, same setting and variant)."]
+                  "gain: SANM's mean minus its base method's (+sanm=off, same setting and variant); paired: of the seeds with "
+                  "a base run, those whose SANM run is the base run draw for draw until SANM starts."]
     rest = not_finished(runs)
     if rest:
         lines += ["", f"Not averaged in ({len(rest)}):", *rest]

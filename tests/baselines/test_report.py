@@ -7,7 +7,7 @@ import os
 import pytest
 from omegaconf import OmegaConf
 
-from baselines.report import as_csv, find_runs, group_runs, latex, main, markdown, paper_results
+from baselines.report import as_csv, find_runs, group_runs, is_paired, latex, main, markdown, paper_results
 
 
 def _run(root, sanm, seed, best, last, width=16, mu=None, state="finished", pid=None, method="ce", at_val=None):
@@ -66,15 +66,49 @@ def test_the_markdown_table_gives_mean_std_and_gain_by_hand(runs):
     # off: at best val 38, 41 -> 39.50 ± 2.12 (sample std); best 40, 42 -> 41.00 ± 1.41; last 30, 34 -> 32.00 ± 2.83;
     # on: 45.50 ± 0.71, 46 ± 1.41, 45 ± 1.41; gains at val / best / last +6, +5, +13
     assert "| ce | cifar10 | sym_0.5 | off | model.width=16 | 2 (0, 1) | 39.50 ± 2.12 | 41.00 ± 1.41 | 32.00 ± 2.83 " \
-           "| 31.00 ± 2.83 | - | - | - | 79.40 (Table 6) |" in text
+           "| 31.00 ± 2.83 | - | - | - | - | 79.40 (Table 6) |" in text
     assert "| on | model.width=16; sanm.mu=0.2 | 2 (0, 1) | 45.50 ± 0.71 | 46.00 ± 1.41 | 45.00 ± 1.41 | 44.00 ± 1.41 " \
-           "| +6.00 | +5.00 | +13.00 | 89.70 (Table 6) |" in text
+           "| +6.00 | +5.00 | +13.00 | 0 of 2 | 89.70 (Table 6) |" in text
     # a run without a validation split has no figure at best val, and no gain there
     assert "| sanm.mu=0.3" not in text and "model.width=16; sanm.mu=0.3 | 1 (0) | - | 50.00 | 49.00 | 48.00 | - | +9.00" in text
     assert "| off | model.width=64 | 1 (0) | - | 60.00 |" in text
     assert "6 finished runs in 4 groups" in text and "Not averaged in (4):" in text
     assert "- failed: " in text and "CUDA out of memory" in text and "(1/3 epochs" in text
     assert "- stopped: " in text and "its process is gone" in text and "- running: " in text
+
+
+def test_paired_counts_the_seeds_whose_sanm_run_matches_its_base_run_until_sanm_starts(runs):
+    """A gain is SANM's alone only when the SANM run is the base run draw for draw until SANM starts: seed 0 logs the
+    same values as its base at epochs 1-2 (its times differ) and SANM's keys from epoch 3; seed 1 differs at epoch 2
+    in one loss, so only seed 0 is paired; a run that never logged SANM's keys, or logged them from its first
+    epoch, is not."""
+    def write(path, rows):
+        (path / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+    found = find_runs([runs])
+    on = next(g for g in group_runs(found) if g.sanm == "on" and g.variant.endswith("mu=0.2"))
+    warm = [{"epoch": 1, "test_acc": 30.0, "loss/ce": 2.1, "epoch_seconds": 5.0},
+            {"epoch": 2, "test_acc": 35.0, "loss/ce": 1.9, "epoch_seconds": 5.0}]
+    sanm_epoch = {"epoch": 3, "test_acc": 40.0, "loss/ce": 1.5, "loss/reconstruction": 0.2, "mask_ratio_noisy": 0.1}
+    for run in on.base.runs:
+        write(run.path, [*warm, {"epoch": 3, "test_acc": 39.0, "loss/ce": 1.6}])
+    for run in on.runs:
+        moved = [{**row, "epoch_seconds": 7.5} for row in warm]
+        if run.seed == 1:
+            moved[1]["loss/ce"] = 1.9000001
+        write(run.path, [*moved, sanm_epoch])
+    found = find_runs([runs])
+    on = next(g for g in group_runs(found) if g.sanm == "on" and g.variant.endswith("mu=0.2"))
+    assert "| +6.00 | +5.00 | +13.00 | 1 of 2 | 89.70 (Table 6) |" in markdown(found, group_runs(found))
+    seed0 = next(r for r in on.runs if r.seed == 0)
+    base0 = next(r for r in on.base.runs if r.seed == 0)
+    assert is_paired(seed0, base0)
+    write(seed0.path, warm)  # SANM never started: nothing to pair through
+    del seed0.records
+    assert not is_paired(seed0, base0)
+    write(seed0.path, [sanm_epoch])  # SANM from the first epoch: no epoch before it
+    del seed0.records
+    assert not is_paired(seed0, base0)
 
 
 def test_csv_and_latex_carry_the_same_rows(runs):
