@@ -15,6 +15,7 @@ central 256 x 256 square, which differs only for images far from square.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
@@ -148,8 +149,23 @@ class _Plan:
 def _leave_on_sigterm(worker_id: int) -> None:
     """In a decode worker: SIGTERM ends it quietly, from whoever it comes. torch does so only for its parent's;
     from anyone else (SLURM signals every process of a job) the worker dies of the signal, and the run's process
-    then stops with a DataLoader error instead of as Ctrl-C does with its own SIGTERM (interrupts.py)."""
+    then stops with a DataLoader error instead of as Ctrl-C does with its own SIGTERM (interrupts.py). A SIGTERM
+    that came since the fork was held (`_sigterm_held_while_forking`) and arrives now, to this handler."""
     signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(0))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
+@contextlib.contextmanager
+def _sigterm_held_while_forking() -> Iterator[None]:
+    """Workers are forked with the run's own SIGTERM handler, which raises `Terminated` (interrupts.py); one that
+    reached a worker before `_leave_on_sigterm` replaced it would raise there, in a copy of the run. The signal
+    is blocked across the fork: a worker inherits the block and lifts it once its own handler is in, and the
+    run receives a SIGTERM of that moment when the block ends here."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 class _Stream:
@@ -169,7 +185,8 @@ class _Stream:
     def start(self, batches: list[list[int]]) -> None:
         self.plan.batches = batches
         self.expected = deque(tuple(b) for b in batches)
-        self.iterator = iter(self.loader)  # with persistent workers this resets the same processes
+        with _sigterm_held_while_forking():  # the first call forks the workers; later ones reset them
+            self.iterator = iter(self.loader)
 
     def pull_until(self, key: tuple[int, ...], lookahead: int) -> Optional[list[tuple[tuple[int, ...], Any]]]:
         """The decoded batches up to and including `key` when `key` is among the next `lookahead` planned ones,

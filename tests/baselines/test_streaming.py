@@ -4,6 +4,11 @@ batches decoded in DataLoader workers and returned exactly as an in-memory array
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -90,6 +95,35 @@ def test_two_streams_interleave_and_a_skipped_batch_is_passed_over(files) -> Non
 def test_bad_worker_count_is_refused(files) -> None:
     with pytest.raises(ValueError, match="dataset.workers"):
         StreamedImages(files, "cpu", workers=-1)
+
+
+A_JOB_SIGTERM_WHILE_THE_WORKERS_START = textwrap.dedent("""
+    import os, signal, sys, time
+    from baselines.common.interrupts import Terminated, sigterm_as_interrupt
+    from baselines.common.streaming import ImageFiles, StreamedImages
+    files = ImageFiles(sys.argv[1], sys.argv[2:], size=16)
+    run = os.getpid()
+    os.register_at_fork(after_in_child=lambda: time.sleep(3))  # a worker slow to reach its own code
+    try:
+        with sigterm_as_interrupt():
+            images = StreamedImages(files, "cpu", workers=2)
+            images.plan([[0, 1], [2, 3]])
+            os.killpg(0, signal.SIGTERM)  # as SLURM does: every process of the job, the starting workers too
+            time.sleep(60)
+    except Terminated:
+        print("stopped in the run" if os.getpid() == run else "stopped in a worker")
+""")
+
+
+@pytest.mark.slow
+def test_a_sigterm_that_reaches_a_decode_worker_before_its_handler_ends_it_quietly(files) -> None:
+    """A forked worker has the run's SIGTERM handler until its own is installed: a job's SIGTERM in between
+    must not raise the run's `Terminated` in the worker (a traceback, or a worker that carries on as the run)."""
+    names = [files.path(i).name for i in range(4)]
+    done = subprocess.run([sys.executable, "-c", A_JOB_SIGTERM_WHILE_THE_WORKERS_START, str(files.path(0).parent),
+                           *names], cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True,
+                          timeout=600, start_new_session=True)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "stopped in the run\n", "")
 
 
 def test_imagenet_views_are_random_windows_for_training_and_the_central_one_for_evaluation() -> None:
