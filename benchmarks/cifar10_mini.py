@@ -43,7 +43,8 @@ On a CPU, DivideMix's rows run channels_last (`--channels-last auto`, the defaul
 `off` puts every row in one layout. RESULTS.md's DivideMix rows older than that check ran plain: add
 `--channels-last off` to reproduce them, and compare rows run in the same layout.
 
-Each run checkpoints every epoch; `--resume` continues interrupted runs and only re-reads finished ones.
+Each run checkpoints every epoch; `--resume` continues interrupted runs and only re-reads finished ones, and
+`--overwrite` starts them again; with neither, a run whose directory already holds a run stops with an error.
 The wall column is each run's own training time (summed over its resumed parts). `--jobs N` runs up to N of the
 (row, seed) runs at once, each its own process: the protocol's width-16 runs leave a GPU mostly idle, and on a CPU
 each job takes a core (set `OMP_NUM_THREADS` so that jobs x threads fits the cores). The table is the same.
@@ -161,13 +162,14 @@ PROTOCOLS = {
 
 
 def common_overrides(args: argparse.Namespace, protocol: dict, folder: Path, noise: str) -> list[str]:
-    """What every run of one invocation shares: the data, noise, width, the protocol's settings and resume (the
+    """What every run of one invocation shares: the data, noise, width, the protocol's settings, and resume or
+    overwrite (neither: a run directory that already holds a run is refused, never started again by default; the
     memory layout is each row's: `channels_last_for`)."""
     return [
         "dataset=image_folder", f"dataset.root={folder}", f"noise={noise}", f"model.width={args.width}",
         f"trainer.epochs={protocol['epochs']}", f"device={args.device}",
-        "resume=true" if args.resume else "overwrite=true", "progress=false",
-    ] + ([f"dataset.train_subset={args.subset}"] if args.subset else []) + (
+        "progress=false",
+    ] + (["resume=true"] if args.resume else ["overwrite=true"] if args.overwrite else []) + ([f"dataset.train_subset={args.subset}"] if args.subset else []) + (
         [f"trainer.batch_size={protocol['batch_size']}"] if "batch_size" in protocol else []) + (
         [f"trainer.val_fraction={protocol['val_fraction']}"] if "val_fraction" in protocol else []) + (
         [f"noise.file={args.human_labels.resolve()}"] if noise.startswith("cifar10n_") else [])
@@ -233,9 +235,13 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1,
                         help="runs at once, each its own process (several share a GPU; on a CPU one a core)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue interrupted runs from their last checkpoint (finished ones are only re-read) "
-                             "instead of starting every run again")
+                        help="continue interrupted runs from their last checkpoint (finished ones are only re-read)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start every run again, deleting what its run directory holds (without this flag or "
+                             "--resume, a run directory that already holds a run stops that run with an error)")
     args = parser.parse_args()
+    if args.resume and args.overwrite:
+        parser.error("--resume and --overwrite exclude each other: continue the runs, or start them again")
     if args.jobs < 1:
         parser.error(f"--jobs {args.jobs}: give at least 1 (runs at once)")
     protocol = {**PROTOCOLS[args.protocol], **({"epochs": args.epochs} if args.epochs else {})}
@@ -251,7 +257,8 @@ def main() -> None:
             channels_last_for(args.channels_last, RUNS[task[0]][1], args.device, args.width)), tasks)))
     failed = [outcome for outcome in done.values() if isinstance(outcome, str)]
     if failed:
-        sys.exit("\n".join(failed) + "\n(the other runs finished; rerun the same command with --resume)")
+        sys.exit("\n".join(failed) + "\n(the other runs finished; rerun the same command with --resume, or with "
+                 "--overwrite to start the failed ones again)")
     rows = []
     for key in args.runs:
         outcomes = [done[key, seed] for seed in args.seeds]

@@ -97,6 +97,15 @@ def test_accuracy_benchmark_writes_its_table_and_resumes(tmp_path):
     assert metrics[1].read_text() == before
     row = next(line for line in table.splitlines() if line.startswith("| SANM(CE)"))
     assert row in again.read_text().splitlines()
+    # without --resume or --overwrite, a run directory that holds a run is never started again
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SANM_CACHE_DIR": str(tmp_path / "cache")}
+    refused = subprocess.run([sys.executable, *args, "--runs", "sanm_ce", "--epochs", "3"], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=1800)
+    assert refused.returncode != 0 and "already holds a run" in refused.stderr
+    assert "rerun the same command with --resume, or with --overwrite" in refused.stderr
+    assert metrics[1].read_text() == before
+    _run(tmp_path, *args, "--runs", "sanm_ce", "--epochs", "2", "--overwrite")  # starts it again
+    assert [json.loads(line)["epoch"] for line in metrics[1].read_text().splitlines()] == [1, 2]
 
 
 @pytest.mark.slow
