@@ -271,8 +271,10 @@ def is_paired(sanm_run: Run, base_run: Run) -> bool:
     seed's accuracy by up to a point (benchmarks/RESULTS.md)."""
     ours, base = records_by_epoch(sanm_run), records_by_epoch(base_run)
     started = [epoch for epoch, row in ours.items() if any(key.startswith(SANM_KEYS) for key in row)]
-    before = [epoch for epoch in ours if not started or epoch < min(started)]
-    if not started or not before or any(epoch not in base for epoch in before):
+    if not started:
+        return False
+    before = [epoch for epoch in ours if epoch < min(started)]
+    if not before or any(epoch not in base for epoch in before):
         return False
     return all(ours[e][key] == base[e][key] for e in before for key in ours[e].keys() & base[e].keys()
                if not key.endswith(TIMING_SUFFIX))
@@ -306,9 +308,8 @@ def table_rows(groups: list[Group], pm: str = "±") -> list[list[str]]:
 
 
 def metric_history(run: Run, metric: str) -> dict[int, float]:
-    """epoch -> the value `metric` was logged with (a line written again after a resume replaces the earlier one)."""
-    return {int(row["epoch"]): float(row[metric]) for row in run.records
-            if row.get(metric) is not None and "epoch" in row}
+    """epoch -> the value `metric` was logged with, in that epoch's latest record (`records_by_epoch`)."""
+    return {epoch: float(row[metric]) for epoch, row in records_by_epoch(run).items() if row.get(metric) is not None}
 
 
 EPOCH_KEYS = ("method", "dataset", "noise", "SANM", "variant", "seeds")
