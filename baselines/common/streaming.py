@@ -152,7 +152,8 @@ def _leave_on_sigterm(worker_id: int) -> None:
     then stops with a DataLoader error instead of as Ctrl-C does with its own SIGTERM (interrupts.py). A SIGTERM
     that came since the fork was held (`_sigterm_held_while_forking`) and arrives now, to this handler."""
     signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(0))
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+    if hasattr(signal, "pthread_sigmask"):  # POSIX; elsewhere nothing was blocked
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
 
 @contextlib.contextmanager
@@ -161,6 +162,9 @@ def _sigterm_held_while_forking() -> Iterator[None]:
     reached a worker before `_leave_on_sigterm` replaced it would raise there, in a copy of the run. The signal
     is blocked across the fork: a worker inherits the block and lifts it once its own handler is in, and the
     run receives a SIGTERM of that moment when the block ends here."""
+    if not hasattr(signal, "pthread_sigmask"):  # POSIX only (not Windows, which has no fork either)
+        yield
+        return
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     try:
         yield
