@@ -146,26 +146,32 @@ class _Plan:
         return len(self.batches)
 
 
+# Ctrl-C reaches every process of the terminal's group and a job's SIGTERM every process of the job
+_HELD_WHILE_FORKING = {signal.SIGINT, signal.SIGTERM}
+
+
 def _leave_on_sigterm(worker_id: int) -> None:
     """In a decode worker: SIGTERM ends it quietly, from whoever it comes. torch does so only for its parent's;
     from anyone else (SLURM signals every process of a job) the worker dies of the signal, and the run's process
-    then stops with a DataLoader error instead of as Ctrl-C does with its own SIGTERM (interrupts.py). A SIGTERM
-    that came since the fork was held (`_sigterm_held_while_forking`) and arrives now, to this handler."""
+    then stops with a DataLoader error instead of as Ctrl-C does with its own SIGTERM (interrupts.py). A Ctrl-C or
+    SIGTERM that came since the fork was held (`_signals_held_while_forking`) and arrives now: a SIGTERM to this
+    handler, a Ctrl-C as the KeyboardInterrupt that torch's worker loop, around this function, takes as its end."""
     signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(0))
     if hasattr(signal, "pthread_sigmask"):  # POSIX; elsewhere nothing was blocked
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD_WHILE_FORKING)
 
 
 @contextlib.contextmanager
-def _sigterm_held_while_forking() -> Iterator[None]:
-    """Workers are forked with the run's own SIGTERM handler, which raises `Terminated` (interrupts.py); one that
-    reached a worker before `_leave_on_sigterm` replaced it would raise there, in a copy of the run. The signal
-    is blocked across the fork: a worker inherits the block and lifts it once its own handler is in, and the
-    run receives a SIGTERM of that moment when the block ends here."""
+def _signals_held_while_forking() -> Iterator[None]:
+    """Workers are forked with the run's own handlers, which raise `Terminated` or KeyboardInterrupt
+    (interrupts.py); one that reached a worker before its own code took over would raise there, outside torch's
+    worker loop, in a copy of the run (which would then stop as the run does: a second "interrupted" line). The
+    signals are blocked across the fork: a worker inherits the block and lifts it in `_leave_on_sigterm`, and the
+    run receives a signal of that moment when the block ends here."""
     if not hasattr(signal, "pthread_sigmask"):  # POSIX only (not Windows, which has no fork either)
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_WHILE_FORKING)
     try:
         yield
     finally:
@@ -189,7 +195,7 @@ class _Stream:
     def start(self, batches: list[list[int]]) -> None:
         self.plan.batches = batches
         self.expected = deque(tuple(b) for b in batches)
-        with _sigterm_held_while_forking():  # the first call forks the workers; later ones reset them
+        with _signals_held_while_forking():  # the first call forks the workers; later ones reset them
             self.iterator = iter(self.loader)
 
     def pull_until(self, key: tuple[int, ...], lookahead: int) -> Optional[list[tuple[tuple[int, ...], Any]]]:

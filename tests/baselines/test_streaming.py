@@ -97,32 +97,34 @@ def test_bad_worker_count_is_refused(files) -> None:
         StreamedImages(files, "cpu", workers=-1)
 
 
-A_JOB_SIGTERM_WHILE_THE_WORKERS_START = textwrap.dedent("""
+A_SIGNAL_TO_THE_GROUP_WHILE_THE_WORKERS_START = textwrap.dedent("""
     import os, signal, sys, time
-    from baselines.common.interrupts import Terminated, sigterm_as_interrupt
+    from baselines.common.interrupts import sigterm_as_interrupt
     from baselines.common.streaming import ImageFiles, StreamedImages
-    files = ImageFiles(sys.argv[1], sys.argv[2:], size=16)
+    files = ImageFiles(sys.argv[2], sys.argv[3:], size=16)
     run = os.getpid()
     os.register_at_fork(after_in_child=lambda: time.sleep(3))  # a worker slow to reach its own code
     try:
         with sigterm_as_interrupt():
             images = StreamedImages(files, "cpu", workers=2)
             images.plan([[0, 1], [2, 3]])
-            os.killpg(0, signal.SIGTERM)  # as SLURM does: every process of the job, the starting workers too
+            os.killpg(0, getattr(signal, sys.argv[1]))  # every process of the group, the starting workers too
             time.sleep(60)
-    except Terminated:
+    except KeyboardInterrupt:  # Terminated, or Ctrl-C's own
         print("stopped in the run" if os.getpid() == run else "stopped in a worker")
 """)
 
 
 @pytest.mark.slow
-def test_a_sigterm_that_reaches_a_decode_worker_before_its_handler_ends_it_quietly(files) -> None:
-    """A forked worker has the run's SIGTERM handler until its own is installed: a job's SIGTERM in between
-    must not raise the run's `Terminated` in the worker (a traceback, or a worker that carries on as the run)."""
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_a_signal_that_reaches_a_decode_worker_before_its_handler_ends_it_quietly(files, signame) -> None:
+    """A forked worker has the run's handlers until its own code takes over: a job's SIGTERM (SLURM) or a
+    terminal's Ctrl-C in between must not raise the run's interrupt in the worker (a traceback, or a worker that
+    carries on as the run)."""
     names = [files.path(i).name for i in range(4)]
-    done = subprocess.run([sys.executable, "-c", A_JOB_SIGTERM_WHILE_THE_WORKERS_START, str(files.path(0).parent),
-                           *names], cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True,
-                          timeout=600, start_new_session=True)
+    done = subprocess.run([sys.executable, "-c", A_SIGNAL_TO_THE_GROUP_WHILE_THE_WORKERS_START, signame,
+                           str(files.path(0).parent), *names], cwd=Path(__file__).resolve().parents[2],
+                          capture_output=True, text=True, timeout=600, start_new_session=True)
     assert (done.returncode, done.stdout, done.stderr) == (0, "stopped in the run\n", "")
 
 
