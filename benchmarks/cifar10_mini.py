@@ -165,11 +165,11 @@ def common_overrides(args: argparse.Namespace, protocol: dict, folder: Path, noi
     """What every run of one invocation shares: the data, noise, width, the protocol's settings, and resume or
     overwrite (neither: a run directory that already holds a run is refused, never started again by default; the
     memory layout is each row's: `channels_last_for`)."""
+    existing_runs = ["resume=true"] if args.resume else ["overwrite=true"] if args.overwrite else []
     return [
         "dataset=image_folder", f"dataset.root={folder}", f"noise={noise}", f"model.width={args.width}",
-        f"trainer.epochs={protocol['epochs']}", f"device={args.device}",
-        "progress=false",
-    ] + (["resume=true"] if args.resume else ["overwrite=true"] if args.overwrite else []) + ([f"dataset.train_subset={args.subset}"] if args.subset else []) + (
+        f"trainer.epochs={protocol['epochs']}", f"device={args.device}", "progress=false", *existing_runs,
+    ] + ([f"dataset.train_subset={args.subset}"] if args.subset else []) + (
         [f"trainer.batch_size={protocol['batch_size']}"] if "batch_size" in protocol else []) + (
         [f"trainer.val_fraction={protocol['val_fraction']}"] if "val_fraction" in protocol else []) + (
         [f"noise.file={args.human_labels.resolve()}"] if noise.startswith("cifar10n_") else [])

@@ -146,8 +146,10 @@ class _Plan:
         return len(self.batches)
 
 
-# Ctrl-C reaches every process of the terminal's group and a job's SIGTERM every process of the job
+# Ctrl-C reaches every process of the terminal's group and a job's SIGTERM every process of the job; signal
+# masks are POSIX (not Windows, which has no fork either: there nothing is held)
 _HELD_WHILE_FORKING = {signal.SIGINT, signal.SIGTERM}
+_CAN_HOLD = hasattr(signal, "pthread_sigmask")
 
 
 def _leave_on_sigterm(worker_id: int) -> None:
@@ -157,7 +159,7 @@ def _leave_on_sigterm(worker_id: int) -> None:
     SIGTERM that came since the fork was held (`_signals_held_while_forking`) and arrives now: a SIGTERM to this
     handler, a Ctrl-C as the KeyboardInterrupt that torch's worker loop, around this function, takes as its end."""
     signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(0))
-    if hasattr(signal, "pthread_sigmask"):  # POSIX; elsewhere nothing was blocked
+    if _CAN_HOLD:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD_WHILE_FORKING)
 
 
@@ -168,7 +170,7 @@ def _signals_held_while_forking() -> Iterator[None]:
     worker loop, in a copy of the run (which would then stop as the run does: a second "interrupted" line). The
     signals are blocked across the fork: a worker inherits the block and lifts it in `_leave_on_sigterm`, and the
     run receives a signal of that moment when the block ends here."""
-    if not hasattr(signal, "pthread_sigmask"):  # POSIX only (not Windows, which has no fork either)
+    if not _CAN_HOLD:
         yield
         return
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_WHILE_FORKING)
