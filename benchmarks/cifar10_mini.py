@@ -166,13 +166,17 @@ def common_overrides(args: argparse.Namespace, protocol: dict, folder: Path, noi
     overwrite (neither: a run directory that already holds a run is refused, never started again by default; the
     memory layout is each row's: `channels_last_for`)."""
     existing_runs = ["resume=true"] if args.resume else ["overwrite=true"] if args.overwrite else []
+    where_set = {  # None: the key keeps the method's own value
+        "dataset.train_subset": args.subset or None,
+        "trainer.batch_size": protocol.get("batch_size"),
+        "trainer.val_fraction": protocol.get("val_fraction"),
+        "noise.file": args.human_labels.resolve() if noise.startswith("cifar10n_") else None,
+    }
     return [
         "dataset=image_folder", f"dataset.root={folder}", f"noise={noise}", f"model.width={args.width}",
         f"trainer.epochs={protocol['epochs']}", f"device={args.device}", "progress=false", *existing_runs,
-    ] + ([f"dataset.train_subset={args.subset}"] if args.subset else []) + (
-        [f"trainer.batch_size={protocol['batch_size']}"] if "batch_size" in protocol else []) + (
-        [f"trainer.val_fraction={protocol['val_fraction']}"] if "val_fraction" in protocol else []) + (
-        [f"noise.file={args.human_labels.resolve()}"] if noise.startswith("cifar10n_") else [])
+        *(f"{key}={value}" for key, value in where_set.items() if value is not None),
+    ]
 
 
 def channels_last_for(choice: str, method: str, device: str, width: int = 16) -> bool:
