@@ -1,7 +1,7 @@
 """How a run uses its device: numeric precision, memory format and compilation (trainer.precision,
 trainer.channels_last, trainer.compile).
 
-These change how fast a run trains, not what it trains, so a run may resume under other values (the engine's
+These change how fast a run trains, not what it trains, so a run may resume under other values (identity.py's
 RESUMABLE_KEYS). SANM's map and box arithmetic disable autocast themselves and stay in fp32 whatever is chosen
 here; losses are computed on `.float()` logits.
 """

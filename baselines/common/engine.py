@@ -5,7 +5,7 @@ A method (one module in baselines/) subclasses `Method` and writes only what is 
 `run(cfg, MethodClass)` does the rest, identically for every method:
 
     trainer `auto`s from the method's table -> seed -> data + noisy labels [-> noisy validation split]
-    -> method.build() -> [resume] -> for each epoch:
+    -> method.build() -> [resume, if the checkpoint is the same run: identity.py] -> for each epoch:
         lr schedule -> method.train_epoch (on_epoch_start, then train_step per batch)
         -> test (and validation) accuracy -> metrics.jsonl -> checkpoints/last.pt (atomic, with all RNG states)
     -> summary.json
@@ -13,7 +13,6 @@ A method (one module in baselines/) subclasses `Method` and writes only what is 
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import shutil
@@ -35,10 +34,11 @@ from . import distributed, trackers
 from .acceleration import Acceleration, routed_model
 from .augment import build_augment
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
-from .config import AUTO, MethodConfig, dataset_dir_name, flatten, register_method_schema, sanm_preset_values
+from .config import AUTO, MethodConfig, dataset_dir_name, register_method_schema
 from .data import DatasetError, ImageDataset, default_cache_dir, load_dataset
 from .encoders import Encoder, choose_encoder, load_encoder
 from .environment import count_environments, record_environment
+from .identity import CHECKPOINT_FORMAT, ResumeRefused, check_resumable, run_identity
 from .interrupts import exit_code, interrupts_deferred, sigterm_as_interrupt, signal_name
 from .streaming import ImageFiles, StreamedImages
 from .metrics import ConsoleLog, EpochMeans, QuietConsole, RankRecords, RunRecorder, epoch_progress, without_truth
@@ -62,13 +62,6 @@ class RunInterrupted(Exception):
         super().__init__(f"interrupted by {signal} after {completed} of {epochs} epochs")
         self.run_dir, self.completed, self.epochs = run_dir, completed, epochs
         self.signal, self.exit_code = signal, exit_code
-
-
-# Checkpoints since format 2 count epochs from 1 like every other output: "epoch" = epochs completed.
-CHECKPOINT_FORMAT = 2
-# What may change between a run and its resume: how long it trains and how it reports, not what it trains.
-RESUMABLE_KEYS = ("trainer.epochs", "trainer.eval_batch_size", "trainer.precision", "trainer.channels_last",
-                  "trainer.compile", "trainer.sync_bn")
 
 
 @dataclass
@@ -537,9 +530,9 @@ def _train(cfg: DictConfig, method_cls: type[Method], run_dir: Optional[Path]) -
     if cfg.resume and checkpoint.exists():
         try:
             state = load_checkpoint(checkpoint, map_location=ctx.device)
-        except RuntimeError as error:
+            check_resumable(state, identity, checkpoint, cfg.method.name)
+        except (RuntimeError, ResumeRefused) as error:
             raise ConfigurationError(str(error)) from error
-        check_resumable(state, identity, checkpoint, cfg.method.name)
         if state["epoch"] > cfg.trainer.epochs:
             raise ConfigurationError(f"resume=true with trainer.epochs={cfg.trainer.epochs}, but the run in {run_dir} "
                                      f"has completed {state['epoch']} epochs; give trainer.epochs >= {state['epoch']}")
@@ -722,108 +715,6 @@ def _set_rank_rng(state: Optional[dict], seed: int, world: distributed.World, co
                     "rank 0 continues its stream, the others start fresh ones")
     if world.rank > 0:
         _seed(seed * 1000 + world.rank)
-
-
-def run_identity(cfg: DictConfig, dataset_identity: str) -> dict[str, str]:
-    """Everything that determines what a run trains, as {dotted key: JSON value}: the data (by content, not
-    by path), noise, model, method, SANM, trainer (as given, `auto`s unresolved), augmentation, seed and
-    encoder; without RESUMABLE_KEYS and the run-control options (device, output paths, logging)."""
-    given = OmegaConf.to_container(cfg, resolve=True)
-    identity = {"dataset": dataset_identity, "seed": json.dumps(given["seed"]),
-                "pretrained": json.dumps(given.get("pretrained")),
-                "pretrain_epochs": json.dumps(given.get("pretrain_epochs")),
-                "sanm": json.dumps(given.get("sanm") is not None)}
-    for group in ("noise", "model", "method", "trainer", "augment", "sanm"):
-        for key, value in flatten(given.get(group) or {}, group).items():
-            if key not in RESUMABLE_KEYS and key != "noise.name":
-                identity[key] = json.dumps(value, sort_keys=True)
-    return _with_sanm_preset_values(identity)
-
-
-def _with_sanm_preset_values(identity: dict[str, str]) -> dict[str, str]:
-    """The identity with the hook settings a SANM run left to its preset (`null`) as the preset's values of
-    today, so that a later change of a default (the decoder's, say) cannot change what a saved run resumes as."""
-    if json.loads(identity.get("sanm.enabled", "false")) is not True:
-        return identity
-    preset = sanm_preset_values(json.loads(identity.get("sanm.preset", '"paper"')),
-                                json.loads(identity.get("method.name", '""')))
-    return {**identity, **{f"sanm.{name}": json.dumps(value, sort_keys=True) for name, value in preset.items()
-                           if identity.get(f"sanm.{name}") == "null"}}
-
-
-def check_resumable(state: dict, identity: dict[str, str], checkpoint: Path, method_name: str) -> None:
-    """Refuse, in one line naming the keys, to continue a checkpoint under settings it was not trained with."""
-    if state.get("format", 1) != CHECKPOINT_FORMAT:
-        raise ConfigurationError(f"{checkpoint} was written by an older version of this library (epochs counted "
-                                 "from 0); finish it with that version, or start again with overwrite=true")
-    if state["method_name"] != method_name:
-        raise ConfigurationError(f"{checkpoint} was written by {state['method_name']}, not {method_name}; "
-                                 "use another run_dir or overwrite=true")
-    saved = upgrade_identity(state["identity"], state.get("networks", {}))
-    differ = sorted(key for key in saved.keys() | identity.keys() if saved.get(key) != identity.get(key))
-    if differ:
-        shown = ", ".join(f"{key} ({_short(saved.get(key))} -> {_short(identity.get(key))})" for key in differ[:6])
-        more = f" and {len(differ) - 6} more" if len(differ) > 6 else ""
-        raise ConfigurationError(f"resume=true, but this command differs from the run in {checkpoint.parent.parent} "
-                                 f"in {shown}{more}; resume with the run's own settings (see its resolved.yaml), or "
-                                 "use another run_dir= or overwrite=true")
-
-
-# Keys added to the config after checkpoint format 2, with the value that trains as the code before them did:
-# a checkpoint that lacks one was trained that way, so it still resumes (its progress is never lost).
-ADDED_KEYS = {"method.recipe": '"paper"', "method.mix_views": "null", "method.warmup_augment": "null",
-              "method.sanm_masked_set": '"all"'}
-_AUGMENT_KEYS = ("crop_padding", "flip", "num_ops", "magnitude", "cutout", "fill")
-
-
-def upgrade_identity(saved: dict[str, str], networks: Optional[dict] = None) -> dict[str, str]:
-    """A checkpoint's identity in today's keys: `trainer.augment` true / false became `augment=weak` / `none`;
-    ADDED_KEYS take their old behaviour; `sanm.extremes` did not exist while every preset read the map
-    exactly, which is the paper preset's reading still (the official preset's is now uint8, so it is left
-    missing there and such a run is refused). Identities written before the preset's SANM values were
-    recorded hold `null` for them: the decoder's default changed (bn, then linear), so the saved weights say
-    which one trained; every other default is unchanged since its key was added."""
-    saved = dict(saved)
-    if "trainer.augment" in saved and "augment.name" not in saved:
-        saved["augment.name"] = json.dumps("weak" if json.loads(saved.pop("trainer.augment")) else "none")
-        saved.update({f"augment.{key}": "null" for key in _AUGMENT_KEYS})
-    if saved.get("method.name") in ('"dividemix"', '"c2d"'):  # the methods those keys were added to
-        for key, value in ADDED_KEYS.items():
-            saved.setdefault(key, value)
-    if saved.get("sanm.preset") == '"paper"' and "sanm.extremes" not in saved:
-        saved["sanm.extremes"] = "null"
-    for key in ("model.arch", "model.weights"):  # added with model=torchvision|timm; our models leave them null
-        saved.setdefault(key, "null")
-    saved.setdefault("model.softmax_output", "false")  # added for parity with the official code (issue 42)
-    # added with the cached auto encoders (issue 42): before, pretrained=auto (smoke and first-run presets) trained 2
-    saved.setdefault("pretrain_epochs", "2" if saved.get("pretrained") == '"auto"' else '"auto"')
-    for key in ("noise.index_file", "noise.index_key"):  # added for label files in another order (issue 39)
-        saved.setdefault(key, "null")
-    if "augment.name" in saved:  # added with augment=imagenet; every earlier preset views the whole image
-        saved.setdefault("augment.crop_size", "null")
-    if saved.get("sanm.decoder") == "null":
-        saved["sanm.decoder"] = json.dumps(_saved_decoder_kind(networks or {}))
-    saved = _with_sanm_preset_values(saved)
-    if saved.get("sanm.name") == '"on"' and saved.get("sanm.preset") == '"paper"':
-        saved["sanm.preset"] = '"method"'  # +sanm=on named the paper preset before the per-method one (issue 39);
-        # its values, filled in above, are the paper's, so a changed method default shows as that key alone
-    return saved
-
-
-def _saved_decoder_kind(networks: dict) -> Optional[str]:
-    """'bn' or 'linear': which reconstruction decoder a checkpoint's networks hold (BatchNorm keeps running
-    statistics, the linear decoder has none); None without SANM weights."""
-    keys = [key for net in networks.values() if isinstance(net, dict) for key in (net.get("sanm") or {})
-            if ".decoder." in key]
-    if not keys:
-        return None
-    return "bn" if any(key.endswith("running_mean") for key in keys) else "linear"
-
-
-def _short(value: Optional[str]) -> str:
-    if value is None:
-        return "unset"
-    return value if len(value) <= 40 else value[:18] + "..." + value[-18:]
 
 
 def _open_trackers(cfg: DictConfig, run_dir: Path) -> list[trackers.Tracker]:

@@ -18,7 +18,8 @@ from omegaconf import OmegaConf
 
 from fake_data import write_image_folder
 
-from baselines.common.engine import ConfigurationError, run, upgrade_identity
+from baselines.common.engine import ConfigurationError, run
+from baselines.common.identity import upgrade_identity
 from baselines.registry import BASELINES, METHODS, NOT_METHODS, PRETRAINING
 from method_steps import smoke_config
 
