@@ -19,7 +19,6 @@ from omegaconf import OmegaConf
 from fake_data import write_image_folder
 
 from baselines.common.engine import ConfigurationError, run
-from baselines.common.identity import upgrade_identity
 from baselines.registry import BASELINES, METHODS, NOT_METHODS, PRETRAINING
 from method_steps import smoke_config
 
@@ -360,27 +359,6 @@ def test_a_sanm_on_run_from_before_the_per_method_defaults_resumes_with_its_own_
         BASELINES["dividemix"], run_dir=tmp_path)
     assert [r["epoch"] for r in metrics(tmp_path)] == [1, 2]
     assert OmegaConf.load(tmp_path / "resolved.yaml").sanm.beta == 1.0
-
-
-@pytest.mark.parametrize("weights,decoder", [
-    (["augmenter.decoder.layers.0.weight", "augmenter.decoder.layers.1.running_mean"], '"bn"'),
-    (["augmenter.decoder.layers.0.weight", "augmenter.decoder.layers.0.bias"], '"linear"'),
-])
-def test_a_saved_null_decoder_is_read_from_the_saved_weights(weights, decoder):
-    saved = {"sanm.enabled": "true", "sanm.preset": '"paper"', "sanm.decoder": "null", "sanm.beta": "null"}
-    networks = {"net1": {"model": {}, "sanm": dict.fromkeys(weights)}, "net2": {"model": {}}}
-    upgraded = upgrade_identity(saved, networks)
-    assert upgraded["sanm.decoder"] == decoder and upgraded["sanm.beta"] == "1.0"
-    official = upgrade_identity({**saved, "sanm.preset": '"official"'}, {})  # no weights: the preset's value
-    assert official["sanm.decoder"] == '"linear"' and official["sanm.beta"] == "0.02"
-
-
-@pytest.mark.parametrize("pretrained,epochs", [('"auto"', "2"), ("null", '"auto"')])
-def test_checkpoints_from_before_issue_42_keys_resume_as_they_trained(pretrained, epochs):
-    """pretrained=auto pre-trained 2 epochs before pretrain_epochs existed (only the smoke and first-run presets set
-    it), and every network returned logits before model.softmax_output."""
-    upgraded = upgrade_identity({"pretrained": pretrained})
-    assert upgraded["pretrain_epochs"] == epochs and upgraded["model.softmax_output"] == "false"
 
 
 @pytest.mark.slow
