@@ -17,6 +17,11 @@ def _config(*overrides):
     return smoke_config("ce", "noise=sym_0.5", *overrides)
 
 
+@pytest.fixture
+def identity():
+    return run_identity(_config(), "digits-1234")
+
+
 def _checkpoint(identity, method_name="ce", format=CHECKPOINT_FORMAT):
     return {"format": format, "method_name": method_name, "identity": identity, "networks": {}}
 
@@ -30,25 +35,21 @@ def test_the_identity_leaves_out_what_a_resume_may_change_and_the_noise_preset_n
     assert {key for key in base if changed[key] != base[key]} == {"trainer.lr"}
 
 
-def test_a_checkpoint_of_the_same_run_continues():
-    identity = run_identity(_config(), "digits-1234")
+def test_a_checkpoint_of_the_same_run_continues(identity):
     check_resumable(_checkpoint(identity), identity, CHECKPOINT, "ce")  # no refusal
 
 
-def test_a_checkpoint_of_the_old_format_is_refused_with_what_to_do():
-    identity = run_identity(_config(), "digits-1234")
+def test_a_checkpoint_of_the_old_format_is_refused_with_what_to_do(identity):
     with pytest.raises(ResumeRefused, match=r"older version of this library .* overwrite=true"):
         check_resumable(_checkpoint(identity, format=1), identity, CHECKPOINT, "ce")
 
 
-def test_a_checkpoint_of_another_method_is_refused_naming_both():
-    identity = run_identity(_config(), "digits-1234")
+def test_a_checkpoint_of_another_method_is_refused_naming_both(identity):
     with pytest.raises(ResumeRefused, match=r"written by dividemix, not ce; use another run_dir"):
         check_resumable(_checkpoint(identity, method_name="dividemix"), identity, CHECKPOINT, "ce")
 
 
-def test_a_refusal_names_the_first_six_keys_that_differ_and_counts_the_rest():
-    identity = run_identity(_config(), "digits-1234")
+def test_a_refusal_names_the_first_six_keys_that_differ_and_counts_the_rest(identity):
     saved = {**identity, **{f"trainer.extra{i}": '"x"' for i in range(7)}, "dataset": "digits-" + "9" * 60}
     with pytest.raises(ResumeRefused) as refusal:
         check_resumable(_checkpoint(saved), identity, CHECKPOINT, "ce")
@@ -78,5 +79,3 @@ def test_checkpoints_from_before_issue_42_keys_resume_as_they_trained(pretrained
     it), and every network returned logits before model.softmax_output."""
     upgraded = upgrade_identity({"pretrained": pretrained})
     assert upgraded["pretrain_epochs"] == epochs and upgraded["model.softmax_output"] == "false"
-
-
